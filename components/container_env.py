@@ -1,0 +1,93 @@
+"""The environment a serving container receives: one contract between the deployment and the launcher.
+
+Pure Python (no Pulumi imports) so that settings validation, the ModelDeployment component and the
+launcher's contract test all use the same function. OCI's limits: every key is letters, digits and `_`,
+starts with a letter and is shorter than 32 characters; all variables together stay under 2048 bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+Engine = Literal["vllm", "tgi"]
+Method = Literal["offline", "online"]
+
+ENGINES: tuple[Engine, ...] = ("vllm", "tgi")
+DEPLOYED_MODEL_DIR = "/opt/ds/model/deployed_model"
+TOKEN_FILE = f"{DEPLOYED_MODEL_DIR}/token"
+DEFAULT_PORT = 8080
+RESERVED_PORTS = frozenset({24224, 8446, 8447})
+ENV_LIMIT_BYTES = 2048
+ONLINE_STORAGE_GB = 950
+
+# Routes OCI calls on the container when not told otherwise.
+OCI_DEFAULT_PREDICT = "/predict"
+OCI_DEFAULT_HEALTH = "/health"
+# TGI serves /generate itself; vLLM is fronted by the launcher's adapter, which serves OCI's defaults.
+PREDICT_ENDPOINT: dict[Engine, str] = {"vllm": OCI_DEFAULT_PREDICT, "tgi": "/generate"}
+
+_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,30}$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContainerSpec:
+    """What the serving container needs to know; every field is plain data from settings."""
+
+    engine: Engine
+    method: Method
+    model: str  # Hugging Face id (online) or ignored (offline: the deployed-model folder)
+    port: int = DEFAULT_PORT
+    tensor_parallelism: int = 1
+    max_model_len: int = 4096
+    quantization: str = "none"
+    params: str = ""
+    timeout_minutes: int = 60
+
+
+def container_env(spec: ContainerSpec) -> dict[str, str]:
+    """Environment variables for the BYOC container, in a stable order.
+
+    The Hugging Face token is never a value here: online deployments get the path of the token file
+    that the catalog model's artifact carries.
+    """
+    env: dict[str, str] = {
+        "ENGINE": spec.engine,
+        "MODEL": spec.model if spec.method == "online" else DEPLOYED_MODEL_DIR,
+        "PORT": str(spec.port),
+        "TENSOR_PARALLELISM": str(spec.tensor_parallelism),
+        "MAX_MODEL_LEN": str(spec.max_model_len),
+    }
+    if spec.quantization != "none":
+        env["QUANTIZATION"] = spec.quantization
+    if spec.params:
+        env["PARAMS"] = spec.params
+    if spec.method == "online":
+        env["TOKEN_FILE"] = TOKEN_FILE
+        env["STORAGE_SIZE_IN_GB"] = str(ONLINE_STORAGE_GB)
+    if PREDICT_ENDPOINT[spec.engine] != OCI_DEFAULT_PREDICT:
+        env["MODEL_DEPLOY_PREDICT_ENDPOINT"] = PREDICT_ENDPOINT[spec.engine]
+    env["MODEL_DEPLOY_HEALTH_ENDPOINT"] = OCI_DEFAULT_HEALTH
+    env["MODEL_DEPLOY_ENABLE_STREAMING"] = "true"
+    env["DEPLOYMENT_TIMEOUT_IN_MINUTES"] = str(spec.timeout_minutes)
+    return env
+
+
+def env_size_bytes(env: dict[str, str]) -> int:
+    """Bytes the variables take as OCI counts them (key and value, UTF-8)."""
+    return sum(len(k.encode()) + len(v.encode()) for k, v in env.items())
+
+
+def env_problems(env: dict[str, str]) -> list[str]:
+    """Reasons OCI would refuse this environment; empty when it is acceptable."""
+    problems = [
+        f"variable name {key!r} must start with a letter, hold only letters, digits and '_' "
+        f"and be shorter than 32 characters"
+        for key in env
+        if not _KEY.match(key)
+    ]
+    size = env_size_bytes(env)
+    if size >= ENV_LIMIT_BYTES:
+        problems.append(f"the container environment takes {size} bytes; OCI accepts under {ENV_LIMIT_BYTES}")
+    return problems

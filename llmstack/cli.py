@@ -1,0 +1,48 @@
+"""`llmstack`: the user's toolkit (plan, package, predict, chat, ...).
+
+Each subcommand lives in `llmstack/commands/<name>.py` and exposes `HELP` (one line), `configure(parser)`
+and `run(args) -> int`. Module-level imports there stay light; heavy ones (pulumi, oci, gradio) happen
+inside `run`, so `llmstack predict` never pays for the Pulumi engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from llmstack import commands
+from llmstack.errors import UserError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llmstack",
+        description="Plan, package, call and chat with LLM deployments on OCI Data Science.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        command = sub.add_parser(info.name.replace("_", "-"), help=module.HELP, description=module.HELP)
+        module.configure(command)
+        command.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args._run(args)
+    except UserError as exc:
+        print(f"llmstack {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"llmstack {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

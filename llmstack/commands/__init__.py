@@ -1,0 +1,1 @@
+"""One module per `llmstack` subcommand (see llmstack/cli.py for the protocol)."""

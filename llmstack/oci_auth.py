@@ -1,0 +1,132 @@
+"""How the toolkit and the dynamic providers authenticate to OCI, and how they build SDK clients.
+
+Modes (the ones OCI users have):
+- `api_key`: `~/.oci/config` (or `config_file`), section `profile`; the default.
+- `security_token`: a session token from `oci session authenticate`, same config file.
+- `instance_principal`: the identity of the compute instance the code runs on.
+- `resource_principal`: the identity of a Data Science notebook, job or function.
+- `none`: no signing, for a container on localhost.
+Clients are built per call (they are not picklable); `endpoint` points a client somewhere else than the
+region's public endpoint: a private endpoint, or a loopback fake in tests.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar, cast, get_args
+
+from llmstack.errors import UserError
+from llmstack.retry import Backoff, oci_retry_strategy
+
+AuthMode = Literal["api_key", "security_token", "instance_principal", "resource_principal", "none"]
+AUTH_MODES: tuple[str, ...] = get_args(AuthMode)
+DEFAULT_CONFIG_FILE = "~/.oci/config"
+DEFAULT_PROFILE = "DEFAULT"
+
+C = TypeVar("C")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Auth:
+    mode: AuthMode = "api_key"
+    profile: str = DEFAULT_PROFILE
+    config_file: str = DEFAULT_CONFIG_FILE
+
+    def __post_init__(self) -> None:
+        if self.mode not in AUTH_MODES:
+            raise UserError(f"auth mode {self.mode!r} is not one of: {', '.join(AUTH_MODES)}")
+
+    @classmethod
+    def from_env(cls, mode: str | None = None, profile: str | None = None) -> Auth:
+        """Explicit values first, then OCI_CLI_AUTH / OCI_CLI_PROFILE / OCI_CLI_CONFIG_FILE, then defaults."""
+        chosen = mode or os.environ.get("OCI_CLI_AUTH") or "api_key"
+        if chosen not in AUTH_MODES:
+            raise UserError(f"auth mode {chosen!r} is not one of: {', '.join(AUTH_MODES)}")
+        return cls(
+            mode=cast(AuthMode, chosen),
+            profile=profile or os.environ.get("OCI_CLI_PROFILE") or DEFAULT_PROFILE,
+            config_file=os.environ.get("OCI_CLI_CONFIG_FILE") or DEFAULT_CONFIG_FILE,
+        )
+
+    def as_inputs(self) -> dict[str, str]:
+        """The form dynamic resources carry in their inputs (no secret in it: only where to find one)."""
+        return {"mode": self.mode, "profile": self.profile, "configFile": self.config_file}
+
+    @classmethod
+    def from_inputs(cls, data: dict[str, Any] | None) -> Auth:
+        data = data or {}
+        return cls(
+            mode=cast(AuthMode, data.get("mode", "api_key")),
+            profile=str(data.get("profile", DEFAULT_PROFILE)),
+            config_file=str(data.get("configFile", DEFAULT_CONFIG_FILE)),
+        )
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """An SDK config dict and, where the mode needs one, the signer to pass next to it."""
+
+    config: dict[str, Any]
+    signer: Any | None
+
+
+def credentials(auth: Auth, region: str | None = None) -> Credentials:
+    """Load what `auth` names; a missing file, profile or key is a one-line UserError."""
+    import oci
+
+    if auth.mode == "none":
+        return Credentials({"region": region or ""}, None)
+    if auth.mode == "instance_principal":
+        signer = _principal(oci.auth.signers.InstancePrincipalsSecurityTokenSigner, "instance principal")
+        return Credentials({"region": region or signer.region}, signer)
+    if auth.mode == "resource_principal":
+        signer = _principal(oci.auth.signers.get_resource_principals_signer, "resource principal")
+        return Credentials({"region": region or signer.region}, signer)
+    try:
+        config = oci.config.from_file(os.path.expanduser(auth.config_file), auth.profile)
+    except oci.exceptions.ConfigFileNotFound as exc:
+        raise UserError(f"OCI config file {auth.config_file} not found: create it with `oci setup config`") from exc
+    except oci.exceptions.ProfileNotFound as exc:
+        raise UserError(f"profile {auth.profile!r} is not in {auth.config_file}") from exc
+    except oci.exceptions.InvalidConfig as exc:
+        raise UserError(f"OCI config {auth.config_file} [{auth.profile}] is invalid: {exc}") from exc
+    if region:
+        config["region"] = region
+    if auth.mode == "security_token":
+        token_file = config.get("security_token_file")
+        if not token_file:
+            raise UserError(f"profile {auth.profile!r} has no security_token_file: run `oci session authenticate`")
+        try:
+            with open(os.path.expanduser(token_file), encoding="utf-8") as fh:
+                token = fh.read().strip()
+            key = oci.signer.load_private_key_from_file(config["key_file"], config.get("pass_phrase"))
+        except OSError as exc:
+            raise UserError(f"cannot read the session token or key for profile {auth.profile!r}: {exc}") from exc
+        return Credentials(config, oci.auth.signers.SecurityTokenSigner(token, key))
+    return Credentials(config, None)
+
+
+def _principal(factory: Any, what: str) -> Any:
+    try:
+        return factory()
+    except Exception as exc:
+        raise UserError(f"{what} authentication failed (is this running inside OCI?): {exc}") from exc
+
+
+def make_client(
+    client_class: type[C],
+    auth: Auth,
+    *,
+    region: str | None = None,
+    endpoint: str | None = None,
+    backoff: Backoff = Backoff(),
+) -> C:
+    """An oci SDK client with the project's retry policy, built fresh for the caller."""
+    creds = credentials(auth, region)
+    kwargs: dict[str, Any] = {"retry_strategy": oci_retry_strategy(backoff)}
+    if creds.signer is not None:
+        kwargs["signer"] = creds.signer
+    if endpoint:
+        kwargs["service_endpoint"] = endpoint
+    return client_class(creds.config, **kwargs)  # type: ignore[call-arg]
