@@ -44,13 +44,15 @@ class ContainerSpec:
     quantization: str = "none"
     params: str = ""
     timeout_minutes: int = 60
+    token_secret_id: str | None = None  # OCI Vault secret holding the HF token (online, instead of the file)
 
 
 def container_env(spec: ContainerSpec) -> dict[str, str]:
     """Environment variables for the BYOC container, in a stable order.
 
     The Hugging Face token is never a value here: online deployments get the path of the token file
-    that the catalog model's artifact carries.
+    that the catalog model's artifact carries, or the OCID of a Vault secret the container reads with
+    its resource principal.
     """
     env: dict[str, str] = {
         "ENGINE": spec.engine,
@@ -64,7 +66,10 @@ def container_env(spec: ContainerSpec) -> dict[str, str]:
     if spec.params:
         env["PARAMS"] = spec.params
     if spec.method == "online":
-        env["TOKEN_FILE"] = TOKEN_FILE
+        if spec.token_secret_id:
+            env["TOKEN_SECRET_ID"] = spec.token_secret_id
+        else:
+            env["TOKEN_FILE"] = TOKEN_FILE
         env["STORAGE_SIZE_IN_GB"] = str(ONLINE_STORAGE_GB)
     if PREDICT_ENDPOINT[spec.engine] != OCI_DEFAULT_PREDICT:
         env["MODEL_DEPLOY_PREDICT_ENDPOINT"] = PREDICT_ENDPOINT[spec.engine]
