@@ -39,3 +39,16 @@ test: lint typecheck unit ## everything CI runs
 
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+TRAIN_STAMP := $(VENV)/.installed-train
+
+$(TRAIN_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,train]'
+	@touch $@
+
+.PHONY: install-train test-train
+install-train: $(TRAIN_STAMP) ## add the train extra (torch CPU, transformers, peft) to .venv
+
+test-train: $(TRAIN_STAMP) ## the fine-tuning entrypoint end to end on a tiny model, on the CPU
+	$(BIN)/mypy training
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -q tests/test_training.py tests/training

@@ -1,0 +1,11 @@
+"""Fixtures for the fine-tuning tests."""
+
+from __future__ import annotations
+
+import pytest
+from memory_store import MemoryStore
+
+
+@pytest.fixture
+def memory_store() -> MemoryStore:
+    return MemoryStore()
