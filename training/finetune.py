@@ -188,7 +188,11 @@ def fetch_once(dest: Path, fetch: Callable[[Path], None]) -> Path:
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    fetch(dest)
+    try:
+        fetch(dest)
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)  # no half-downloaded folder for the next run to trust
+        raise
     marker.touch()
     return dest
 
@@ -276,7 +280,7 @@ def training_arguments(args: FineTuneArgs, work: Path, cuda: bool) -> Any:
         use_cpu=not cuda,
         bf16=dtype == torch.bfloat16 and cuda,
         fp16=dtype == torch.float16,
-        gradient_checkpointing=args.gradient_checkpointing,
+        activation_checkpointing=args.gradient_checkpointing,
         remove_unused_columns=False,
         dataloader_num_workers=0,
     )
