@@ -166,6 +166,9 @@ class ModelServing(pulumi.ComponentResource):
                 auth=args.auth,
                 artifact=artifact,
                 custom_metadata=catalog_metadata(model, fingerprint),
+                hf_token=args.hf_token
+                if model.source.method == "online" and not args.token_secret_id
+                else None,
             ),
             opts=child,
         )
@@ -277,7 +280,7 @@ class ModelServing(pulumi.ComponentResource):
                 namespace=uri.namespace, bucket=uri.bucket, object_name=uri.object_name, region=args.region
             )
             return stored, None
-        return InlineArtifact(hf_token=None if args.token_secret_id else args.hf_token), None
+        return InlineArtifact(), None
 
 
 def catalog_metadata(
