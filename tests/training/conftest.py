@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from memory_store import MemoryStore
+
+from tests.training.memory_store import MemoryStore
 
 
 @pytest.fixture

@@ -24,8 +24,7 @@ peft = pytest.importorskip("peft", reason=REASON)
 pytest.importorskip("accelerate", reason=REASON)
 safetensors_torch = pytest.importorskip("safetensors.torch", reason=REASON)
 
-from memory_store import MemoryStore  # noqa: E402
-
+from tests.training.memory_store import MemoryStore  # noqa: E402
 from training.finetune import main  # noqa: E402
 
 FACTS = {

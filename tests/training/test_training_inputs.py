@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from memory_store import MemoryStore
 
 from llmstack.errors import UserError
+from tests.training.memory_store import MemoryStore
 from training import finetune
 from training.args import ArgsError, FineTuneArgs, parse_args, to_argv
 from training.data import IGNORE_INDEX, Example, encode, jsonl_files, read_examples
