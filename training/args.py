@@ -244,3 +244,11 @@ def to_argv(args: FineTuneArgs) -> list[str]:
         else:
             argv += [flag(field.name), repr(value) if isinstance(value, float) else str(value)]
     return argv
+
+
+def job_command(args: FineTuneArgs, *, gpus: int) -> list[str]:
+    """The command a Data Science Job runs: torchrun with one process per GPU of the job's shape."""
+    if not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 1:
+        raise ArgsError(f"gpus {gpus!r}: give the number of GPUs of the job's shape (at least 1)")
+    launcher = ["torchrun", "--standalone", "--nproc-per-node", str(gpus), "-m", "training.finetune"]
+    return launcher + to_argv(args)

@@ -19,7 +19,7 @@ import pytest
 from llmstack.errors import UserError
 from tests.training.memory_store import MemoryStore
 from training import finetune
-from training.args import ArgsError, FineTuneArgs, parse_args, to_argv
+from training.args import ArgsError, FineTuneArgs, job_command, parse_args, to_argv
 from training.data import IGNORE_INDEX, Example, encode, jsonl_files, read_examples
 from training.storage import (
     OciObjectStore,
@@ -77,6 +77,15 @@ def test_settings_round_trip_through_the_job_command_line() -> None:
     argv = to_argv(args)
     assert parse_args(argv) == args
     assert to_argv(parse_args(REQUIRED)) == REQUIRED  # defaults are left off: the command stays short
+
+
+def test_a_job_launches_one_process_per_gpu_under_torchrun() -> None:
+    args = parse_args([*REQUIRED, "--epochs", "2"])
+    command = job_command(args, gpus=4)
+    assert command[:6] == ["torchrun", "--standalone", "--nproc-per-node", "4", "-m", "training.finetune"]
+    assert parse_args(command[6:]) == args
+    with pytest.raises(ArgsError, match=r"^gpus 0: "):
+        job_command(args, gpus=0)
 
 
 @pytest.mark.parametrize(
