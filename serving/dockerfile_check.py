@@ -165,7 +165,7 @@ def problems(path: Path, text: str | None = None) -> list[str]:
     if any(item.keyword == "CMD" for item in found):
         say(
             next(item.line for item in found if item.keyword == "CMD"),
-            "CMD is set; the launcher takes no arguments",
+            "CMD is set; the launcher needs no default arguments (its settings come from ENV)",
         )
     return issues
 

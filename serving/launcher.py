@@ -393,7 +393,8 @@ def run(config: LaunchConfig, command: list[str], env: dict[str, str], *, engine
 
     _log(f"starting {config.engine}: {shlex.join(command)}")
     try:
-        process = subprocess.Popen(command, env=env)
+        # Its own process group: a Ctrl-C in a terminal reaches the engine once, through the launcher.
+        process = subprocess.Popen(command, env=env, process_group=0)
     except OSError as exc:
         server.server_close()
         raise LaunchError(
@@ -438,17 +439,15 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     environ = os.environ if env is None else env
     try:
         config = read_config(environ)
-        engine_port = args.engine_port or (
-            DEFAULT_ENGINE_PORT if config.port != DEFAULT_ENGINE_PORT else 8001
-        )
+        default_port = DEFAULT_ENGINE_PORT if config.port != DEFAULT_ENGINE_PORT else DEFAULT_ENGINE_PORT + 1
+        engine_port = args.engine_port or default_port
         if engine_port == config.port:
             raise LaunchError(f"PORT={config.port} is also the engine's port; accepted: any other port")
         command = engine_command(config, engine_port)
         if args.dry_run:
+            # A bad token file fails the dry run too; the Vault secret waits for the real run (it needs OCI).
             if config.token_file is not None:
-                read_token_file(
-                    config.token_file
-                )  # a bad token file fails here too, not only in the real run
+                read_token_file(config.token_file)
             print(shlex.join(command))
             return 0
         token = read_token(config)

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from serving_fakes import SOCKET_TIMEOUT_S, FakeEngine, free_port
 
 from serving.adapter import Adapter, AdapterConfig
+from tests.serving_fakes import SOCKET_TIMEOUT_S, FakeEngine, free_port
 
 SERVED = "/opt/ds/model/deployed_model"
 

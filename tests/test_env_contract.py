@@ -1,8 +1,8 @@
 """One contract between the ModelDeployment component and the launcher.
 
-For every engine x method (x token file / Vault secret): the keys `container_env` sets are exactly the
-keys the launcher reads from that environment plus the keys the OCI service reads, the two sets do not
-overlap, and the launcher accepts what the component sets.
+For every engine x method (x token file / Vault secret / no token): the keys `container_env` sets are
+exactly the keys the launcher reads from that environment plus the keys the OCI service reads, the two
+sets do not overlap, and the launcher accepts what the component sets.
 """
 
 from __future__ import annotations
@@ -45,40 +45,37 @@ class RecordingEnv(Mapping[str, str]):
 
 
 QUANTIZED = {"vllm": "awq", "tgi": "int8"}
+TOKEN_SOURCES = {"offline": ("none",), "online": ("file", "vault", "none")}
 CASES = [
     pytest.param(
-        engine,
-        method,
-        secret,
-        tuned,
-        id=f"{engine}-{method}{'-vault' if secret else ''}{'-tuned' if tuned else ''}",
+        engine, method, token, tuned, id=f"{engine}-{method}-token-{token}{'-tuned' if tuned else ''}"
     )
     for engine in contract.ENGINES
     for method in ("offline", "online")
-    for secret in ((False, True) if method == "online" else (False,))
+    for token in TOKEN_SOURCES[method]
     for tuned in (False, True)
 ]
 
 
-def spec(engine: str, method: str, secret: bool, tuned: bool) -> ContainerSpec:
+def spec(engine: str, method: str, token: str, tuned: bool) -> ContainerSpec:
+    tuned_params = "--served-model-name odsc-llm" if engine == "vllm" else "--max-batch-prefill-tokens 2048"
     return ContainerSpec(
         engine=engine,  # type: ignore[arg-type]
         method=method,  # type: ignore[arg-type]
         model="meta-llama/Llama-2-7b-chat-hf",
         tensor_parallelism=2 if tuned else 1,
         quantization=QUANTIZED[engine] if tuned else "none",
-        params="--served-model-name odsc-llm"
-        if engine == "vllm" and tuned
-        else ("--max-batch-prefill-tokens 2048" if tuned else ""),
-        token_secret_id="ocid1.vaultsecret.oc1.iad.amaaaaaaexample" if secret else None,
+        params=tuned_params if tuned else "",
+        token_secret_id="ocid1.vaultsecret.oc1.iad.amaaaaaaexample" if token == "vault" else None,
+        token_in_artifact=token == "file",
     )
 
 
-@pytest.mark.parametrize(("engine", "method", "secret", "tuned"), CASES)
+@pytest.mark.parametrize(("engine", "method", "token", "tuned"), CASES)
 def test_component_keys_are_launcher_keys_plus_service_keys(
-    engine: str, method: str, secret: bool, tuned: bool
+    engine: str, method: str, token: str, tuned: bool
 ) -> None:
-    env = container_env(spec(engine, method, secret, tuned))
+    env = container_env(spec(engine, method, token, tuned))
     recording = RecordingEnv(env)
     config = launcher.read_config(recording)
     launcher.engine_command(
@@ -94,15 +91,15 @@ def test_component_keys_are_launcher_keys_plus_service_keys(
     assert not recording.read & launcher.SERVICE_KEYS
 
 
-@pytest.mark.parametrize(("engine", "method", "secret", "tuned"), CASES)
-def test_what_the_launcher_reads_tracks_the_case(engine: str, method: str, secret: bool, tuned: bool) -> None:
-    env = container_env(spec(engine, method, secret, tuned))
+@pytest.mark.parametrize(("engine", "method", "token", "tuned"), CASES)
+def test_what_the_launcher_reads_tracks_the_case(engine: str, method: str, token: str, tuned: bool) -> None:
+    env = container_env(spec(engine, method, token, tuned))
     launcher_keys = set(env) - launcher.SERVICE_KEYS
     expected = {"ENGINE", "MODEL", "PORT", "TENSOR_PARALLELISM", "MAX_MODEL_LEN"}
     if tuned:
         expected |= {"QUANTIZATION", "PARAMS"}
-    if method == "online":
-        expected.add("TOKEN_SECRET_ID" if secret else "TOKEN_FILE")
+    if token != "none":
+        expected.add("TOKEN_SECRET_ID" if token == "vault" else "TOKEN_FILE")
     assert launcher_keys == expected
     service_keys = set(env) & launcher.SERVICE_KEYS
     assert service_keys >= {
@@ -113,11 +110,11 @@ def test_what_the_launcher_reads_tracks_the_case(engine: str, method: str, secre
     assert ("STORAGE_SIZE_IN_GB" in service_keys) == (method == "online")
 
 
-@pytest.mark.parametrize(("engine", "method", "secret", "tuned"), CASES)
+@pytest.mark.parametrize(("engine", "method", "token", "tuned"), CASES)
 def test_the_launcher_builds_what_the_component_asked_for(
-    engine: str, method: str, secret: bool, tuned: bool
+    engine: str, method: str, token: str, tuned: bool
 ) -> None:
-    env = container_env(spec(engine, method, secret, tuned))
+    env = container_env(spec(engine, method, token, tuned))
     config = launcher.read_config(env)
     assert config.engine == engine
     assert config.port == int(env["PORT"])
@@ -144,3 +141,19 @@ def test_the_routes_oci_is_told_to_call_are_served_by_the_adapter() -> None:
     assert contract.OCI_DEFAULT_HEALTH == HEALTH_ROUTE
     for engine in contract.ENGINES:
         assert contract.PREDICT_ENDPOINT[engine] in PREDICT_ROUTES
+
+
+def test_the_launcher_serves_every_quantization_the_settings_accept_and_no_other() -> None:
+    from components.settings import ENGINE_QUANTIZATIONS
+
+    for engine in contract.ENGINES:
+        accepted = set(ENGINE_QUANTIZATIONS[engine]) - {"none"}
+        assert set(launcher.QUANTIZATION_FLAG_VALUE[engine]) == accepted
+
+
+def test_a_public_online_model_starts_without_a_token_and_with_the_hub_reachable() -> None:
+    env = container_env(spec("vllm", "online", "none", tuned=False))
+    config = launcher.read_config(env)
+    assert launcher.read_token(config) is None
+    engine_env = launcher.engine_env(config, {}, None)
+    assert not {"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE"} & engine_env.keys()

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from serving_fakes import SOCKET_TIMEOUT_S, free_port, write_fake_program
 
 from serving import launcher
 from serving.launcher import LaunchError, engine_command, engine_env, main, read_config, read_token
+from tests.serving_fakes import SOCKET_TIMEOUT_S, free_port, write_fake_program
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "hf_TESTtoken0123456789abcdef"
