@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from serving.dockerfile_check import env_pairs, instructions, problems
+from tests.serving_fakes import free_port, write_fake_program
 
 ROOT = Path(__file__).resolve().parent.parent
 GOOD = """\
@@ -128,3 +129,43 @@ def test_the_checker_exits_non_zero_with_one_line_per_problem(tmp_path: Path) ->
     assert len(result.stderr.splitlines()) == 2 and all(
         str(bad) in line for line in result.stderr.splitlines()
     )
+
+
+@pytest.mark.parametrize("engine", ["vllm", "tgi"])
+def test_the_files_the_image_copies_are_enough_to_run_the_launcher(engine: str, tmp_path: Path) -> None:
+    """Lay out what the Dockerfile's COPY lines put in the image, then run the launcher from there alone
+    (`python -S`: no site-packages, so nothing from this checkout's install can stand in)."""
+    dockerfile = ROOT / "serving" / engine / "Dockerfile"
+    image_root = tmp_path / "image"
+    code_root: Path | None = None
+    for item in instructions(dockerfile.read_text()):
+        if item.keyword != "COPY":
+            continue
+        *sources, destination = item.arguments.split()
+        target = image_root / destination.lstrip("/")
+        target.mkdir(parents=True, exist_ok=True)
+        for source in sources:
+            (target / Path(source).name).write_bytes((ROOT / source).read_bytes())
+        code_root = target.parent
+    assert code_root is not None
+    program = {"vllm": "vllm", "tgi": "text-generation-launcher"}[engine]
+    write_fake_program(tmp_path / "bin", program, engine)
+    env = {
+        "PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin",
+        "PYTHONPATH": str(code_root),
+        "ENGINE": engine,
+        "PORT": str(free_port()),
+        "FAKE_ENGINE_RECORD": str(tmp_path / "record.json"),
+        "FAKE_ENGINE_MODE": "exit:0",
+    }
+    for args in (["--dry-run"], ["--engine-port", str(free_port())]):
+        result = subprocess.run(
+            [sys.executable, "-S", "-m", "serving.launcher", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=30,
+        )
+        assert result.returncode == 0, result.stderr
+    assert (tmp_path / "record.json").exists()  # the real run started the engine
