@@ -80,7 +80,7 @@ class Adapter:
     def __init__(self, config: AdapterConfig, engine_alive: Callable[[], bool] | None = None) -> None:
         self.config = config
         self.engine_alive: Callable[[], bool] = engine_alive or (lambda: True)
-        self._slots = threading.BoundedSemaphore(config.max_concurrency)
+        self.slots = threading.BoundedSemaphore(config.max_concurrency)  # requests in flight
         target = urlsplit(config.engine_url)
         if target.scheme != "http" or not target.hostname or not target.port:
             raise ValueError(f"engine_url must be http://host:port, got {config.engine_url!r}")
@@ -114,7 +114,7 @@ class Adapter:
                 status = response.status
             finally:
                 connection.close()
-        except OSError as exc:
+        except (OSError, http.client.HTTPException) as exc:
             return 503, {
                 "status": "loading",
                 "detail": f"the engine is not answering yet ({type(exc).__name__})",
@@ -377,7 +377,7 @@ class _Handler(BaseHTTPRequestHandler):
                     )
                 )
             return
-        if not self.adapter._slots.acquire(blocking=False):
+        if not self.adapter.slots.acquire(blocking=False):
             limit = self.adapter.config.max_concurrency
             self.close_connection = True
             self._problem(
@@ -387,7 +387,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             self._predict(always_stream=path == STREAM_ROUTE)
         finally:
-            self.adapter._slots.release()
+            self.adapter.slots.release()
 
     def _predict(self, *, always_stream: bool) -> None:
         try:
@@ -412,12 +412,12 @@ class _Handler(BaseHTTPRequestHandler):
             connection.close()
 
     def _stream(self, response: http.client.HTTPResponse) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
         try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
             for event in self.adapter.events(response):
                 if isinstance(event, str):
                     self._chunk(f"{event}\n\n".encode())
@@ -425,9 +425,8 @@ class _Handler(BaseHTTPRequestHandler):
                     self._chunk(f"data: {json.dumps(event)}\n\n".encode())
             self.wfile.write(b"0\r\n\r\n")
         except OSError:
-            self.close_connection = (
-                True  # the caller went away; closing the engine connection stops generation
-            )
+            # The caller went away; closing the engine connection (in _predict) lets the engine abort.
+            self.close_connection = True
 
     def _chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
@@ -464,13 +463,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _json(self, status: int, body: dict[str, Any], *, allow: str | None = None) -> None:
         data = json.dumps(body).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        if allow:
-            self.send_header("Allow", allow)
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            if allow:
+                self.send_header("Allow", allow)
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:
+            self.close_connection = True  # the caller went away before the answer
 
     def _problem(self, problem: RequestProblem, *, allow: str | None = None) -> None:
         self._json(problem.status, problem.body(), allow=allow)
