@@ -132,3 +132,20 @@ def test_console_script_runs_from_a_clean_process(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["stack"] == "dev"
+
+
+def test_under_the_engine_bad_settings_stop_the_program_before_any_resource(
+    config: dict[str, Any], write_stack: Callable[..., Path]
+) -> None:
+    """`pulumi up` reads settings inside __main__; a bad value must stop it with the same message, no resource."""
+    from components.settings import load_settings, read_stack_file
+    from llmstack.plan import ProgramError, record_program
+
+    good = load_settings(read_stack_file(write_stack(config)).config, stack="test", project_dir=PROJECT_DIR)
+    model_of(config)["compute"]["replicas"] = 0
+    bad = read_stack_file(write_stack(config))
+    with pytest.raises(ProgramError) as caught:
+        record_program(PROJECT_DIR, bad, good)
+    assert "models.llama2-7b-chat.compute.replicas: out of range: 0; accepted: an integer from 1 up" in str(
+        caught.value
+    )
