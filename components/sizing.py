@@ -292,18 +292,22 @@ def _parameters_from_known_name(name: str) -> float | None:
 
 
 def resolve_architecture(
-    *, local_path: Path | None = None, model_id: str | None = None, parameters_b: float | None = None
+    *,
+    local_path: Path | None = None,
+    model_id: str | None = None,
+    parameters_b: float | None = None,
+    other_names: tuple[str, ...] = (),
 ) -> tuple[Architecture | None, str]:
     """The architecture to size the KV cache with, and where it came from.
 
-    config.json of a local folder, else the table of known models by folder name or model id, else the
-    documented approximation from the parameter count (None when that is unknown too).
+    config.json of a local folder, else the table of known models by folder name, model id or any of
+    `other_names`, else the documented approximation from the parameter count (None when that is unknown).
     """
     if local_path is not None and local_path.is_dir():
         from_config = architecture_from_config(_read_json(local_path / "config.json") or {})
         if from_config is not None:
             return from_config, "config.json"
-    for name in (local_path.name if local_path is not None else None, model_id):
+    for name in (local_path.name if local_path is not None else None, model_id, *other_names):
         if name:
             known = known_architecture(name)
             if known is not None:
@@ -311,6 +315,32 @@ def resolve_architecture(
     if parameters_b is not None and parameters_b > 0:
         return approximate_architecture(parameters_b), "approximation from the parameter count"
     return None, "unknown"
+
+
+def kv_layout(architecture: Architecture) -> str:
+    """`layers x kv-heads x head-size`, the part of an architecture the KV cache depends on (`32x8x128`)."""
+    return f"{architecture.layers}x{architecture.kv_heads}x{architecture.head_size}"
+
+
+_KV_LAYOUT = re.compile(r"^(\d{1,4})x(\d{1,4})x(\d{1,5})$")
+
+
+def architecture_from_kv_layout(text: str) -> Architecture | None:
+    """The inverse of `kv_layout`, or None for anything else."""
+    match = _KV_LAYOUT.match(text.strip())
+    if match is None:
+        return None
+    layers, kv_heads, head_size = (int(g) for g in match.groups())
+    if min(layers, kv_heads, head_size) < 1:
+        return None
+    return Architecture(
+        name=f"KV layout {text.strip()}",
+        layers=layers,
+        hidden_size=kv_heads * head_size,
+        attention_heads=kv_heads,
+        kv_heads=kv_heads,
+        head_dim=head_size,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -393,6 +423,7 @@ def estimate_fit(
     architecture: Architecture | None = None,
     kv_source: str | None = None,
     memory_utilisation: float | None = None,
+    overhead_gb_per_gpu: float = RUNTIME_OVERHEAD_GB_PER_GPU,
 ) -> FitReport:
     """GPU-fit of one model replica. Raises ValueError naming the argument on impossible input."""
     gpu_shape = SHAPES.get(shape) if isinstance(shape, str) else shape
@@ -403,6 +434,8 @@ def estimate_fit(
         utilisation = _choice("engine", engine, ENGINE_MEMORY_UTILISATION)
     if not 0 < utilisation <= 1:
         raise ValueError(f"memory utilisation {utilisation} must be in (0, 1]")
+    if overhead_gb_per_gpu < 0:
+        raise ValueError(f"runtime overhead {overhead_gb_per_gpu} GB per GPU must not be negative")
     if not parameters_b > 0:
         raise ValueError(f"parameters {parameters_b} must be a positive number of billions")
     if max_model_len < 1:
@@ -421,7 +454,7 @@ def estimate_fit(
     gpus = tensor_parallelism
     memory = gpus * gpu_shape.gpu_memory_gb
     weights = weights_gb(parameters_b, quantization, architecture)
-    overhead = gpus * RUNTIME_OVERHEAD_GB_PER_GPU
+    overhead = gpus * overhead_gb_per_gpu
     per_sequence = kv_cache_gb(architecture, max_model_len, gpus)
     usable = memory * utilisation
     room = usable - weights - overhead

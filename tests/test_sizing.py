@@ -15,9 +15,11 @@ from components.sizing import (
     FitReport,
     approximate_architecture,
     architecture_from_config,
+    architecture_from_kv_layout,
     estimate_fit,
     infer_parameters_b,
     known_architecture,
+    kv_layout,
     parameters_from_name,
     resolve_architecture,
     weights_gb,
@@ -236,3 +238,15 @@ class TestParameterInference:
         found = infer_parameters_b(model_id="meta-llama/Llama-2-70b-chat-hf")
         assert found == pytest.approx(68.98, rel=1e-3)
         assert parameters_from_name("meta-llama/Llama-2-70b-chat-hf") == 70.0
+
+
+class TestKvLayout:
+    def test_round_trip_keeps_the_kv_cache_size(self) -> None:
+        for architecture in KNOWN_ARCHITECTURES.values():
+            back = architecture_from_kv_layout(kv_layout(architecture))
+            assert back is not None
+            assert back.kv_bytes_per_token() == architecture.kv_bytes_per_token()
+
+    @pytest.mark.parametrize("text", ["", "32x32", "0x8x128", "32x8x128x1", "a x b x c"])
+    def test_anything_else_is_none(self, text: str) -> None:
+        assert architecture_from_kv_layout(text) is None
