@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 STACK ?= dev
 
-.PHONY: help install preview plan test lint typecheck unit clean actionlint
+.PHONY: help install preview plan test lint typecheck unit clean docs actionlint
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -51,3 +51,9 @@ actionlint: $(ACTIONLINT_STAMP) ## lint the GitHub workflows
 
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+docs: $(STAMP) ## regenerate the README's settings table from components/settings.py
+	$(BIN)/python -c 'import pathlib, re; from components.settings import settings_table; \
+	p = pathlib.Path("README.md"); start, end = "<!-- settings-table:start", "<!-- settings-table:end -->"; \
+	s = p.read_text(); a = s.index("\n", s.index(start)) + 1; b = s.index(end); \
+	p.write_text(s[:a] + settings_table() + "\n" + s[b:])'

@@ -52,8 +52,8 @@ from pulumi_oci.datascience import (
 from components import sizing
 from components.container_env import container_env
 from components.context import (
+    TAG_ARCHITECTURE,
     TAG_ENGINE,
-    TAG_KV_LAYOUT,
     TAG_MAX_MODEL_LEN,
     TAG_MODEL,
     TAG_PARAMETERS,
@@ -102,13 +102,13 @@ def model_tags(ctx: Context, model: ModelSettings) -> dict[str, str]:
             TAG_MAX_MODEL_LEN: str(model.serving.max_model_len),
             TAG_TENSOR_PARALLELISM: str(model.serving.tensor_parallelism),
             TAG_SOURCE: model.source.method,
-            **_kv_layout_tag(model),
+            **_architecture_tag(model),
         }
     )
 
 
-def _kv_layout_tag(model: ModelSettings) -> dict[str, str]:
-    """The KV-cache layout from config.json or the known-model table, for the GPU-fit policy."""
+def _architecture_tag(model: ModelSettings) -> dict[str, str]:
+    """The architecture from config.json or the known-model table, for the GPU-fit policy."""
     source = model.source
     architecture, origin = sizing.resolve_architecture(
         local_path=source.local_path,
@@ -117,7 +117,7 @@ def _kv_layout_tag(model: ModelSettings) -> dict[str, str]:
     )
     if architecture is None or origin.startswith("approximation"):
         return {}
-    return {TAG_KV_LAYOUT: sizing.kv_layout(architecture)}
+    return {TAG_ARCHITECTURE: sizing.architecture_tag(architecture)}
 
 
 def scaling_policy(compute: ComputeSettings) -> ScalingArgs:
@@ -182,6 +182,9 @@ class ModelServing(pulumi.ComponentResource):
                 auth=args.auth,
                 artifact=artifact,
                 custom_metadata=catalog_metadata(model, fingerprint),
+                hf_token=args.hf_token
+                if model.source.method == "online" and not args.token_secret_id
+                else None,
             ),
             opts=child,
         )
@@ -293,7 +296,7 @@ class ModelServing(pulumi.ComponentResource):
                 namespace=uri.namespace, bucket=uri.bucket, object_name=uri.object_name, region=args.region
             )
             return stored, None
-        return InlineArtifact(hf_token=None if args.token_secret_id else args.hf_token), None
+        return InlineArtifact(), None
 
 
 def catalog_metadata(

@@ -95,7 +95,7 @@ class SettingsError(Exception):
 
 def _show(value: Any) -> str:
     text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -419,7 +419,7 @@ KEY_DOCS: tuple[KeyDoc, ...] = (
         "models.<name>.compute.autoscaling",
         "map",
         "none",
-        "`{minReplicas, maxReplicas, metric: cpu|memory, scaleOutThreshold, scaleInThreshold, "
+        "`{minReplicas, maxReplicas, metric: cpu \\| memory, scaleOutThreshold, scaleInThreshold, "
         "cooldownSeconds}`",
     ),
     KeyDoc(
@@ -1202,3 +1202,10 @@ def _parse_config_value(text: Any) -> Any:
     except ValueError:
         return text
     return value if isinstance(value, dict | list | int | float) and not isinstance(value, bool) else text
+
+
+def settings_table() -> str:
+    """The README's settings table, made from `KEY_DOCS` (a test keeps the two equal)."""
+    rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    rows += [f"| `{d.key}` | {d.type} | {d.default} | {d.meaning} |" for d in KEY_DOCS]
+    return "\n".join(rows)

@@ -268,27 +268,20 @@ def parameters_from_folder(folder: Path) -> float | None:
 def infer_parameters_b(*, local_path: Path | None = None, model_id: str | None = None) -> float | None:
     """Billions of parameters from what is known of the model's source, or None when nothing tells.
 
-    A local folder's files first (see `parameters_from_folder`), then its name, then the model id. A name of a
-    known architecture gives its exact count (`meta-llama/Llama-2-13b-chat-hf` -> 13.02), any other name the
-    size it states (`acme-3b-instruct` -> 3.0).
+    A local folder's files first (see `parameters_from_folder`), then the size in its name, then the size in
+    the model id (`meta-llama/Llama-2-13b-chat-hf` -> 13.0).
     """
-    if local_path is not None and local_path.is_dir():
-        from_files = parameters_from_folder(local_path)
-        if from_files is not None:
-            return from_files
-    for name in (local_path.name if local_path is not None else None, model_id):
-        if name:
-            from_name = _parameters_from_known_name(name)
-            if from_name is not None:
-                return from_name
+    if local_path is not None:
+        if local_path.is_dir():
+            from_files = parameters_from_folder(local_path)
+            if from_files is not None:
+                return from_files
+        from_name = parameters_from_name(local_path.name)
+        if from_name is not None:
+            return from_name
+    if model_id is not None:
+        return parameters_from_name(model_id)
     return None
-
-
-def _parameters_from_known_name(name: str) -> float | None:
-    """The exact count of a known architecture (Llama-2-70b is 68.98B), else the size the name states."""
-    known = known_architecture(name)
-    exact = known.parameters() if known is not None else None
-    return exact / 1e9 if exact is not None else parameters_from_name(name)
 
 
 def resolve_architecture(
@@ -323,18 +316,31 @@ def kv_layout(architecture: Architecture) -> str:
 
 
 _KV_LAYOUT = re.compile(r"^(\d{1,4})x(\d{1,4})x(\d{1,5})$")
+_KNOWN_BY_NAME = {architecture.name: architecture for architecture in KNOWN_ARCHITECTURES.values()}
 
 
-def architecture_from_kv_layout(text: str) -> Architecture | None:
-    """The inverse of `kv_layout`, or None for anything else."""
-    match = _KV_LAYOUT.match(text.strip())
+def architecture_tag(architecture: Architecture) -> str:
+    """How an architecture travels in a tag: its name when it is a known one, else its KV layout."""
+    return (
+        architecture.name
+        if _KNOWN_BY_NAME.get(architecture.name) == architecture
+        else kv_layout(architecture)
+    )
+
+
+def architecture_from_tag(text: str) -> Architecture | None:
+    """The inverse of `architecture_tag`, or None for anything else."""
+    text = text.strip()
+    if text in _KNOWN_BY_NAME:
+        return _KNOWN_BY_NAME[text]
+    match = _KV_LAYOUT.match(text)
     if match is None:
         return None
     layers, kv_heads, head_size = (int(g) for g in match.groups())
     if min(layers, kv_heads, head_size) < 1:
         return None
     return Architecture(
-        name=f"KV layout {text.strip()}",
+        name=f"KV layout {text}",
         layers=layers,
         hidden_size=kv_heads * head_size,
         attention_heads=kv_heads,
@@ -451,6 +457,9 @@ def estimate_fit(
     if architecture is None:
         architecture = approximate_architecture(parameters_b)
         source = source or "approximation from the parameter count"
+    exact = architecture.parameters()
+    if exact is not None and abs(exact / 1e9 - parameters_b) <= 0.05 * parameters_b:
+        parameters_b = exact / 1e9  # a size stated in a name is rounded: Llama-2-70b has 68.98B
     gpus = tensor_parallelism
     memory = gpus * gpu_shape.gpu_memory_gb
     weights = weights_gb(parameters_b, quantization, architecture)

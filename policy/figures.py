@@ -14,8 +14,8 @@ from typing import Any
 
 from components import pricing, sizing
 from components.context import (
+    TAG_ARCHITECTURE,
     TAG_ENGINE,
-    TAG_KV_LAYOUT,
     TAG_MAX_MODEL_LEN,
     TAG_MODEL,
     TAG_PARAMETERS,
@@ -105,9 +105,9 @@ def deployment_fit(inputs: Mapping[str, Any], settings: FitSettings | None = Non
     tags = tags_of(inputs)
     name = tags.get(TAG_MODEL) if isinstance(tags.get(TAG_MODEL), str) else ""
     parameters = _number(tags, TAG_PARAMETERS, "set models.<name>.parameters", float)
-    layout = tags.get(TAG_KV_LAYOUT)
-    architecture = sizing.architecture_from_kv_layout(layout) if isinstance(layout, str) else None
-    kv_source = f"tag {TAG_KV_LAYOUT}"
+    tagged = tags.get(TAG_ARCHITECTURE)
+    architecture = sizing.architecture_from_tag(tagged) if isinstance(tagged, str) else None
+    kv_source = f"tag {TAG_ARCHITECTURE}"
     if architecture is None and name:
         architecture = sizing.known_architecture(str(name))
         kv_source = f"known architecture of {name}"

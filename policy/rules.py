@@ -504,7 +504,7 @@ RULES: tuple[Rule, ...] = (
             "allowedPaths": {
                 **_STRINGS,
                 # The catalog model zips the token into its artifact; Pulumi keeps this input secret.
-                "default": [f"{CATALOG_MODEL}:artifact.hfToken"],
+                "default": [f"{CATALOG_MODEL}:hfToken"],
             },
             "extraPatterns": {**_STRINGS, "default": []},
         },

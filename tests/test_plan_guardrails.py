@@ -135,6 +135,7 @@ def test_the_facts_the_rules_need_travel_as_tags(capsys: pytest.CaptureFixture[s
     _, plan = _json_plan(capsys, "--stack", "prod")
     [deployment] = [r for r in plan["resources"] if r["type"].endswith("ModelDeployment")]
     tags = deployment["inputs"]["freeformTags"]
-    assert tags["llmstack-kv-layout"] == "40x40x128"  # Llama 2 13B, from the object name
+    assert tags["llmstack-architecture"] == "Llama-2-13B"  # from the object name
+    assert tags["llmstack-parameters-b"] == "13"
     assert tags["llmstack-budget-monthly-usd"] == "7000"
     assert tags["llmstack-tensor-parallelism"] == "2"

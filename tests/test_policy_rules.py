@@ -40,12 +40,12 @@ def deployment(**changes: Any) -> dict[str, Any]:
             **TAGS,
             "llmstack-model": "llama2-7b-chat",
             "llmstack-engine": "vllm",
-            "llmstack-parameters-b": "6.73842",
+            "llmstack-parameters-b": "7",
             "llmstack-quantization": "none",
             "llmstack-max-model-len": "4096",
             "llmstack-tensor-parallelism": "1",
             "llmstack-source": "online",
-            "llmstack-kv-layout": "32x32x128",
+            "llmstack-architecture": "Llama-2-7B",
         },
         "categoryLogDetails": {
             "predict": {"logGroupId": "ocid1.loggroup.oc1.iad.g", "logId": "ocid1.log.oc1.iad.p"},
@@ -217,7 +217,7 @@ class TestGpuMemoryFitsModel:
 
     def test_13b_fp16_on_one_a10_fails_with_the_numbers(self) -> None:
         inputs = deployment(
-            **{f"{FTAGS}__llmstack-parameters-b": "13.0158", f"{FTAGS}__llmstack-kv-layout": "40x40x128"}
+            **{f"{FTAGS}__llmstack-parameters-b": "13", f"{FTAGS}__llmstack-architecture": "Llama-2-13B"}
         )
         [message] = check("gpu-memory-fits-model", DEPLOYMENT, inputs)
         assert message.startswith("llama2-7b-chat does not fit: needs 30.9 GB")
@@ -226,7 +226,7 @@ class TestGpuMemoryFitsModel:
     def test_13b_fp16_on_two_a10_passes(self) -> None:
         inputs = deployment(
             **{
-                f"{FTAGS}__llmstack-parameters-b": "13.0158",
+                f"{FTAGS}__llmstack-parameters-b": "13",
                 f"{FTAGS}__llmstack-tensor-parallelism": "2",
                 f"{MODEL}__instanceConfiguration__instanceShapeName": "VM.GPU.A10.2",
             }
@@ -242,17 +242,17 @@ class TestGpuMemoryFitsModel:
         inputs = deployment(**{f"{MODEL}__instanceConfiguration__instanceShapeName": "VM.GPU.A10.3"})
         assert "is not a known GPU shape" in check("gpu-memory-fits-model", DEPLOYMENT, inputs)[0]
 
-    def test_without_kv_layout_the_known_architecture_of_the_name_is_used(self) -> None:
-        inputs = deployment(**{f"{FTAGS}__llmstack-kv-layout": _DELETE})
+    def test_without_the_architecture_tag_the_known_architecture_of_the_name_is_used(self) -> None:
+        inputs = deployment(**{f"{FTAGS}__llmstack-architecture": _DELETE})
         assert check("gpu-memory-fits-model", DEPLOYMENT, inputs) == []
 
     def test_config_can_claim_more_of_the_gpu(self) -> None:
-        # 13B AWQ with a 20k context on one A10: too much KV cache at vLLM's 0.9; fits at 0.98 with less
-        # overhead (6.5 + 0.5 + 16.4 GB of 23.5).
+        # 13B AWQ (a bare KV layout: no embedding sizes) with a 20k context on one A10: too much KV cache
+        # at vLLM's 0.9; fits at 0.98 with less overhead (6.5 + 0.5 + 16.4 GB of 23.5).
         inputs = deployment(
             **{
-                f"{FTAGS}__llmstack-parameters-b": "13.0158",
-                f"{FTAGS}__llmstack-kv-layout": "40x40x128",
+                f"{FTAGS}__llmstack-parameters-b": "13",
+                f"{FTAGS}__llmstack-architecture": "40x40x128",
                 f"{FTAGS}__llmstack-quantization": "awq",
                 f"{FTAGS}__llmstack-max-model-len": "20000",
             }
@@ -450,13 +450,13 @@ class TestNoPlaintextSecrets:
         assert "statements[2] holds private key material" in check("no-plaintext-secrets", IAM_T, inputs)[0]
 
     def test_masked_secret_and_missing_inputs_pass(self) -> None:
-        catalog = {"artifact": {"kind": "inline", "hfToken": "[secret]"}, "freeformTags": TAGS}
+        catalog = {"artifact": {"kind": "inline"}, "hfToken": "[secret]", "freeformTags": TAGS}
         assert check("no-plaintext-secrets", CATALOG_T, catalog) == []
         assert check("no-plaintext-secrets", CATALOG_T, {}) == []
 
     def test_the_catalog_token_input_is_allowed_and_config_adds_paths_and_patterns(self) -> None:
         # Under the real CLI the policy sees secret inputs in plain text; this one is meant to hold the token.
-        catalog = {"artifact": {"kind": "inline", "hfToken": HF_TOKEN}}
+        catalog = {"artifact": {"kind": "inline"}, "hfToken": HF_TOKEN}
         assert check("no-plaintext-secrets", CATALOG_T, catalog) == []
         assert check("no-plaintext-secrets", CATALOG_T, catalog, allowedPaths=[]) != []
         inputs = deployment(**{f"{ENV}__environmentVariables__API_KEY": "sk-live-0123456789abcdef"})

@@ -15,12 +15,11 @@ from components.sizing import (
     FitReport,
     approximate_architecture,
     architecture_from_config,
-    architecture_from_kv_layout,
+    architecture_from_tag,
+    architecture_tag,
     estimate_fit,
     infer_parameters_b,
     known_architecture,
-    kv_layout,
-    parameters_from_name,
     resolve_architecture,
     weights_gb,
 )
@@ -234,19 +233,33 @@ class TestParameterInference:
         assert infer_parameters_b(local_path=tmp_path / "weights", model_id="acme/tiny-350m") == 0.35
         assert infer_parameters_b(model_id="acme/unsized") is None
 
-    def test_known_names_give_exact_counts(self) -> None:
-        found = infer_parameters_b(model_id="meta-llama/Llama-2-70b-chat-hf")
-        assert found == pytest.approx(68.98, rel=1e-3)
-        assert parameters_from_name("meta-llama/Llama-2-70b-chat-hf") == 70.0
+    def test_names_give_the_size_they_state_and_the_fit_uses_the_exact_count(self) -> None:
+        stated = infer_parameters_b(model_id="meta-llama/Llama-2-70b-chat-hf")
+        assert stated == 70.0
+        report = estimate_fit(
+            shape="BM.GPU.A100-v2.8",
+            engine="vllm",
+            parameters_b=stated,
+            tensor_parallelism=2,
+            architecture=LLAMA2_70B,
+        )
+        assert report.weights_gb == pytest.approx(2 * 68.98, rel=1e-3)
+        assert report.fits
 
 
-class TestKvLayout:
-    def test_round_trip_keeps_the_kv_cache_size(self) -> None:
+class TestArchitectureTag:
+    def test_known_architectures_travel_by_name(self) -> None:
         for architecture in KNOWN_ARCHITECTURES.values():
-            back = architecture_from_kv_layout(kv_layout(architecture))
-            assert back is not None
-            assert back.kv_bytes_per_token() == architecture.kv_bytes_per_token()
+            assert architecture_tag(architecture) == architecture.name
+            assert architecture_from_tag(architecture.name) == architecture
 
-    @pytest.mark.parametrize("text", ["", "32x32", "0x8x128", "32x8x128x1", "a x b x c"])
+    def test_others_travel_as_kv_layout_keeping_the_kv_cache_size(self) -> None:
+        custom = architecture_from_config(_config(layers=28, hidden=3584, heads=28, kv=4))
+        assert custom is not None
+        assert architecture_tag(custom) == "28x4x128"
+        back = architecture_from_tag("28x4x128")
+        assert back is not None and back.kv_bytes_per_token() == custom.kv_bytes_per_token()
+
+    @pytest.mark.parametrize("text", ["", "32x32", "0x8x128", "32x8x128x1", "Llama-2-34B"])
     def test_anything_else_is_none(self, text: str) -> None:
-        assert architecture_from_kv_layout(text) is None
+        assert architecture_from_tag(text) is None
