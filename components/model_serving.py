@@ -49,8 +49,10 @@ from pulumi_oci.datascience import (
     ModelDeploymentModelDeploymentConfigurationDetailsModelConfigurationDetailsScalingPolicyAutoScalingPolicyRuleScaleOutConfigurationArgs as ScaleOutArgs,  # noqa: E501
 )
 
+from components import sizing
 from components.container_env import container_env
 from components.context import (
+    TAG_ARCHITECTURE,
     TAG_ENGINE,
     TAG_MAX_MODEL_LEN,
     TAG_MODEL,
@@ -100,8 +102,22 @@ def model_tags(ctx: Context, model: ModelSettings) -> dict[str, str]:
             TAG_MAX_MODEL_LEN: str(model.serving.max_model_len),
             TAG_TENSOR_PARALLELISM: str(model.serving.tensor_parallelism),
             TAG_SOURCE: model.source.method,
+            **_architecture_tag(model),
         }
     )
+
+
+def _architecture_tag(model: ModelSettings) -> dict[str, str]:
+    """The architecture from config.json or the known-model table, for the GPU-fit policy."""
+    source = model.source
+    architecture, origin = sizing.resolve_architecture(
+        local_path=source.local_path,
+        model_id=source.huggingface or (source.object_storage.object_name if source.object_storage else None),
+        other_names=(model.name,),
+    )
+    if architecture is None or origin.startswith("approximation"):
+        return {}
+    return {TAG_ARCHITECTURE: sizing.architecture_tag(architecture)}
 
 
 def scaling_policy(compute: ComputeSettings) -> ScalingArgs:

@@ -155,8 +155,9 @@ CASES = [
         "unknown shape",
         set_model("compute.shape", "VM.GPU.A10.3"),
         f"{MODEL}.compute.shape: unknown shape 'VM.GPU.A10.3'; accepted: BM.GPU.A10.4, BM.GPU.A100-v2.8, "
-        "BM.GPU.H100.8, BM.GPU.L40S.4, BM.GPU2.2, BM.GPU3.8, BM.GPU4.8, VM.GPU.A10.1, VM.GPU.A10.2, VM.GPU2.1, "
-        "VM.GPU3.1, VM.GPU3.2, VM.GPU3.4 (did you mean VM.GPU.A10.2?)",
+        "BM.GPU.B4.8, BM.GPU.H100.8, BM.GPU.H200.8, BM.GPU.L40S-NC.4, BM.GPU.L40S.4, BM.GPU2.2, BM.GPU3.8, "
+        "BM.GPU4.8, VM.GPU.A10.1, VM.GPU.A10.2, VM.GPU2.1, VM.GPU3.1, VM.GPU3.2, VM.GPU3.4 "
+        "(did you mean VM.GPU.A10.2?)",
     ),
     (
         "no replicas",
