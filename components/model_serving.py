@@ -58,6 +58,7 @@ from components.context import (
     TAG_MODEL,
     TAG_PARAMETERS,
     TAG_QUANTIZATION,
+    TAG_SHAPE_HOURLY_USD,
     TAG_SOURCE,
     TAG_TENSOR_PARALLELISM,
     Context,
@@ -88,11 +89,13 @@ class ModelServingArgs:
     auth: AuthSettings
     hf_token: pulumi.Output[str] | None = None
     token_secret_id: str | None = None
+    shape_hourly_usd: float | None = None  # the stack's own price for the shape, when it sets one
     depends_on: Sequence[pulumi.Resource] = ()
 
 
-def model_tags(ctx: Context, model: ModelSettings) -> dict[str, str]:
+def model_tags(ctx: Context, model: ModelSettings, shape_hourly_usd: float | None = None) -> dict[str, str]:
     """The stack's tags plus the facts the policy pack needs to judge this model."""
+    price = {TAG_SHAPE_HOURLY_USD: f"{shape_hourly_usd:g}"} if shape_hourly_usd is not None else {}
     return ctx.freeform_tags(
         **{
             TAG_MODEL: model.name,
@@ -103,6 +106,7 @@ def model_tags(ctx: Context, model: ModelSettings) -> dict[str, str]:
             TAG_TENSOR_PARALLELISM: str(model.serving.tensor_parallelism),
             TAG_SOURCE: model.source.method,
             **_architecture_tag(model),
+            **price,
         }
     )
 
@@ -167,7 +171,7 @@ class ModelServing(pulumi.ComponentResource):
         super().__init__("oci-llm-stack:serving:ModelServing", name, None, opts)
         ctx, model = args.context, args.model
         child = pulumi.ResourceOptions(parent=self)
-        tags = model_tags(ctx, model)
+        tags = model_tags(ctx, model, args.shape_hourly_usd)
         # Online with a token in Pulumi config: the token travels as a file in the catalog model's artifact.
         token_in_artifact = (
             model.source.method == "online" and not args.token_secret_id and args.hf_token is not None

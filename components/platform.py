@@ -124,6 +124,7 @@ class LlmPlatform(pulumi.ComponentResource):
                     auth=s.auth,
                     hf_token=args.hf_token,
                     token_secret_id=s.hf_token_secret_id,
+                    shape_hourly_usd=s.shape_hourly_usd(model.compute.shape),
                     depends_on=[identity],
                 ),
                 opts=child,

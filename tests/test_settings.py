@@ -204,7 +204,7 @@ CASES = [
         "unknown top-level key",
         set_top("budgett", {"monthlyUsd": 1}),
         "budgett: unknown key; did you mean 'budget'? known keys: tenancyId, compartmentId, projectId, network, "
-        "logging, registry, artifactBucket, budget, identity, auth, tags, hfToken, hfTokenSecretId, models",
+        "logging, registry, artifactBucket, budget, identity, auth, tags, hfToken, hfTokenSecretId, pricing, models",
     ),
     (
         "model name that cannot be a resource name",
@@ -279,6 +279,17 @@ CASES = [
         set_model("source", {"objectStorage": "oci://models@ns/final.zip"}),
         f"{MODEL}.parameters: missing, and the size cannot be read from oci://models@ns/final.zip; accepted: a "
         "size such as 7B, 13B, 350M, or a number (billions below 10000, else a count)",
+    ),
+    (
+        "price for a shape that does not exist",
+        set_top("pricing", {"shapes": {"VM.GPU.A10.9": 1.0}}),
+        "pricing.shapes.VM.GPU.A10.9: unknown shape 'VM.GPU.A10.9'; accepted: "
+        + ", ".join(__import__("components.shapes").shapes.known_shape_names()),
+    ),
+    (
+        "negative price",
+        set_top("pricing", {"gpus": {"A10": -2}}),
+        "pricing: pricing.gpus.A10 must be a non-negative number of USD, got -2",
     ),
     (
         "autoscaling below its minimum",
