@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from oci_signature import verify_signature
+from tests.oci_signature import verify_signature
 
 TOKENS = ["Hello", " there", ",", " friend", "."]
 

@@ -9,8 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fake_engine import FakeEngine, RunningEngine
-from oci_signature import SigningKey, make_test_key, write_oci_config
 
 from llmstack.cli import main
 from llmstack.oci_auth import Auth
@@ -22,6 +20,8 @@ from llmstack.predict import (
     endpoints_for,
 )
 from llmstack.retry import Backoff
+from tests.fake_engine import FakeEngine, RunningEngine
+from tests.oci_signature import SigningKey, make_test_key, write_oci_config
 
 FAST = Backoff(attempts=4, base_s=0.01, cap_s=0.02, total_s=5)
 
