@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 STACK ?= dev
 
-.PHONY: help install preview plan test lint typecheck unit clean
+.PHONY: help install preview plan test lint typecheck unit clean docs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -30,7 +30,7 @@ lint: $(STAMP) ## ruff
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP) ## mypy --strict on the project's packages
-	$(BIN)/mypy components llmstack policy serving __main__.py
+	$(BIN)/mypy components llmstack serving __main__.py $(wildcard policy/*.py)
 
 unit: $(STAMP) ## the pytest suite
 	$(BIN)/pytest -q
@@ -39,3 +39,9 @@ test: lint typecheck unit ## everything CI runs
 
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+docs: $(STAMP) ## regenerate the README's settings table from components/settings.py
+	$(BIN)/python -c 'import pathlib, re; from components.settings import settings_table; \
+	p = pathlib.Path("README.md"); start, end = "<!-- settings-table:start", "<!-- settings-table:end -->"; \
+	s = p.read_text(); a = s.index("\n", s.index(start)) + 1; b = s.index(end); \
+	p.write_text(s[:a] + settings_table() + "\n" + s[b:])'
