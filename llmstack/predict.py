@@ -39,6 +39,7 @@ OCI_STREAM_ROUTE = "/predictWithResponseStream"
 TGI_PREDICT_ROUTE = "/generate"
 TGI_STREAM_ROUTE = "/generate_stream"
 OCI_HOST_PREFIX = "modeldeployment."
+OCI_DEPLOYMENT_OCID = "ocid1.datasciencemodeldeployment."
 CONNECT_TIMEOUT_S = 10.0
 _BODY_EXCERPT = 200
 
@@ -112,7 +113,8 @@ def endpoints_for(url: str) -> Endpoints:
     """The predict URL and its streaming sibling for a URL as the stack exports it or a local container's."""
     parts = _checked_url(url)
     path = parts.path.rstrip("/")
-    oci = (parts.hostname or "").startswith(OCI_HOST_PREFIX)
+    # A private endpoint has its own host name; the deployment's OCID in the path still says "OCI".
+    oci = (parts.hostname or "").startswith(OCI_HOST_PREFIX) or f"/{OCI_DEPLOYMENT_OCID}" in path
 
     def at(route: str) -> str:
         return urlunsplit((parts.scheme, parts.netloc, route, parts.query, ""))
@@ -298,7 +300,11 @@ def _retryable(exc: BaseException) -> bool:
 def _body(prompt: str, params: GenerationParams, *, stream: bool) -> bytes:
     if not isinstance(prompt, str) or not prompt.strip():
         raise UserError("the prompt is empty; pass the text the model should complete")
-    payload: dict[str, Any] = {"inputs": prompt, "parameters": params.as_json()}
+    parameters = params.as_json()
+    if params.top_p >= 1:
+        # 1 means "no nucleus cut" to both engines; TGI refuses the explicit value, so leave it out.
+        del parameters["top_p"]
+    payload: dict[str, Any] = {"inputs": prompt, "parameters": parameters}
     if stream:
         payload["stream"] = True
     return json.dumps(payload).encode("utf-8")
@@ -393,6 +399,8 @@ def _status_error(exc: _HttpStatus, url: str, *, stream: bool, oci: bool) -> Pre
             "the deployment answered without streaming; its container must stream when asked "
             "(MODEL_DEPLOY_ENABLE_STREAMING=true and an engine route that streams)"
         )
+    elif status in (400, 422):
+        meaning = "the model server refused the request's parameters (TGI wants a temperature above 0)"
     elif status == 413:
         meaning = "the prompt is larger than the 10 MB the endpoint accepts"
     elif status == 429:

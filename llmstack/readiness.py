@@ -23,7 +23,7 @@ from llmstack.retry import Backoff
 
 ACTIVE = "ACTIVE"
 FAILED_STATES = frozenset({"FAILED", "NEEDS_ATTENTION", "INACTIVE", "DELETING", "DELETED"})
-SMOKE_PARAMS = GenerationParams(max_new_tokens=16, temperature=0.0, top_p=1.0)
+SMOKE_PARAMS = GenerationParams(max_new_tokens=16)  # values both engines accept
 SMOKE_REQUEST_TIMEOUT_S = 120.0
 LOG_LINES = 20
 WORK_REQUEST_ERRORS = 5
