@@ -6,7 +6,7 @@
                             work_request_error=("ContainerStartFailed", "exit code 1"))
 
 `md.url` is its predict base (`{fake.endpoint}/{id}`: `/predict`, `/predictWithResponseStream`, served by
-tests/fakeoci/inference.py with `md.engine`). Each deployment gets a CREATE_MODEL_DEPLOYMENT work request
+tests/fakeoci/inference.py with `md.engine`). Each deployment gets a MODEL_DEPLOYMENT_CREATE work request
 (from the fake DataScience service), FAILED with `work_request_error` when given; ListWorkRequests finds
 it by `resourceId`.
 """
@@ -125,7 +125,7 @@ class ModelDeployments(Service):
         """A deployment that answers CREATING to its first `polls` GETs, then `ends`."""
         md_id = self.fake.ocid("datasciencemodeldeployment")
         work_request = self.fake.service(DataScience).new_work_request(
-            "CREATE_MODEL_DEPLOYMENT",
+            "MODEL_DEPLOYMENT_CREATE",
             compartment_id=compartment_id,
             resources=[
                 {
