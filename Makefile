@@ -35,7 +35,18 @@ typecheck: $(STAMP) ## mypy --strict on the project's packages
 unit: $(STAMP) ## the pytest suite
 	$(BIN)/pytest -q
 
-test: lint typecheck unit ## everything CI runs
+test: lint typecheck unit lint-docker ## everything CI runs
+
+.PHONY: lint-docker image
+SERVING_DOCKERFILES := serving/vllm/Dockerfile serving/tgi/Dockerfile
+
+lint-docker: $(STAMP) ## hadolint and the serving images' own rules on the Dockerfiles
+	$(BIN)/hadolint $(SERVING_DOCKERFILES)
+	$(BIN)/python -m serving.dockerfile_check $(SERVING_DOCKERFILES)
+
+image: $(STAMP) ## build and push a serving image: ENGINE=vllm|tgi [STACK=dev] [REPO=...] [TAG=...] [DRY_RUN=1]
+	@$(BIN)/python -m serving.image --engine "$(ENGINE)" --stack "$(STACK)" --repo "$(REPO)" --tag "$(TAG)" \
+		$(if $(DRY_RUN),--dry-run)
 
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
