@@ -297,13 +297,26 @@ def _retryable(exc: BaseException) -> bool:
     return is_retryable(exc)
 
 
+def wire_parameters(params: GenerationParams) -> dict[str, Any]:
+    """The `parameters` object as both engines accept it.
+
+    TGI refuses `temperature: 0` and `top_p: 1`, though both have a meaning every engine shares:
+    temperature 0 is greedy decoding, sent as `do_sample: false` with no sampling setting (TGI samples
+    whenever one is set; the vLLM adapter maps it back to temperature 0); top_p 1 is no nucleus cut,
+    every engine's default, so it is left out.
+    """
+    if params.temperature == 0:
+        return {"max_new_tokens": params.max_new_tokens, "do_sample": False}
+    wire: dict[str, Any] = {"max_new_tokens": params.max_new_tokens, "temperature": params.temperature}
+    if params.top_p < 1:
+        wire["top_p"] = params.top_p
+    return wire
+
+
 def _body(prompt: str, params: GenerationParams, *, stream: bool) -> bytes:
     if not isinstance(prompt, str) or not prompt.strip():
         raise UserError("the prompt is empty; pass the text the model should complete")
-    parameters = params.as_json()
-    if params.top_p >= 1:
-        # 1 means "no nucleus cut" to both engines; TGI refuses the explicit value, so leave it out.
-        del parameters["top_p"]
+    parameters = wire_parameters(params)
     payload: dict[str, Any] = {"inputs": prompt, "parameters": parameters}
     if stream:
         payload["stream"] = True
@@ -400,7 +413,7 @@ def _status_error(exc: _HttpStatus, url: str, *, stream: bool, oci: bool) -> Pre
             "(MODEL_DEPLOY_ENABLE_STREAMING=true and an engine route that streams)"
         )
     elif status in (400, 422):
-        meaning = "the model server refused the request's parameters (TGI wants a temperature above 0)"
+        meaning = "the model server refused the request"
     elif status == 413:
         meaning = "the prompt is larger than the 10 MB the endpoint accepts"
     elif status == 429:

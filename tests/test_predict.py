@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from llmstack.errors import UserError
 from llmstack.oci_auth import Auth
 from llmstack.predict import GenerationParams, InvalidParameter, PredictClient, PredictError, endpoints_for
 from llmstack.retry import Backoff
+from serving.adapter import Adapter, AdapterConfig
 from tests.fakeoci.core import FakeOci, Fault, TestIdentity
 from tests.fakeoci.inference import Inference
 from tests.fakeoci.modeldeployments import Deployment, Engine, ModelDeployments
@@ -63,11 +65,50 @@ def test_tgi_container_generate_route_gets_the_same_body(fake_oci: FakeOci, cont
     assert container.received[0]["parameters"] == {"max_new_tokens": 256, "temperature": 0.7, "top_p": 0.9}
 
 
-def test_top_p_of_one_is_left_out_so_tgi_accepts_it(fake_oci: FakeOci, container: Engine) -> None:
-    text = client(f"{fake_oci.endpoint}/generate", NO_AUTH).predict("hi", GenerationParams(top_p=1.0))
+@pytest.mark.parametrize(
+    ("params", "wire"),
+    [
+        (GenerationParams(temperature=0.0, top_p=0.5), {"max_new_tokens": 256, "do_sample": False}),
+        (GenerationParams(temperature=0.3, top_p=1.0), {"max_new_tokens": 256, "temperature": 0.3}),
+    ],
+)
+def test_values_tgi_refuses_are_sent_in_the_form_it_accepts(
+    fake_oci: FakeOci, container: Engine, params: GenerationParams, wire: dict[str, object]
+) -> None:
+    # The fake's /generate checks parameters as TGI does: temperature > 0 and top_p < 1.
+    text = client(f"{fake_oci.endpoint}/generate", NO_AUTH).predict("hi", params)
 
     assert text == COMPLETION
-    assert "top_p" not in container.received[0]["parameters"]
+    assert container.received[0]["parameters"] == wire
+
+
+@pytest.fixture
+def adapter_for_tgi(fake_oci: FakeOci) -> Iterator[str]:
+    """The serving images' adapter (engine: tgi) in front of the fake's TGI routes; yields its URL."""
+    adapter = Adapter(
+        AdapterConfig(engine="tgi", engine_url=fake_oci.endpoint, served_model="m", request_timeout_s=5)
+    )
+    server = adapter.bind("127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+def test_client_and_serving_adapter_agree_on_the_contract(
+    fake_oci: FakeOci, container: Engine, adapter_for_tgi: str
+) -> None:
+    greedy = GenerationParams(max_new_tokens=8, temperature=0.0)
+
+    assert client(f"{adapter_for_tgi}/predict", NO_AUTH).predict("hi", greedy) == COMPLETION
+    chunks = list(client(f"{adapter_for_tgi}/predict", NO_AUTH).stream("hi", greedy))
+
+    assert chunks == ["Hello", " there", ",", " friend", "."]
+    assert [r.status for r in fake_oci.requests("ContainerGenerate")] == [200]
+    assert [r.status for r in fake_oci.requests("ContainerGenerateStream")] == [200]
+    assert container.received[-1]["parameters"] == {"max_new_tokens": 8, "do_sample": False}
 
 
 def test_503_then_200_succeeds_after_retries(
