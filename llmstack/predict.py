@@ -423,6 +423,8 @@ def _status_error(exc: _HttpStatus, url: str, *, stream: bool, oci: bool) -> Pre
             "the model server is failing or not ready (still loading weights?) even after retries; "
             "see the deployment's predict log"
         )
+        if oci and status == 500 and not stream:
+            meaning += " (OCI also ends /predict after 60 s: ask for fewer tokens or stream)"
     else:
         meaning = "the request was refused"
     tail = f" ({_excerpt(detail)})" if detail and status not in (401, 404) else ""

@@ -21,10 +21,13 @@ from llmstack.oci_auth import Auth, make_client
 from llmstack.predict import GenerationParams, PredictClient, PredictError
 from llmstack.retry import Backoff
 
+# What the SDK raises when it gets no answer at all (after its own retries): its vendored requests
+# exceptions, like the standard connection and timeout errors, are OSErrors.
+_UNREACHABLE = (OSError,)
 ACTIVE = "ACTIVE"
 FAILED_STATES = frozenset({"FAILED", "NEEDS_ATTENTION", "INACTIVE", "DELETING", "DELETED"})
 SMOKE_PARAMS = GenerationParams(max_new_tokens=16)  # values both engines accept
-SMOKE_REQUEST_TIMEOUT_S = 120.0
+SMOKE_REQUEST_TIMEOUT_S = 120.0  # a first request can be slow: compilation, cache warm-up
 LOG_LINES = 20
 WORK_REQUEST_ERRORS = 5
 
@@ -38,6 +41,10 @@ class Polling:
 
     def delays(self, total_s: float) -> Iterator[float]:
         return Backoff(attempts=1_000_000, base_s=self.first_s, cap_s=self.cap_s, total_s=total_s).delays()
+
+    def sdk_backoff(self) -> Backoff:
+        """Retries of one status or log read (429/5xx/connection errors) inside the SDK."""
+        return Backoff(attempts=4, base_s=self.first_s, cap_s=self.cap_s, total_s=max(4 * self.cap_s, 1.0))
 
     def backoff(self, total_s: float) -> Backoff:
         """The same schedule as a retry policy, for the smoke request (503s while the model loads)."""
@@ -101,6 +108,7 @@ def check_readiness(
         check.auth,
         region=check.region,
         endpoint=check.endpoints.get("datascience"),
+        backoff=check.polling.sdk_backoff(),
     )
     deployment = _wait_until_active(check, data_science, deadline, clock, sleep, began_at)
 
@@ -113,7 +121,7 @@ def check_readiness(
     client = PredictClient(
         check.predict_url,
         auth=check.auth,
-        timeout_s=max(min(SMOKE_REQUEST_TIMEOUT_S, remaining), 1.0),
+        timeout_s=SMOKE_REQUEST_TIMEOUT_S,  # one answer may take this long, even near the deadline
         backoff=check.polling.backoff(remaining),
         stream_endpoint=check.stream_url,
         on_retry=restart_timer,
@@ -165,6 +173,10 @@ def _wait_until_active(
         except oci.exceptions.ServiceError as exc:
             raise NotReady(
                 f"cannot read model deployment {check.deployment_id}: {exc.status} {exc.code}: {exc.message}"
+            ) from None
+        except _UNREACHABLE as exc:
+            raise NotReady(
+                f"cannot reach Data Science to read model deployment {check.deployment_id}: {_reason(exc)}"
             ) from None
         state = deployment.lifecycle_state
         if state == ACTIVE:
@@ -220,6 +232,8 @@ def _work_request_errors(data_science: Any, deployment: Any, deployment_id: str)
         errors = data_science.list_work_request_errors(latest.id).data
     except oci.exceptions.ServiceError as exc:
         return [f"work requests: not readable ({exc.status} {exc.code})"]
+    except _UNREACHABLE as exc:
+        return [f"work requests: not readable ({_reason(exc)})"]
     if not errors:
         return [f"work request {latest.id} ({latest.operation_type}): {latest.status}, no errors recorded"]
     lines = [f"work request {latest.id} ({latest.operation_type}) is {latest.status}:"]
@@ -238,7 +252,7 @@ def _log_tails(check: ReadinessCheck, deployment: Any, began_at: dt.datetime) ->
         check.auth,
         region=check.region,
         endpoint=check.endpoints.get("loggingsearch"),
-        backoff=Backoff(attempts=3, base_s=check.polling.first_s, cap_s=check.polling.cap_s, total_s=60),
+        backoff=check.polling.sdk_backoff(),
     )
     since = began_at - dt.timedelta(minutes=10)
     lines: list[str] = []
@@ -259,6 +273,9 @@ def _log_tails(check: ReadinessCheck, deployment: Any, began_at: dt.datetime) ->
         except oci.exceptions.ServiceError as exc:
             lines.append(f"{label} log {log_id}: not readable ({exc.status} {exc.code})")
             continue
+        except _UNREACHABLE as exc:
+            lines.append(f"{label} log {log_id}: not readable ({_reason(exc)})")
+            continue
         messages = [_message(result.data) for result in reversed(found or [])]
         if not messages:
             lines.append(f"{label} log {log_id}: no lines since {since:%H:%M:%S} UTC")
@@ -266,6 +283,10 @@ def _log_tails(check: ReadinessCheck, deployment: Any, began_at: dt.datetime) ->
         lines.append(f"last {len(messages)} lines of the {label} log {log_id}:")
         lines += [f"  {message}" for message in messages]
     return lines
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
 
 
 def _message(data: Any) -> str:

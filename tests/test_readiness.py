@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import time
 from typing import Any
 
@@ -232,6 +233,21 @@ def test_an_unknown_deployment_is_one_clear_error(
     assert message.startswith(
         "cannot read model deployment ocid1.datasciencemodeldeployment.oc1.iad.gone: 404"
     )
+
+
+def test_data_science_out_of_reach_is_one_clear_error(
+    fake_oci: FakeOci, deployments: ModelDeployments, oci_identity: TestIdentity
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    check = check_for(fake_oci, script(deployments), oci_identity)
+    check = ReadinessCheck(**{**check.__dict__, "endpoints": {"datascience": closed}})
+
+    message = not_ready(check)
+
+    assert message.startswith(f"cannot reach Data Science to read model deployment {check.deployment_id}: ")
+    assert "\n" not in message
 
 
 # --- the dynamic provider ---------------------------------------------------------------------
