@@ -46,9 +46,7 @@ class ContainerSpec:
     params: str = ""
     timeout_minutes: int = 60
     token_secret_id: str | None = None  # OCI Vault secret holding the HF token (online, instead of the file)
-    token_in_artifact: bool = (
-        True  # online without a Vault secret: False when no token was given (public model)
-    )
+    token_in_artifact: bool = True  # online, no Vault secret: False for a public model (no token given)
 
 
 def container_env(spec: ContainerSpec) -> dict[str, str]:

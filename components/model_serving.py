@@ -152,6 +152,10 @@ class ModelServing(pulumi.ComponentResource):
         ctx, model = args.context, args.model
         child = pulumi.ResourceOptions(parent=self)
         tags = model_tags(ctx, model)
+        # Online with a token in Pulumi config: the token travels as a file in the catalog model's artifact.
+        token_in_artifact = (
+            model.source.method == "online" and not args.token_secret_id and args.hf_token is not None
+        )
 
         artifact, fingerprint = self._artifact(name, args, child)
         catalog = CatalogModel(
@@ -173,7 +177,7 @@ class ModelServing(pulumi.ComponentResource):
             opts=child,
         )
 
-        env = container_env(model.container_spec(args.token_secret_id))
+        env = container_env(model.container_spec(args.token_secret_id, token_in_artifact=token_in_artifact))
         image = model.serving.image
         deployment = oci.datascience.ModelDeployment(
             f"{name}-deployment",

@@ -247,7 +247,9 @@ class ModelSettings:
     compute: ComputeSettings
     readiness: ReadinessSettings
 
-    def container_spec(self, token_secret_id: str | None = None) -> ContainerSpec:
+    def container_spec(
+        self, token_secret_id: str | None = None, token_in_artifact: bool = True
+    ) -> ContainerSpec:
         return ContainerSpec(
             engine=self.serving.engine,
             method=self.source.method,
@@ -259,6 +261,7 @@ class ModelSettings:
             params=self.serving.params,
             timeout_minutes=self.readiness.timeout_minutes,
             token_secret_id=token_secret_id,
+            token_in_artifact=token_in_artifact,
         )
 
 
@@ -863,7 +866,7 @@ def _model(
             serving=serving,
             compute=compute,
             readiness=readiness,
-        ).container_spec(hf_token_secret_id)
+        ).container_spec(hf_token_secret_id, token_in_artifact=hf_token is not None)
         for message in env_problems(container_env(spec)):
             p.problems.append(
                 Problem(

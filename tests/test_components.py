@@ -524,3 +524,13 @@ def test_a_misspelt_input_would_be_caught() -> None:
     assert _unknown_keys({"deploymentType": "SINGLE_MODEL", "modelConfigDetails": {}}, hint, "x") == [
         "x.modelConfigDetails"
     ]
+
+
+def test_a_public_online_model_gets_no_token_file(config: dict[str, Any], plan_of: PlanOf) -> None:
+    del config["oci-llm-stack:hfToken"]
+    model_of(config)["source"] = {"huggingface": "TinyLlama/TinyLlama-1.1B-Chat-v1.0"}
+    plan = plan_of(config)
+    env = deployment_env(one(plan, DEPLOYMENT))
+    assert env["MODEL"] == "TinyLlama/TinyLlama-1.1B-Chat-v1.0"
+    assert "TOKEN_FILE" not in env and "TOKEN_SECRET_ID" not in env
+    assert "hfToken" not in one(plan, CATALOG).inputs
