@@ -3,7 +3,11 @@
 Plain Python on purpose: the stack builds a Data Science Job's command line with `to_argv`, and the
 entrypoint parses it with `parse_args`; both sides share the same checks. Every bad value is refused with
 one line that names the flag, the value and what is accepted. Secrets never travel on the command line:
-the Hugging Face token comes from the environment (`HF_TOKEN`) or a file (`--hf-token-file`).
+the Hugging Face token comes from the environment (`HF_TOKEN`), a file (`--hf-token-file`) or a Vault
+secret (`--hf-token-secret-id`, read with the job's resource principal).
+
+`findings` gives each problem as data (the field, the value, what is accepted) so that the stack's settings
+can name their own keys with the same checks; `problems` words them for the command line.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
 ALL_LINEAR = "all-linear"
 
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+_ZIP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,250}\.zip$")
+_SECRET_OCID = re.compile(r"^ocid1\.vaultsecret\.[a-z0-9]+\.[a-z0-9-]*\.[a-z0-9]{20,}$")
 
 
 class ArgsError(UserError):
@@ -66,6 +72,8 @@ class FineTuneArgs:
     work_dir: str = "finetune-work"  # downloads, checkpoints and the model folder before upload
     overwrite: bool = False  # replace what is already at the output instead of refusing
     hf_token_file: str | None = None
+    hf_token_secret_id: str | None = None  # a Vault secret holding the token (read in memory, never written)
+    zip: str | None = None  # also pack the model folder as this one stored zip at the output (catalog layout)
     oci_auth: str | None = None  # None: resource principal inside a job, else OCI_CLI_AUTH, else api_key
     oci_endpoint: str | None = None  # Object Storage endpoint (a private endpoint, or a test server)
 
@@ -79,73 +87,136 @@ def flag(field_name: str) -> str:
     return "--" + field_name.replace("_", "-")
 
 
+@dataclass(frozen=True)
+class Finding:
+    """One reason to refuse a run: the field, its value, and what is accepted (or why it cannot be)."""
+
+    field: str
+    value: Any
+    accepted: str | None = None  # "a number above 0 and at most 1"; None when `reason` says it all
+    reason: str | None = None
+
+    def line(self) -> str:
+        """The command-line wording: `--flag value: give ...`."""
+        shown = repr(",".join(self.value) if isinstance(self.value, tuple) else self.value)
+        text = self.reason if self.reason is not None else f"give {self.accepted}"
+        return f"{flag(self.field)} {shown}: {text}"
+
+
 def _range(
     name: str, value: float, low: float, high: float, *, low_open: bool = False, hint: str = ""
-) -> list[str]:
+) -> list[Finding]:
     if not isinstance(value, int | float) or isinstance(value, bool) or math.isnan(value):
-        return [f"{flag(name)} {value!r}: give a number"]
+        return [Finding(name, value, "a number")]
     too_low = value <= low if low_open else value < low
     if too_low or value > high:
         lower = f"above {low:g}" if low_open else f"at least {low:g}"
-        return [f"{flag(name)} {value!r}: give a number {lower} and at most {high:g}{hint}"]
+        return [Finding(name, value, f"a number {lower} and at most {high:g}{hint}")]
     return []
 
 
-def problems(args: FineTuneArgs) -> list[str]:
-    """Every reason to refuse `args`, one line each; empty when the run can start."""
-    found: list[str] = []
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "max_seq_len": (8, 1 << 20),
+    "batch_size": (1, 4096),
+    "grad_accum": (1, 4096),
+    "lora_r": (1, 1024),
+    "lora_alpha": (1, 8192),
+    "seed": (0, 2**32 - 1),
+    "logging_steps": (1, 1 << 20),
+}
+
+
+def findings(args: FineTuneArgs) -> list[Finding]:
+    """Every reason to refuse `args`, as data; empty when the run can start."""
+    found: list[Finding] = []
     for name in ("base_model", "dataset", "output", "work_dir"):
         value = getattr(args, name)
         if not isinstance(value, str) or not value.strip():
-            found.append(f"{flag(name)} {value!r}: give a non-empty value")
+            found.append(Finding(name, value, "a non-empty value"))
         elif is_oci_uri(value) and name != "work_dir":
             try:
                 parse_oci_uri(value, arg=flag(name))
             except UserError as exc:
-                found.append(str(exc))
+                found.append(Finding(name, value, reason=str(exc).split(": ", 1)[1]))
     choices = {"method": METHODS, "save": SAVE_AS, "precision": PRECISIONS, "lr_scheduler": SCHEDULERS}
     for name, allowed in choices.items():
         value = getattr(args, name)
         if value not in allowed:
-            found.append(f"{flag(name)} {value!r}: choose one of {', '.join(allowed)}")
+            found.append(Finding(name, value, reason=f"choose one of {', '.join(allowed)}"))
     if args.save == "adapter" and args.method == "full":
-        found.append("--save 'adapter': full fine-tuning has no adapter; use --save merged or --method lora")
+        found.append(
+            Finding(
+                "save",
+                args.save,
+                reason="full fine-tuning has no adapter; use --save merged or --method lora",
+            )
+        )
     found += _range("epochs", args.epochs, 0, 1000, low_open=True)
     found += _range("learning_rate", args.learning_rate, 0, 1, low_open=True, hint=" (e.g. 2e-4)")
     found += _range("lora_dropout", args.lora_dropout, 0, 0.99)
     found += _range("warmup_ratio", args.warmup_ratio, 0, 0.99)
-    ints = {
-        "max_seq_len": (8, 1 << 20),
-        "batch_size": (1, 4096),
-        "grad_accum": (1, 4096),
-        "lora_r": (1, 1024),
-        "lora_alpha": (1, 8192),
-        "seed": (0, 2**32 - 1),
-        "logging_steps": (1, 1 << 20),
-    }
-    for name, (low, high) in ints.items():
+    for name, (low, high) in INT_RANGES.items():
         value = getattr(args, name)
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            found.append(f"{flag(name)} {value!r}: give a whole number from {low} to {high}")
-    if args.max_steps is not None and (not isinstance(args.max_steps, int) or args.max_steps < 1):
-        found.append(f"--max-steps {args.max_steps!r}: give a whole number of at least 1, or leave it out")
+            found.append(Finding(name, value, f"a whole number from {low} to {high}"))
+    if args.max_steps is not None and (
+        not isinstance(args.max_steps, int) or isinstance(args.max_steps, bool) or args.max_steps < 1
+    ):
+        found.append(Finding("max_steps", args.max_steps, "a whole number of at least 1, or leave it out"))
     modules = args.lora_target_modules
     if not modules or (ALL_LINEAR in modules and len(modules) > 1):
         found.append(
-            f"--lora-target-modules {','.join(modules)!r}: "
-            f"give {ALL_LINEAR} or module names such as q_proj,v_proj"
+            Finding("lora_target_modules", modules, f"{ALL_LINEAR} or module names such as q_proj,v_proj")
         )
     else:
-        bad = [m for m in modules if m != ALL_LINEAR and not _MODULE_NAME.match(m)]
+        bad = tuple(m for m in modules if m != ALL_LINEAR and not _MODULE_NAME.match(m))
         if bad:
             found.append(
-                f"--lora-target-modules {','.join(bad)!r}: a module name has letters, digits, '_' and '.'"
+                Finding(
+                    "lora_target_modules",
+                    bad,
+                    reason="a module name has letters, digits, '_' and '.'",
+                )
             )
+    if args.hf_token_secret_id is not None and not _SECRET_OCID.match(str(args.hf_token_secret_id)):
+        found.append(
+            Finding(
+                "hf_token_secret_id", args.hf_token_secret_id, "a Vault secret OCID (ocid1.vaultsecret...)"
+            )
+        )
+    if args.hf_token_secret_id is not None and args.hf_token_file is not None:
+        found.append(
+            Finding(
+                "hf_token_secret_id",
+                args.hf_token_secret_id,
+                reason="give either --hf-token-file or --hf-token-secret-id, not both",
+            )
+        )
+    if args.zip is not None and not _ZIP_NAME.match(str(args.zip)):
+        found.append(Finding("zip", args.zip, "a file name ending in .zip, such as model.zip (no folders)"))
     if args.oci_auth is not None and args.oci_auth not in AUTH_MODES:
-        found.append(f"--oci-auth {args.oci_auth!r}: choose one of {', '.join(AUTH_MODES)}")
+        found.append(Finding("oci_auth", args.oci_auth, reason=f"choose one of {', '.join(AUTH_MODES)}"))
     if args.oci_endpoint is not None and not re.match(r"^https?://[^\s/]+", args.oci_endpoint):
-        found.append(f"--oci-endpoint {args.oci_endpoint!r}: give an http(s) URL")
+        found.append(Finding("oci_endpoint", args.oci_endpoint, "an http(s) URL"))
     return found
+
+
+def checked(**values: Any) -> tuple[FineTuneArgs, list[Finding]]:
+    """Arguments from plain values (defaults for the rest) and what is wrong with them, without raising.
+
+    For callers that report problems their own way, such as the stack's settings naming their keys.
+    """
+    args = object.__new__(FineTuneArgs)
+    for field in dataclasses.fields(FineTuneArgs):
+        object.__setattr__(args, field.name, values.pop(field.name, field.default))
+    if values:
+        raise TypeError(f"unknown fine-tuning arguments: {', '.join(sorted(values))}")
+    return args, findings(args)
+
+
+def problems(args: FineTuneArgs) -> list[str]:
+    """Every reason to refuse `args`, one line each; empty when the run can start."""
+    return [finding.line() for finding in findings(args)]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -208,6 +279,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="replace what is already at --output")
     parser.add_argument(
         "--hf-token-file", default=None, help="file holding a Hugging Face token (or set HF_TOKEN)"
+    )
+    parser.add_argument(
+        "--hf-token-secret-id",
+        default=None,
+        help="OCID of a Vault secret holding a Hugging Face token (read with the job's identity)",
+    )
+    parser.add_argument(
+        "--zip",
+        default=None,
+        metavar="NAME",
+        help="also pack the model folder as one stored zip NAME at the output, files at its root (the "
+        "model catalog's layout), with finetune.json beside it",
     )
     parser.add_argument("--oci-auth", default=None, help=f"one of {', '.join(AUTH_MODES)}")
     parser.add_argument("--oci-endpoint", default=None, help="Object Storage endpoint URL")

@@ -9,10 +9,13 @@ torchrun's RANK / LOCAL_RANK / WORLD_SIZE). Steps:
 3. train with transformers' Trainer: LoRA and QLoRA through PEFT, or all weights;
 4. on the first process only, write the model folder (merged weights, or the adapter alone), copying the
    base model's config and tokenizer files unchanged so the serving engine reads them as it read the base;
-5. move it to a local --output, or upload it to oci:// with `finetune.json` last, the sign that it is whole.
+5. with --zip NAME, pack the folder as one stored zip (files at its root: the layout the model catalog takes
+   and a model deployment unpacks), with `finetune.json` beside it;
+6. move it to a local --output, or upload it to oci:// with `finetune.json` last, the sign that it is whole.
 
-Progress (`step 10/300 loss 1.2345 ...`) goes to stdout. The Hugging Face token is read from HF_TOKEN or
---hf-token-file, handed to the Hub download only, and never printed or written.
+Progress (`step 10/300 loss 1.2345 ...`) goes to stdout. The Hugging Face token is read from HF_TOKEN,
+--hf-token-file or the Vault secret --hf-token-secret-id, handed to the Hub download only, and never printed
+or written.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import re
 import shutil
 import sys
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +48,7 @@ from training.storage import (
     parse_oci_uri,
     upload_folder,
 )
+from training.vault import read_secret
 
 MANIFEST = "finetune.json"
 COMPLETE_MARKER = ".complete"
@@ -67,6 +72,7 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?
 EXTRA_MODULES = ("torch", "transformers", "peft", "accelerate")
 
 StoreFactory = Callable[[FineTuneArgs], ObjectStore]
+SecretReader = Callable[[FineTuneArgs], str]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,8 +90,8 @@ def log(message: str) -> None:
         print(f"finetune: {message}", flush=True)
 
 
-def hf_token(args: FineTuneArgs) -> str | None:
-    """The Hugging Face token from --hf-token-file or HF_TOKEN; None when neither is set."""
+def hf_token(args: FineTuneArgs, secret_reader: SecretReader | None = None) -> str | None:
+    """The Hugging Face token from --hf-token-file, --hf-token-secret-id or HF_TOKEN, else None."""
     if args.hf_token_file:
         try:
             token = Path(args.hf_token_file).expanduser().read_text(encoding="utf-8").strip()
@@ -96,6 +102,11 @@ def hf_token(args: FineTuneArgs) -> str | None:
         if not token:
             raise UserError(f"--hf-token-file {args.hf_token_file!r}: the file is empty")
         return token
+    if args.hf_token_secret_id:
+        reader = secret_reader or (
+            lambda a: read_secret(str(a.hf_token_secret_id), auth_mode=a.oci_auth, arg="--hf-token-secret-id")
+        )
+        return reader(args)
     return os.environ.get("HF_TOKEN") or None
 
 
@@ -419,6 +430,32 @@ def write_manifest(dest: Path, args: FineTuneArgs, result: dict[str, Any]) -> No
     (dest / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
 
+def write_zip(folder: Path, dest: Path) -> None:
+    """Every file under `folder` in one stored (uncompressed) zip, paths relative to it, in name order.
+
+    The model catalog takes a zip with the files at its root; a deployment unpacks it into its model folder.
+    Weights do not compress, so storing costs nothing and lets readers seek.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as packed:
+        for relative in files_under(folder):
+            packed.write(folder / relative, arcname=relative)
+
+
+def package(staging: Path, args: FineTuneArgs, work: Path) -> Path:
+    """The folder to publish: the model folder itself, or (with --zip) the zip and finetune.json beside it."""
+    if not args.zip:
+        return staging
+    packed = work / "packed"
+    if packed.exists():
+        shutil.rmtree(packed)
+    packed.mkdir(parents=True)
+    log(f"packing the model folder as {args.zip}")
+    write_zip(staging, packed / args.zip)
+    shutil.copyfile(staging / MANIFEST, packed / MANIFEST)
+    return packed
+
+
 def publish(staging: Path, args: FineTuneArgs, store: ObjectStore | None) -> str:
     """Put the finished folder at --output; returns where it went."""
     if is_oci_uri(args.output):
@@ -450,10 +487,15 @@ def _losses(history: list[dict[str, Any]]) -> tuple[float | None, float | None]:
     return (losses[0], losses[-1]) if losses else (None, None)
 
 
-def run(args: FineTuneArgs, *, store_factory: StoreFactory | None = None) -> Result | None:
+def run(
+    args: FineTuneArgs,
+    *,
+    store_factory: StoreFactory | None = None,
+    secret_reader: SecretReader | None = None,
+) -> Result | None:
     """The whole job; returns the Result on the first process and None on the others."""
     require_extra()
-    token = hf_token(args)
+    token = hf_token(args, secret_reader)
     uses_oci = any(is_oci_uri(ref) for ref in (args.base_model, args.dataset, args.output))
     factory = store_factory or (
         lambda a: OciObjectStore.connect(auth_mode=a.oci_auth, endpoint=a.oci_endpoint)
@@ -542,16 +584,26 @@ def run(args: FineTuneArgs, *, store_factory: StoreFactory | None = None) -> Res
         "finalLoss": final_loss,
     }
     write_manifest(staging, args, trained)
-    files = {name: (staging / name).stat().st_size for name in files_under(staging)}
+    ready = package(staging, args, work)
+    files = {name: (ready / name).stat().st_size for name in files_under(ready)}
     log(f"writing {len(files)} file(s), {sum(files.values())} bytes, to {args.output}")
-    where = publish(staging, args, store)
+    where = publish(ready, args, store)
     log(f"done: {where}")
     return Result(output=where, files=files, steps=steps, first_loss=first_loss, final_loss=final_loss)
 
 
-def main(argv: Sequence[str] | None = None, *, store_factory: StoreFactory | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    store_factory: StoreFactory | None = None,
+    secret_reader: SecretReader | None = None,
+) -> int:
     try:
-        run(parse_args(sys.argv[1:] if argv is None else argv), store_factory=store_factory)
+        run(
+            parse_args(sys.argv[1:] if argv is None else argv),
+            store_factory=store_factory,
+            secret_reader=secret_reader,
+        )
     except UserError as exc:
         for line in str(exc).splitlines():
             print(f"finetune: error: {line}", file=sys.stderr, flush=True)

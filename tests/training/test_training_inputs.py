@@ -381,3 +381,114 @@ def test_the_sdk_store_lists_pages_downloads_uploads_and_deletes(
     store.delete("ns", "bkt", "out/run/config.json")
     store.delete("ns", "bkt", "out/run/config.json")  # already gone: not an error
     assert "out/run/config.json" not in objects
+
+
+# --- what the stack's job needs: a token from Vault, one zip for the model catalog ---------------------------
+
+
+def test_findings_name_the_field_so_the_stack_can_name_its_own_keys() -> None:
+    from training.args import findings
+
+    args = parse_args(REQUIRED)
+    bad = dataclasses_replace(args, learning_rate=3.0, method="dpo", zip="out/model.zip")
+    found = {f.field: f for f in findings(bad)}
+    assert set(found) == {"learning_rate", "method", "zip"}
+    assert (found["learning_rate"].value, found["learning_rate"].accepted) == (
+        3.0,
+        "a number above 0 and at most 1 (e.g. 2e-4)",
+    )
+    assert found["method"].reason == "choose one of lora, qlora, full"
+    assert (
+        found["zip"].line()
+        == "--zip 'out/model.zip': give a file name ending in .zip, such as model.zip (no folders)"
+    )
+
+
+def dataclasses_replace(args: FineTuneArgs, **changes: Any) -> FineTuneArgs:
+    """A copy with `changes`, skipping the checks (the way a caller holding unchecked values builds one)."""
+    import dataclasses
+
+    copy = object.__new__(FineTuneArgs)
+    for field in dataclasses.fields(FineTuneArgs):
+        object.__setattr__(copy, field.name, changes.get(field.name, getattr(args, field.name)))
+    return copy
+
+
+def test_the_zip_and_secret_flags_round_trip_and_are_checked() -> None:
+    secret = "ocid1.vaultsecret.oc1.iad.amaaaaaabbbbbbbbccccccccddddddddeeee"
+    args = parse_args([*REQUIRED, "--zip", "model.zip", "--hf-token-secret-id", secret])
+    assert (args.zip, args.hf_token_secret_id) == ("model.zip", secret)
+    assert parse_args(to_argv(args)) == args
+    with pytest.raises(ArgsError) as refused:
+        parse_args([*REQUIRED, "--hf-token-secret-id", "hf_abc", "--zip", "model.tar"])
+    assert str(refused.value).splitlines() == [
+        "--hf-token-secret-id 'hf_abc': give a Vault secret OCID (ocid1.vaultsecret...)",
+        "--zip 'model.tar': give a file name ending in .zip, such as model.zip (no folders)",
+    ]
+    with pytest.raises(ArgsError, match="give either --hf-token-file or --hf-token-secret-id, not both"):
+        parse_args([*REQUIRED, "--hf-token-secret-id", secret, "--hf-token-file", "/run/token"])
+
+
+def test_the_token_comes_from_the_secret_before_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "ocid1.vaultsecret.oc1.iad.amaaaaaabbbbbbbbccccccccddddddddeeee"
+    monkeypatch.setenv("HF_TOKEN", "from-the-environment")
+    args = parse_args([*REQUIRED, "--hf-token-secret-id", secret])
+    asked: list[str | None] = []
+
+    def reader(a: FineTuneArgs) -> str:
+        asked.append(a.hf_token_secret_id)
+        return "from-vault"
+
+    assert finetune.hf_token(args, reader) == "from-vault" and asked == [secret]
+    assert finetune.hf_token(parse_args(REQUIRED), reader) == "from-the-environment"
+
+
+def test_a_vault_secret_is_read_with_the_real_sdk(
+    fake_oci: Any, oci_identity: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.fakeoci.secrets import Secrets
+    from training.vault import read_secret
+
+    monkeypatch.setenv("OCI_CLI_CONFIG_FILE", str(oci_identity.config_file))
+    secret_id = fake_oci.service(Secrets).put("hf_FromVaultNotPrinted\n")
+    token = read_secret(
+        secret_id, auth_mode="api_key", endpoint=fake_oci.endpoint, arg="--hf-token-secret-id"
+    )
+    assert token == "hf_FromVaultNotPrinted"
+    missing = "ocid1.vaultsecret.oc1.iad.ffffffffffffffffffffffffffffffff"
+    with pytest.raises(UserError) as refused:
+        read_secret(missing, auth_mode="api_key", endpoint=fake_oci.endpoint, arg="--hf-token-secret-id")
+    assert str(refused.value) == (
+        f"--hf-token-secret-id {missing}: cannot read it: 404 NotAuthorizedOrNotFound "
+        "(does the job's dynamic group have `read secret-bundles` on it?)"
+    )
+
+
+def test_the_catalog_zip_holds_the_model_files_at_its_root_uncompressed(tmp_path: Path) -> None:
+    import zipfile
+
+    model = tmp_path / "model"
+    write_lines(model / "config.json", '{"model_type": "llama"}')
+    (model / "model.safetensors").write_bytes(b"\x00" * 4096)
+    write_lines(model / "finetune.json", "{}")
+    args = parse_args([*REQUIRED, "--zip", "model.zip"])
+
+    packed = finetune.package(model, args, tmp_path / "work")
+
+    assert sorted(p.name for p in packed.iterdir()) == ["finetune.json", "model.zip"]
+    with zipfile.ZipFile(packed / "model.zip") as archive:
+        entries = archive.infolist()
+        assert [e.filename for e in entries] == ["config.json", "finetune.json", "model.safetensors"]
+        assert {e.compress_type for e in entries} == {zipfile.ZIP_STORED}
+        assert archive.read("model.safetensors") == b"\x00" * 4096
+    assert finetune.package(model, parse_args(REQUIRED), tmp_path / "work") == model  # no --zip: the folder
+
+
+def test_zip_output_is_uploaded_with_the_manifest_last(memory_store: MemoryStore, tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    write_lines(model / "config.json", "{}")
+    write_lines(model / "finetune.json", "{}")
+    args = parse_args([*REQUIRED, "--zip", "model.zip"])
+    where = finetune.publish(finetune.package(model, args, tmp_path / "work"), args, memory_store)
+    assert where == "oci://models@ns/ft/run-1"
+    assert memory_store.uploads == ["ft/run-1/model.zip", "ft/run-1/finetune.json"]
