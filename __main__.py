@@ -29,6 +29,17 @@ pulumi.export(
             "streamUrl": serving.stream_url,
             "deploymentId": serving.deployment_id,
             "catalogModelId": serving.catalog_model_id,
+            **(
+                {
+                    "fineTune": {
+                        "jobId": serving.fine_tune.job_id,
+                        "jobRunId": serving.fine_tune.job_run_id,
+                        "output": serving.fine_tune.output_uri,
+                    }
+                }
+                if serving.fine_tune is not None
+                else {}
+            ),
         }
         for name, serving in platform.models.items()
     },

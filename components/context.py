@@ -19,6 +19,8 @@ TAG_ARCHITECTURE = "llmstack-architecture"
 TAG_BUDGET = "llmstack-budget-monthly-usd"
 # Set on a deployment when settings override its shape's price; the monthly-budget policy prices with it.
 TAG_SHAPE_HOURLY_USD = "llmstack-shape-hourly-usd"
+# On a fine-tuning job: lora, qlora or full.
+TAG_FINETUNE_METHOD = "llmstack-finetune-method"
 
 
 @dataclass(frozen=True, kw_only=True)

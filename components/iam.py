@@ -1,12 +1,15 @@
-"""DeploymentIdentity: who the model deployments are to OCI, and what they may do.
+"""DeploymentIdentity: who the model deployments (and fine-tuning job runs) are to OCI, and what they may do.
 
 The samples match every model deployment in the tenancy and let `any-user` write logs tenancy-wide; here
 the dynamic group matches only this compartment's deployments and every grant is scoped to the compartment
-(and to the artifact bucket, or the one Vault secret).
+(and to the artifact bucket, or the one Vault secret). A stack that fine-tunes gets a second dynamic group,
+of its compartment's job runs, with its own grants: read the dataset (and base model) buckets, write the
+output bucket; deployments never get write access to a bucket.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -46,6 +49,54 @@ def policy_statements(
     return statements
 
 
+def job_matching_rule(compartment_id: str) -> str:
+    return f"ALL {{resource.type = 'datasciencejobrun', resource.compartment.id = '{compartment_id}'}}"
+
+
+def training_policy_statements(
+    *,
+    dynamic_group: str,
+    compartment_id: str,
+    read_buckets: Sequence[str],
+    write_buckets: Sequence[str],
+    token_secret_id: str | None = None,
+) -> list[str]:
+    """What a fine-tuning job run needs: its image, its log, its buckets (and the token's secret)."""
+    where = f"compartment id {compartment_id}"
+    group = f"dynamic-group {dynamic_group}"
+    writes = sorted(set(write_buckets))
+    reads = sorted(set(read_buckets) - set(writes))
+
+    def in_bucket(bucket: str) -> str:
+        return f"where target.bucket.name = '{bucket}'"
+
+    statements = [
+        f"Allow {group} to read repos in {where}",
+        f"Allow {group} to use log-content in {where}",
+    ]
+    statements += [
+        f"Allow {group} to read buckets in {where} {in_bucket(b)}" for b in sorted({*reads, *writes})
+    ]
+    statements += [f"Allow {group} to read objects in {where} {in_bucket(b)}" for b in reads]
+    for bucket in writes:
+        # The job writes the model (and replaces a failed attempt's objects); the catalog then copies it in.
+        statements.append(f"Allow {group} to manage objects in {where} {in_bucket(bucket)}")
+        statements.append(f"Allow service datascience to read objects in {where} {in_bucket(bucket)}")
+    if token_secret_id is not None:
+        statements.append(
+            f"Allow {group} to read secret-bundles in {where} where target.secret.id = '{token_secret_id}'"
+        )
+    return statements
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingAccess:
+    """The buckets the stack's fine-tuning jobs read and write."""
+
+    read_buckets: tuple[str, ...]
+    write_buckets: tuple[str, ...]
+
+
 @dataclass(frozen=True, kw_only=True)
 class DeploymentIdentityArgs:
     context: Context
@@ -54,6 +105,7 @@ class DeploymentIdentityArgs:
     bucket_name: str
     existing_dynamic_group: str | None = None
     token_secret_id: str | None = None
+    training: TrainingAccess | None = None  # set when a model is fine-tuned in this stack
 
 
 class DeploymentIdentity(pulumi.ComponentResource):
@@ -99,4 +151,52 @@ class DeploymentIdentity(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
         )
         self.policy_id = policy.id
-        self.register_outputs({"dynamic_group_name": self.dynamic_group_name, "policy_id": self.policy_id})
+        self.training_policy_id: pulumi.Output[str | None] = pulumi.Output.from_input(None)
+        if args.training is not None:
+            self.training_policy_id = self._training(name, args, args.training, child)
+        self.register_outputs(
+            {
+                "dynamic_group_name": self.dynamic_group_name,
+                "policy_id": self.policy_id,
+                "training_policy_id": self.training_policy_id,
+            }
+        )
+
+    def _training(
+        self, name: str, args: DeploymentIdentityArgs, access: TrainingAccess, child: pulumi.ResourceOptions
+    ) -> pulumi.Output[str | None]:
+        """The job runs' dynamic group (or the existing group, which must match them too) and grants."""
+        ctx = args.context
+        if args.existing_dynamic_group is not None:
+            group_name = pulumi.Output.from_input(args.existing_dynamic_group)
+            depends: list[pulumi.Resource] = []
+        else:
+            group = oci.identity.DynamicGroup(
+                f"{name}-jobs",
+                compartment_id=args.tenancy_id,
+                name=ctx.display_name("training-jobs"),
+                description=f"Fine-tuning job runs of {ctx.project} stack {ctx.stack}",
+                matching_rule=job_matching_rule(args.compartment_id),
+                freeform_tags=ctx.freeform_tags(),
+                opts=child,
+            )
+            group_name, depends = group.name, [group]
+        statements = group_name.apply(
+            lambda group_name: training_policy_statements(
+                dynamic_group=group_name,
+                compartment_id=args.compartment_id,
+                read_buckets=access.read_buckets,
+                write_buckets=access.write_buckets,
+                token_secret_id=args.token_secret_id,
+            )
+        )
+        policy = oci.identity.Policy(
+            f"{name}-training-policy",
+            compartment_id=args.compartment_id,
+            name=ctx.display_name("training-jobs"),
+            description=f"What the {ctx.stack} fine-tuning job runs may do",
+            statements=statements,
+            freeform_tags=ctx.freeform_tags(),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
+        )
+        return policy.id.apply(lambda policy_id: policy_id)

@@ -1,4 +1,7 @@
-"""DeploymentLogs: one log group and, per model, a predict log and an access log (CUSTOM, with retention)."""
+"""DeploymentLogs: one log group and, per model, a predict log and an access log (CUSTOM, with retention).
+
+A fine-tuned model also gets a training log: its job runs' stdout and stderr (progress, errors).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ class DeploymentLogsArgs:
     context: Context
     compartment_id: str
     model_names: tuple[str, ...]
+    training_models: tuple[str, ...] = ()  # models fine-tuned in this stack: each gets a training log
     retention_days: int = 30
     existing_log_group_id: str | None = None
 
@@ -23,6 +27,7 @@ class DeploymentLogsArgs:
 class ModelLogs:
     predict_log_id: pulumi.Output[str]
     access_log_id: pulumi.Output[str]
+    train_log_id: pulumi.Output[str] | None = None
 
 
 class DeploymentLogs(pulumi.ComponentResource):
@@ -51,7 +56,8 @@ class DeploymentLogs(pulumi.ComponentResource):
         self.logs = {}
         for model in args.model_names:
             ids = {}
-            for kind in ("predict", "access"):
+            kinds = ("predict", "access", "train") if model in args.training_models else ("predict", "access")
+            for kind in kinds:
                 log = oci.logging.Log(
                     f"{name}-{model}-{kind}",
                     log_group_id=self.log_group_id,
@@ -63,10 +69,16 @@ class DeploymentLogs(pulumi.ComponentResource):
                     opts=child,
                 )
                 ids[kind] = log.id
-            self.logs[model] = ModelLogs(predict_log_id=ids["predict"], access_log_id=ids["access"])
+            self.logs[model] = ModelLogs(
+                predict_log_id=ids["predict"], access_log_id=ids["access"], train_log_id=ids.get("train")
+            )
 
         logs = {
-            model: {"predict": ids.predict_log_id, "access": ids.access_log_id}
+            model: {
+                "predict": ids.predict_log_id,
+                "access": ids.access_log_id,
+                **({"train": ids.train_log_id} if ids.train_log_id is not None else {}),
+            }
             for model, ids in self.logs.items()
         }
         self.register_outputs({"log_group_id": self.log_group_id, "logs": logs})

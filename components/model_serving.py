@@ -1,6 +1,7 @@
 """ModelServing: one model from its source to a checked predict URL.
 
-source -> [ModelArtifact, for a local folder] -> CatalogModel -> ModelDeployment (BYOC, GPU) -> Readiness
+source -> [ModelArtifact, for a local folder | FineTune, for a fine-tuned model] -> CatalogModel
+       -> ModelDeployment (BYOC, GPU) -> Readiness
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from components.context import (
     TAG_TENSOR_PARALLELISM,
     Context,
 )
+from components.fine_tune import FineTune, FineTuneArgs
 from components.logging import ModelLogs
 from components.providers.artifact import ModelArtifact, ModelArtifactArgs
 from components.providers.catalog import CatalogModel, CatalogModelArgs, InlineArtifact, ObjectStorageArtifact
@@ -90,6 +92,7 @@ class ModelServingArgs:
     hf_token: pulumi.Output[str] | None = None
     token_secret_id: str | None = None
     shape_hourly_usd: float | None = None  # the stack's own price for the shape, when it sets one
+    training_shape_hourly_usd: float | None = None  # the same for a fine-tuning job's shape
     depends_on: Sequence[pulumi.Resource] = ()
 
 
@@ -115,9 +118,7 @@ def _architecture_tag(model: ModelSettings) -> dict[str, str]:
     """The architecture from config.json or the known-model table, for the GPU-fit policy."""
     source = model.source
     architecture, origin = sizing.resolve_architecture(
-        local_path=source.local_path,
-        model_id=source.huggingface or (source.object_storage.object_name if source.object_storage else None),
-        other_names=(model.name,),
+        local_path=source.local_path, model_id=source.model_id, other_names=(model.name,)
     )
     if architecture is None or origin.startswith("approximation"):
         return {}
@@ -166,6 +167,7 @@ class ModelServing(pulumi.ComponentResource):
     deployment_id: pulumi.Output[str]
     predict_url: pulumi.Output[str]
     stream_url: pulumi.Output[str]
+    fine_tune: FineTune | None = None
 
     def __init__(self, name: str, args: ModelServingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("oci-llm-stack:serving:ModelServing", name, None, opts)
@@ -298,6 +300,12 @@ class ModelServing(pulumi.ComponentResource):
                 region=args.region,
             )
             return stored, upload.fingerprint
+        if source.fine_tune is not None:
+            tune = self._fine_tune(name, args, child)
+            stored = ObjectStorageArtifact(
+                namespace=tune.namespace, bucket=tune.bucket, object_name=tune.object_name, region=args.region
+            )
+            return stored, tune.fingerprint
         if source.object_storage is not None:
             uri = source.object_storage
             stored = ObjectStorageArtifact(
@@ -305,6 +313,35 @@ class ModelServing(pulumi.ComponentResource):
             )
             return stored, None
         return InlineArtifact(), None
+
+    def _fine_tune(self, name: str, args: ModelServingArgs, child: pulumi.ResourceOptions) -> FineTune:
+        model = args.model
+        if model.source.fine_tune is None or model.parameters_b is None or args.logs.train_log_id is None:
+            raise ValueError(
+                f"model {model.name}: a fine-tune needs its settings, its size and a training log"
+            )
+        self.fine_tune = FineTune(
+            f"{name}-finetune",
+            FineTuneArgs(
+                context=args.context,
+                model_name=model.name,
+                fine_tune=model.source.fine_tune,
+                parameters_b=model.parameters_b,
+                region=args.region,
+                compartment_id=args.compartment_id,
+                project_id=args.project_id,
+                network_access_type=args.network_access_type,
+                subnet_id=args.subnet_id,
+                log_group_id=args.log_group_id,
+                log_id=args.logs.train_log_id,
+                auth=args.auth,
+                token_secret_id=args.token_secret_id,
+                shape_hourly_usd=args.training_shape_hourly_usd,
+                depends_on=args.depends_on,
+            ),
+            opts=child,
+        )
+        return self.fine_tune
 
 
 def catalog_metadata(

@@ -8,7 +8,7 @@ import pulumi
 import pulumi_oci as oci
 
 from components.context import TAG_BUDGET, Context
-from components.iam import DeploymentIdentity, DeploymentIdentityArgs
+from components.iam import DeploymentIdentity, DeploymentIdentityArgs, TrainingAccess
 from components.logging import DeploymentLogs, DeploymentLogsArgs
 from components.model_serving import ModelServing, ModelServingArgs
 from components.network import Network, NetworkArgs
@@ -21,6 +21,22 @@ from components.storage import ArtifactBucket, ArtifactBucketArgs
 class LlmPlatformArgs:
     settings: Settings
     hf_token: pulumi.Output[str] | None = None
+
+
+def training_access(settings: Settings) -> TrainingAccess | None:
+    """The buckets the stack's fine-tuning jobs read and write; None when nothing is fine-tuned."""
+    buckets = [
+        access
+        for model in settings.models
+        if model.source.fine_tune is not None
+        for access in model.source.fine_tune.buckets()
+    ]
+    if not buckets:
+        return None
+    return TrainingAccess(
+        read_buckets=tuple(sorted({b for b, how in buckets if how == "read"})),
+        write_buckets=tuple(sorted({b for b, how in buckets if how == "write"})),
+    )
 
 
 class LlmPlatform(pulumi.ComponentResource):
@@ -51,6 +67,7 @@ class LlmPlatform(pulumi.ComponentResource):
                 context=ctx,
                 compartment_id=s.compartment_id,
                 model_names=tuple(m.name for m in s.models),
+                training_models=tuple(m.name for m in s.models if m.source.fine_tune is not None),
                 retention_days=s.logging.retention_days,
                 existing_log_group_id=s.logging.existing_log_group_id,
             ),
@@ -87,6 +104,7 @@ class LlmPlatform(pulumi.ComponentResource):
                 bucket_name=s.artifact_bucket.name,
                 existing_dynamic_group=s.identity.existing_dynamic_group,
                 token_secret_id=s.hf_token_secret_id,
+                training=training_access(s),
             ),
             opts=child,
         )
@@ -125,6 +143,9 @@ class LlmPlatform(pulumi.ComponentResource):
                     hf_token=args.hf_token,
                     token_secret_id=s.hf_token_secret_id,
                     shape_hourly_usd=s.shape_hourly_usd(model.compute.shape),
+                    training_shape_hourly_usd=(
+                        s.shape_hourly_usd(model.source.fine_tune.shape) if model.source.fine_tune else None
+                    ),
                     depends_on=[identity],
                 ),
                 opts=child,

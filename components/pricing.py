@@ -161,3 +161,34 @@ def estimate_monthly_cost(
         load_balancer_usd=load_balancer,
         storage_usd=storage_gb * prices.object_storage_gb_month,
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingCost:
+    """One fine-tuning run: billed per hour of its shape while it runs, stopped at its maximum runtime.
+
+    How long a run takes depends on the data, which a plan does not read, so the figure is a ceiling: the
+    hourly price times the run's maximum runtime (the service ends the run there).
+    """
+
+    shape: str
+    nodes: int
+    hourly_usd: float
+    max_hours: float
+
+    @property
+    def max_usd(self) -> float:
+        return self.hourly_usd * self.nodes * self.max_hours
+
+
+def estimate_training_cost(
+    *, shape: GpuShape | str, max_minutes: float, nodes: int = 1, prices: PriceTable = DEFAULT_PRICES
+) -> TrainingCost:
+    if nodes < 1:
+        raise ValueError(f"nodes {nodes} must be at least 1")
+    if not max_minutes > 0:
+        raise ValueError(f"maximum runtime {max_minutes} must be a positive number of minutes")
+    name = shape if isinstance(shape, str) else shape.name
+    return TrainingCost(
+        shape=name, nodes=nodes, hourly_usd=prices.shape_hourly_usd(shape), max_hours=max_minutes / 60
+    )

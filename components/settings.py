@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import yaml
 
@@ -32,6 +32,10 @@ from components.container_env import (
 )
 from components.pricing import DEFAULT_PRICES, PriceTable, with_overrides
 from components.shapes import SHAPES, known_shape_names
+from llmstack.errors import UserError
+
+if TYPE_CHECKING:
+    from training.args import FineTuneArgs as TrainingArgs
 
 PROJECT = "oci-llm-stack"
 Egress = Literal["nat", "managed", "none"]
@@ -172,8 +176,117 @@ class ObjectStorageUri:
         return f"oci://{self.bucket}@{self.namespace}/{self.object_name}"
 
 
-SourceKind = Literal["localPath", "objectStorage", "huggingface"]
-SOURCE_KINDS: tuple[SourceKind, ...] = ("localPath", "objectStorage", "huggingface")
+SourceKind = Literal["localPath", "objectStorage", "huggingface", "fineTune"]
+SOURCE_KINDS: tuple[SourceKind, ...] = ("localPath", "objectStorage", "huggingface", "fineTune")
+
+FINE_TUNE_ZIP = "model.zip"
+FINE_TUNE_WORK_DIR = "/home/datascience/finetune-work"  # the job run's home, on its block volume
+MAX_TRAINING_MINUTES = 7 * 24 * 60
+MAX_COMMAND_BYTES = 2048  # a job's CMD and ENTRYPOINT together
+
+
+@dataclass(frozen=True, kw_only=True)
+class FineTuneSettings:
+    """A model made by fine-tuning `base_model` on `dataset` in a Data Science job, then deployed offline.
+
+    The job writes merged weights (the deployment serves the artifact as a whole model) as one stored zip,
+    `<output>/<run folder>/model.zip`; the run folder is named from the stack, the model and a digest of
+    everything that shapes the weights, so a changed setting trains into a new folder and never over the
+    model a deployment was made from.
+    """
+
+    base_model: str  # a Hugging Face id or oci://bucket@namespace/prefix
+    dataset: str  # oci://bucket@namespace/prefix
+    output: str  # oci://bucket@namespace/prefix
+    shape: str
+    image: str
+    method: str = "lora"
+    epochs: float = 3.0
+    learning_rate: float = 2e-4
+    max_seq_len: int = 2048
+    batch_size: int = 4
+    grad_accum: int = 1
+    lora_r: int = 16
+    lora_alpha: int = 32
+    max_steps: int | None = None
+    gradient_checkpointing: bool = True
+    replicas: int = 1
+    timeout_minutes: int = 12 * 60
+
+    @property
+    def base_model_is_hub_id(self) -> bool:
+        return not self.base_model.startswith("oci://")
+
+    @property
+    def base_model_name(self) -> str:
+        """The name a size or architecture can be read from: the hub id, or the prefix's last part."""
+        if self.base_model_is_hub_id:
+            return self.base_model
+        return self.base_model.rstrip("/").rsplit("/", 1)[-1]
+
+    def training_args(self, output: str, hf_token_secret_id: str | None = None) -> TrainingArgs:
+        """The entrypoint's arguments for a run writing to `output` (merged weights, one zip)."""
+        from training.args import FineTuneArgs as EntrypointArgs
+
+        return EntrypointArgs(
+            base_model=self.base_model,
+            dataset=self.dataset,
+            output=output,
+            method=cast(Any, self.method),
+            save="merged",
+            epochs=self.epochs,
+            learning_rate=self.learning_rate,
+            max_seq_len=self.max_seq_len,
+            batch_size=self.batch_size,
+            grad_accum=self.grad_accum,
+            lora_r=self.lora_r,
+            lora_alpha=self.lora_alpha,
+            max_steps=self.max_steps,
+            gradient_checkpointing=self.gradient_checkpointing,
+            work_dir=FINE_TUNE_WORK_DIR,
+            # A rerun of the same settings (after a failed attempt) replaces what that attempt left.
+            overwrite=True,
+            hf_token_secret_id=hf_token_secret_id if self.base_model_is_hub_id else None,
+            zip=FINE_TUNE_ZIP,
+        )
+
+    def run_folder(self, stack: str, model: str) -> str:
+        """`<stack>-<model>-<digest>`: the digest covers everything that shapes the weights."""
+        import hashlib
+        import json
+
+        from training.args import to_argv
+
+        shape = SHAPES.get(self.shape)
+        spec = {
+            "argv": to_argv(self.training_args("oci://-@-/-")),
+            "image": self.image,
+            "gpus": shape.gpu_count if shape else None,
+        }
+        digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+        return f"{stack}-{model}-{digest}"
+
+    def output_prefix(self, stack: str, model: str) -> str:
+        """oci://bucket@ns/<prefix>/<run folder>: where one run writes."""
+        return f"{self.output}/{self.run_folder(stack, model)}"
+
+    def command(self, stack: str, model: str, hf_token_secret_id: str | None = None) -> list[str]:
+        """The job's command: torchrun, one process per GPU of the shape, running training.finetune."""
+        from training.args import job_command
+
+        shape = SHAPES.get(self.shape)
+        args = self.training_args(self.output_prefix(stack, model), hf_token_secret_id)
+        return job_command(args, gpus=shape.gpu_count if shape else 1)
+
+    def buckets(self) -> tuple[tuple[str, str], ...]:
+        """(bucket, access) for every bucket the job touches: `read` for inputs, `write` for the output."""
+        inputs = [self.dataset] + ([] if self.base_model_is_hub_id else [self.base_model])
+        found = [(_uri_bucket(uri), "read") for uri in inputs] + [(_uri_bucket(self.output), "write")]
+        return tuple(dict.fromkeys(found))
+
+
+def _uri_bucket(uri: str) -> str:
+    return uri.removeprefix("oci://").split("@", 1)[0]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -182,16 +295,30 @@ class SourceSettings:
     local_path: Path | None = None
     object_storage: ObjectStorageUri | None = None
     huggingface: str | None = None
+    fine_tune: FineTuneSettings | None = None
 
     @property
     def method(self) -> Method:
         return "online" if self.kind == "huggingface" else "offline"
+
+    @property
+    def model_id(self) -> str | None:
+        """A name that may tell the model's size and architecture (`Llama-2-7b-hf`), besides a folder."""
+        if self.huggingface is not None:
+            return self.huggingface
+        if self.object_storage is not None:
+            return self.object_storage.object_name
+        if self.fine_tune is not None:
+            return self.fine_tune.base_model_name
+        return None
 
     def describe(self) -> str:
         if self.local_path is not None:
             return f"localPath:{self.local_path.name}"
         if self.object_storage is not None:
             return str(self.object_storage)
+        if self.fine_tune is not None:
+            return f"fineTune:{self.fine_tune.method} of {self.fine_tune.base_model}"
         return f"huggingface:{self.huggingface}"
 
 
@@ -403,6 +530,76 @@ KEY_DOCS: tuple[KeyDoc, ...] = (
         "online: pulled from Hugging Face inside the container",
     ),
     KeyDoc(
+        "models.<name>.source.fineTune",
+        "map",
+        "one source",
+        "offline: fine-tuned in a Data Science job, then deployed from its output (keys below; "
+        "see docs/finetune.md)",
+    ),
+    KeyDoc(
+        "models.<name>.source.fineTune.baseModel",
+        "`org/model` \\| `oci://bucket@ns/prefix`",
+        "required",
+        "the model to fine-tune: a Hugging Face id (gated ones need hfTokenSecretId) or a model folder in "
+        "Object Storage",
+    ),
+    KeyDoc(
+        "models.<name>.source.fineTune.dataset",
+        "`oci://bucket@ns/prefix`",
+        "required",
+        "JSONL records `{prompt, completion}` or `{text}` (every `*.jsonl` under the prefix)",
+    ),
+    KeyDoc(
+        "models.<name>.source.fineTune.output",
+        "`oci://bucket@ns/prefix`",
+        "required",
+        "where the job writes `<run folder>/model.zip` (merged weights) and `finetune.json`",
+    ),
+    KeyDoc(
+        "models.<name>.source.fineTune.method", "`lora` \\| `qlora` \\| `full`", "`lora`", "what is trained"
+    ),
+    KeyDoc(
+        "models.<name>.source.fineTune.save",
+        "`merged`",
+        "`merged`",
+        "LoRA is folded into the weights: the deployment serves the artifact as a whole model",
+    ),
+    KeyDoc("models.<name>.source.fineTune.epochs", "number", "`3`", "passes over the dataset"),
+    KeyDoc("models.<name>.source.fineTune.learningRate", "number", "`2e-4`", "peak learning rate"),
+    KeyDoc(
+        "models.<name>.source.fineTune.maxSeqLen", "integer", "`2048`", "tokens per record (longer are cut)"
+    ),
+    KeyDoc("models.<name>.source.fineTune.batchSize", "integer", "`4`", "records per GPU and step"),
+    KeyDoc("models.<name>.source.fineTune.gradAccum", "integer", "`1`", "steps accumulated per update"),
+    KeyDoc("models.<name>.source.fineTune.loraR", "integer", "`16`", "adapter rank (LoRA, QLoRA)"),
+    KeyDoc("models.<name>.source.fineTune.loraAlpha", "integer", "`32`", "adapter scale (LoRA, QLoRA)"),
+    KeyDoc("models.<name>.source.fineTune.maxSteps", "integer", "none", "stop after this many updates"),
+    KeyDoc(
+        "models.<name>.source.fineTune.gradientCheckpointing",
+        "boolean",
+        "`true`",
+        "recompute activations: far less GPU memory for about a third more time",
+    ),
+    KeyDoc(
+        "models.<name>.source.fineTune.shape",
+        "shape name",
+        "required",
+        "GPU shape of the job; every GPU must hold the whole run (checked, see docs/finetune.md)",
+    ),
+    KeyDoc("models.<name>.source.fineTune.replicas", "`1`", "`1`", "nodes (multi-node training: not yet)"),
+    KeyDoc(
+        "models.<name>.source.fineTune.image",
+        "OCIR image",
+        "required",
+        "training image with `training/` and the train extra (see docs/finetune.md)",
+    ),
+    KeyDoc(
+        "models.<name>.source.fineTune.timeoutMinutes",
+        f"1-{MAX_TRAINING_MINUTES}",
+        "`720`",
+        "the job's maximum runtime; `up` waits for it (plus an hour to start) and the plan prices it",
+    ),
+    KeyDoc(
         "models.<name>.parameters",
         "`7B` \\| `13B` \\| number",
         "from the source",
@@ -593,7 +790,7 @@ def load_settings(
     tags = _tags(p, raw.get("tags"))
     hf_token = _hf_token(p, raw.get("hfToken"), "hfToken" in secrets)
     hf_token_secret_id = p.optional_ocid(raw, "hfTokenSecretId", "", ("vaultsecret",))
-    models = _models(p, raw.get("models", _MISSING), network, hf_token, hf_token_secret_id)
+    models = _models(p, raw.get("models", _MISSING), network, hf_token, hf_token_secret_id, stack)
 
     if p.problems:
         raise SettingsError(p.problems, source)
@@ -824,6 +1021,7 @@ def _models(
     network: NetworkSettings,
     hf_token: Secret | None,
     hf_token_secret_id: str | None,
+    stack: str,
 ) -> tuple[ModelSettings, ...]:
     if raw is _MISSING or raw is None or (isinstance(raw, Mapping) and not raw):
         p.fail(
@@ -847,7 +1045,7 @@ def _models(
                 "bad model name",
             )
             continue
-        model = _model(p, name, body, network, hf_token, hf_token_secret_id)
+        model = _model(p, name, body, network, hf_token, hf_token_secret_id, stack)
         if model is not None:
             models.append(model)
     return tuple(models)
@@ -860,6 +1058,7 @@ def _model(
     network: NetworkSettings,
     hf_token: Secret | None,
     hf_token_secret_id: str | None,
+    stack: str,
 ) -> ModelSettings | None:
     path = f"models.{name}"
     before = len(p.problems)
@@ -893,6 +1092,17 @@ def _model(
                     "accepted: set hfToken (`pulumi config set --secret hfToken`) or hfTokenSecretId",
                 )
             )
+    if source and source.fine_tune and len(p.problems) == before:
+        _fine_tune_checks(
+            p,
+            f"{path}.source.fineTune",
+            stack,
+            name,
+            source.fine_tune,
+            parameters_b,
+            network,
+            hf_token_secret_id,
+        )
     if serving and source and compute and len(p.problems) == before:
         spec = ModelSettings(
             name=name,
@@ -938,6 +1148,9 @@ def _source(p: _Parser, raw: Any, path: str) -> SourceSettings | None:
     kind = given[0]
     value = s[kind]
     full = f"{path}.{kind}"
+    if kind == "fineTune":
+        fine_tune = _fine_tune(p, value, full)
+        return SourceSettings(kind=kind, fine_tune=fine_tune) if fine_tune else None
     if not isinstance(value, str) or not value.strip():
         p.fail(full, value, "a non-empty string", "not a string:")
         return None
@@ -971,6 +1184,254 @@ def _source(p: _Parser, raw: Any, path: str) -> SourceSettings | None:
     return SourceSettings(kind=kind, huggingface=value)
 
 
+_FINE_TUNE_ARGS = {
+    # settings key -> the training entrypoint's argument it becomes (training.args.FineTuneArgs)
+    "baseModel": "base_model",
+    "dataset": "dataset",
+    "output": "output",
+    "method": "method",
+    "save": "save",
+    "epochs": "epochs",
+    "learningRate": "learning_rate",
+    "maxSeqLen": "max_seq_len",
+    "batchSize": "batch_size",
+    "gradAccum": "grad_accum",
+    "loraR": "lora_r",
+    "loraAlpha": "lora_alpha",
+    "maxSteps": "max_steps",
+    "gradientCheckpointing": "gradient_checkpointing",
+}
+_FINE_TUNE_KEYS = [*_FINE_TUNE_ARGS, "shape", "replicas", "image", "timeoutMinutes"]
+_FINE_TUNE_NUMBERS = ("epochs", "learningRate")
+_FINE_TUNE_INTEGERS = ("maxSeqLen", "batchSize", "gradAccum", "loraR", "loraAlpha", "maxSteps")
+_CPU_SHAPE = re.compile(r"^(VM|BM)\.(Standard|Optimized|DenseIO)", re.IGNORECASE)
+TRAINING_URI_FORM = "oci://<bucket>@<namespace>/<prefix>"
+
+
+def _fine_tune(p: _Parser, raw: Any, path: str) -> FineTuneSettings | None:
+    """The keys of `source.fineTune`; the numbers are checked by the training entrypoint's own rules."""
+    from training.args import checked
+    from training.storage import parse_oci_uri
+
+    if not isinstance(raw, Mapping):
+        p.fail(path, raw, f"a mapping with keys {', '.join(_FINE_TUNE_KEYS)}", "not a mapping:")
+        return None
+    s = p.section(raw, path, _FINE_TUNE_KEYS)
+    before = len(p.problems)
+    locations: dict[str, str] = {}
+    wanted = {
+        "baseModel": f"a Hugging Face model id <org>/<model> or a model folder {TRAINING_URI_FORM}",
+        "dataset": f"{TRAINING_URI_FORM} (JSONL files the job reads)",
+        "output": f"{TRAINING_URI_FORM} (where the job writes the model)",
+    }
+    for key, accepted in wanted.items():
+        value = s.get(key, _MISSING)
+        if value is _MISSING or value is None:
+            p.fail(f"{path}.{key}", _MISSING, accepted)
+            continue
+        if not isinstance(value, str) or not value.strip():
+            p.fail(f"{path}.{key}", value, accepted, "not a string:")
+            continue
+        if key == "baseModel" and not value.startswith("oci://"):
+            if _HF_ID.match(value):
+                locations[key] = value
+            else:
+                p.fail(f"{path}.{key}", value, accepted, "bad id")
+            continue
+        try:
+            uri = parse_oci_uri(value, arg=key)
+        except UserError:
+            p.fail(f"{path}.{key}", value, accepted, "bad URI")
+            continue
+        if not _BUCKET.match(uri.bucket):
+            p.fail(f"{path}.{key}", value, accepted, "bad bucket name in")
+            continue
+        locations[key] = f"oci://{uri.bucket}@{uri.namespace}/{uri.prefix}".rstrip("/")
+    method = p.choice(s, "method", path, "lora", sizing.FINE_TUNE_METHODS)
+    save = s.get("save", "merged")
+    if save == "adapter":
+        p.problems.append(
+            Problem(
+                f"{path}.save",
+                "'adapter' cannot be deployed: the deployment serves its artifact as a whole model, and an "
+                "adapter needs its base weights beside it; accepted: merged (the default; the adapter is "
+                "folded into the weights)",
+            )
+        )
+    elif save != "merged":
+        p.fail(f"{path}.save", save, "merged", "unknown value")
+    values: dict[str, Any] = {}
+    for key in _FINE_TUNE_NUMBERS:
+        if key in s:
+            value = s[key]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                p.fail(f"{path}.{key}", value, "a number", "not a number:")
+            else:
+                values[_FINE_TUNE_ARGS[key]] = value
+    for key in _FINE_TUNE_INTEGERS:
+        if key in s and s[key] is not None:
+            value = s[key]
+            if isinstance(value, bool) or not isinstance(value, int):
+                p.fail(f"{path}.{key}", value, "a whole number", "not an integer:")
+            else:
+                values[_FINE_TUNE_ARGS[key]] = value
+    checkpointing = s.get("gradientCheckpointing", True)
+    if not isinstance(checkpointing, bool):
+        p.fail(f"{path}.gradientCheckpointing", checkpointing, "true | false", "not a boolean:")
+        checkpointing = True
+    # The entrypoint's own checks (ranges), worded with this file's key names.
+    args, findings = checked(
+        base_model=locations.get("baseModel", "placeholder/model"),
+        dataset=locations.get("dataset", "oci://placeholder@placeholder/data"),
+        output=locations.get("output", "oci://placeholder@placeholder/out"),
+        method=method,
+        gradient_checkpointing=checkpointing,
+        **values,
+    )
+    keys = {arg: key for key, arg in _FINE_TUNE_ARGS.items()}
+    for finding in findings:
+        where = f"{path}.{keys[finding.field]}"
+        if finding.accepted is not None:
+            p.fail(where, finding.value, finding.accepted)
+        else:
+            p.problems.append(Problem(where, f"invalid value {_show(finding.value)}; {finding.reason}"))
+
+    shape = s.get("shape", _MISSING)
+    if shape is _MISSING or shape is None:
+        p.fail(f"{path}.shape", _MISSING, "a GPU shape for the training job, e.g. VM.GPU.A10.1")
+    elif not isinstance(shape, str):
+        p.fail(f"{path}.shape", shape, "a GPU shape name", "not a string:")
+    elif _CPU_SHAPE.match(shape):
+        p.fail(
+            f"{path}.shape",
+            shape,
+            "a GPU shape (the job trains on GPUs; qlora needs CUDA): " + ", ".join(known_shape_names()),
+            "not a GPU shape:",
+        )
+    else:
+        _known_shape(p, f"{path}.shape", shape)
+    replicas = p.integer(s, "replicas", path, 1, 1, None)
+    if replicas > 1:
+        p.fail(
+            f"{path}.replicas",
+            replicas,
+            "1 (multi-node training is not supported yet; a shape with more GPUs runs one process per GPU)",
+            "more than one node:",
+        )
+    image = s.get("image", _MISSING)
+    if image is _MISSING or image is None:
+        p.fail(f"{path}.image", _MISSING, f"the training image, {IMAGE_EXAMPLE}")
+    elif not isinstance(image, str):
+        p.fail(f"{path}.image", image, f"the training image, {IMAGE_EXAMPLE}", "not a string:")
+    else:
+        _ocir_image(p, f"{path}.image", image)
+    timeout = p.integer(s, "timeoutMinutes", path, 12 * 60, 1, MAX_TRAINING_MINUTES)
+    if len(p.problems) != before:
+        return None
+    return FineTuneSettings(
+        base_model=args.base_model,
+        dataset=args.dataset,
+        output=args.output,
+        shape=str(shape),
+        image=str(image),
+        method=args.method,
+        epochs=float(args.epochs),
+        learning_rate=float(args.learning_rate),
+        max_seq_len=args.max_seq_len,
+        batch_size=args.batch_size,
+        grad_accum=args.grad_accum,
+        lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        max_steps=args.max_steps,
+        gradient_checkpointing=args.gradient_checkpointing,
+        replicas=replicas,
+        timeout_minutes=timeout,
+    )
+
+
+def _fine_tune_checks(
+    p: _Parser,
+    path: str,
+    stack: str,
+    name: str,
+    fine_tune: FineTuneSettings,
+    parameters_b: float | None,
+    network: NetworkSettings,
+    hf_token_secret_id: str | None,
+) -> None:
+    """What the job needs from the rest of the stack: egress, a token it can read, a shape that fits."""
+    base = fine_tune.base_model
+    if fine_tune.base_model_is_hub_id:
+        if network.egress == "none" and network.existing_subnet_id is None:
+            p.fail(
+                "network.egress",
+                "none",
+                f"nat or managed: model {name!r} fine-tunes {base} downloaded from Hugging Face, and the "
+                "job needs internet egress for it",
+                "blocks fine-tuning:",
+            )
+        if base.split("/")[0] in GATED_HF_ORGS and hf_token_secret_id is None:
+            p.problems.append(
+                Problem(
+                    f"{path}.baseModel",
+                    f"{base!r} is a gated model, and the training job reads the token only from Vault; "
+                    "accepted: set hfTokenSecretId (a Vault secret holding the token), or a copy of the "
+                    "model in Object Storage (oci://<bucket>@<namespace>/<prefix>)",
+                )
+            )
+    command = fine_tune.command(stack, name, hf_token_secret_id)
+    length = len(" ".join(command).encode())
+    if length >= MAX_COMMAND_BYTES:
+        p.problems.append(
+            Problem(
+                path,
+                f"the job's command takes {length} bytes; OCI accepts under {MAX_COMMAND_BYTES}; accepted: "
+                "shorter baseModel, dataset and output addresses",
+            )
+        )
+    if parameters_b is None:
+        return
+    fit = training_fit(fine_tune, parameters_b)
+    if fit.fits:
+        return
+    advice = ["a smaller batchSize or maxSeqLen"]
+    if not fine_tune.gradient_checkpointing:
+        advice.insert(0, "gradientCheckpointing: true")
+    if fine_tune.method != "qlora":
+        advice.insert(0, "method qlora")
+    roomy = [
+        shape
+        for shape in sorted(SHAPES, key=lambda n: (DEFAULT_PRICES.shape_hourly_usd(n), n))
+        if training_fit(fine_tune, parameters_b, shape=shape).fits
+    ]
+    bigger = f"a shape with more memory per GPU ({', '.join(roomy[:3])})" if roomy else "a smaller model"
+    advice.append(bigger)
+    p.problems.append(
+        Problem(
+            f"{path}.shape",
+            f"too small for {fine_tune.method} of a {parameters_b:g}B model: {fine_tune.shape!r} needs "
+            f"{fit.breakdown()} (torchrun runs one process per GPU, each with the whole model); "
+            f"accepted: {', or '.join(advice)}",
+        )
+    )
+
+
+def training_fit(
+    fine_tune: FineTuneSettings, parameters_b: float, shape: str | None = None
+) -> sizing.TrainingFitReport:
+    """The sizing module's figures for this fine-tune (on `shape` instead of its own, when given)."""
+    return sizing.estimate_training_fit(
+        shape=shape or fine_tune.shape,
+        method=fine_tune.method,
+        parameters_b=parameters_b,
+        architecture=sizing.known_architecture(fine_tune.base_model_name),
+        max_seq_len=fine_tune.max_seq_len,
+        batch_size=fine_tune.batch_size,
+        lora_r=fine_tune.lora_r,
+        gradient_checkpointing=fine_tune.gradient_checkpointing,
+    )
+
+
 def _parameters(p: _Parser, raw: Any, path: str, source: SourceSettings | None) -> float | None:
     accepted = "a size such as 7B, 13B, 350M, or a number (billions below 10000, else a count)"
     if raw is not None:
@@ -986,10 +1447,7 @@ def _parameters(p: _Parser, raw: Any, path: str, source: SourceSettings | None) 
         return value
     if source is None:
         return None
-    inferred = sizing.infer_parameters_b(
-        local_path=source.local_path,
-        model_id=source.huggingface or (source.object_storage.object_name if source.object_storage else None),
-    )
+    inferred = sizing.infer_parameters_b(local_path=source.local_path, model_id=source.model_id)
     if inferred is None:
         p.problems.append(
             Problem(
@@ -1008,18 +1466,7 @@ def _serving(p: _Parser, raw: Any, path: str, gpu_count: int) -> ServingSettings
     engine: Engine = p.choice(s, "engine", path, "vllm", ENGINES)
     image = p.string(s, "image", path)
     if isinstance(image, str):
-        match = _IMAGE.match(image)
-        if not match or not (match.group("tag") or match.group("digest")):
-            p.fail(
-                f"{path}.image", image, IMAGE_EXAMPLE + " (a tag or, better, a digest)", "bad image reference"
-            )
-        elif not _OCIR_HOST.match(match.group("host").split(":")[0]):
-            p.fail(
-                f"{path}.image",
-                image,
-                f"an image in OCI Container Registry: {IMAGE_EXAMPLE}",
-                "not an OCIR image:",
-            )
+        _ocir_image(p, f"{path}.image", image)
     params = p.string(s, "params", path, "")
     tp = p.integer(s, "tensorParallelism", path, gpu_count, 1, None)
     if tp > gpu_count:
@@ -1058,15 +1505,30 @@ def _serving(p: _Parser, raw: Any, path: str, gpu_count: int) -> ServingSettings
     )
 
 
+def _known_shape(p: _Parser, path: str, shape: str) -> bool:
+    if shape in SHAPES:
+        return True
+    near = difflib.get_close_matches(shape, known_shape_names(), n=1)
+    hint = f" (did you mean {near[0]}?)" if near else ""
+    p.fail(path, shape, ", ".join(known_shape_names()) + hint, "unknown shape")
+    return False
+
+
+def _ocir_image(p: _Parser, path: str, image: str) -> None:
+    match = _IMAGE.match(image)
+    if not match or not (match.group("tag") or match.group("digest")):
+        p.fail(path, image, IMAGE_EXAMPLE + " (a tag or, better, a digest)", "bad image reference")
+    elif not _OCIR_HOST.match(match.group("host").split(":")[0]):
+        p.fail(path, image, f"an image in OCI Container Registry: {IMAGE_EXAMPLE}", "not an OCIR image:")
+
+
 def _compute(p: _Parser, raw: Any, path: str) -> ComputeSettings | None:
     s = p.section(raw, path, ["shape", "replicas", "bandwidthMbps", "autoscaling"])
     if raw is None:
         return None
     shape = p.string(s, "shape", path)
-    if isinstance(shape, str) and shape not in SHAPES:
-        near = difflib.get_close_matches(shape, known_shape_names(), n=1)
-        hint = f" (did you mean {near[0]}?)" if near else ""
-        p.fail(f"{path}.shape", shape, ", ".join(known_shape_names()) + hint, "unknown shape")
+    if isinstance(shape, str):
+        _known_shape(p, f"{path}.shape", shape)
     replicas = p.integer(s, "replicas", path, 1, 1, None)
     bandwidth = p.integer(s, "bandwidthMbps", path, 10, *BANDWIDTH_MBPS)
     autoscaling = _autoscaling(p, s.get("autoscaling"), f"{path}.autoscaling", replicas)

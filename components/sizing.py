@@ -483,3 +483,158 @@ def estimate_fit(
         max_model_len=max_model_len,
         kv_source=source or f"architecture {architecture.name}",
     )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Fine-tuning: the memory one training process needs on one GPU
+#
+# The training job runs `torchrun` with one process per GPU, data-parallel and without sharding (no FSDP or
+# DeepSpeed): every GPU holds the whole model, its trainable state and the activations of its own batch.
+# More GPUs on a shape make a run faster, never make a bigger model fit. Per GPU:
+#
+#     weights + trainable state + activations + runtime overhead
+#
+# - weights: 2 bytes a parameter for LoRA (the compute dtype, bf16 or fp16); 4-bit NF4 for QLoRA (as
+#   `weights_gb` counts 4-bit weights, embeddings and output head kept at 2 bytes); for full fine-tuning
+#   the fp32 master weights are the trainable state below.
+# - trainable state: fp32 weight, fp32 gradient and AdamW's two fp32 moments, 16 bytes per trainable
+#   parameter: the adapters for LoRA/QLoRA, every parameter for full fine-tuning.
+# - activations, for `batch_size x max_seq_len` tokens in 16 bits, after Korthikanti et al., "Reducing
+#   Activation Recomputation in Large Transformer Models" (2022): about 34 x hidden bytes per token and
+#   layer with fused attention (no stored attention scores). With gradient checkpointing only each layer's
+#   input is kept (2 x hidden bytes per token and layer) plus one layer recomputed at a time. The loss adds
+#   about 10 bytes per token and vocabulary entry (bf16 logits, their fp32 copy and its gradient).
+# - runtime overhead: CUDA context, NCCL buffers and allocator slack, as for serving.
+#
+# An estimate to refuse what cannot work and to compare shapes, not a promise: real peaks depend on the
+# attention kernel, the allocator and the data.
+
+TRAINING_MEMORY_UTILISATION = 0.90
+"""Share of a GPU's memory a training process can count on (the caching allocator fragments the rest)."""
+
+TRAINABLE_BYTES_PER_PARAMETER = 16.0
+ACTIVATION_BYTES_PER_HIDDEN = 34.0
+CHECKPOINT_BYTES_PER_HIDDEN = 2.0
+LOSS_BYTES_PER_LOGIT = 10.0
+DEFAULT_VOCAB_SIZE = 32_000
+"""Llama 2's vocabulary, for an architecture that does not state its own."""
+
+FINE_TUNE_METHODS = ("lora", "qlora", "full")
+
+
+def lora_parameters(architecture: Architecture, rank: int) -> int:
+    """Adapter parameters of rank `rank` on every linear layer of a Llama-style block (PEFT's all-linear)."""
+    h = architecture.hidden_size
+    q_out = architecture.attention_heads * architecture.head_size
+    kv_out = architecture.kv_heads * architecture.head_size
+    intermediate = architecture.intermediate_size or _llama_intermediate(h)
+    # q, k, v, o, then gate, up, down: rank x (in + out) each.
+    per_layer = (h + q_out) + 2 * (h + kv_out) + (q_out + h) + 3 * (h + intermediate)
+    return rank * per_layer * architecture.layers
+
+
+def _llama_intermediate(hidden: int) -> int:
+    """Llama's MLP width when config.json is not at hand: 8/3 of hidden, rounded up to a multiple of 256."""
+    return math.ceil(hidden * 8 / 3 / 256) * 256
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingFitReport:
+    """What one training process needs on one GPU of `shape`; every figure in GB."""
+
+    shape: str
+    method: str
+    gpus: int
+    gpu_memory_gb: float
+    usable_gpu_memory_gb: float
+    weights_gb: float
+    trainable_parameters_b: float
+    trainable_state_gb: float
+    activations_gb: float
+    overhead_gb: float
+    tokens_per_step: int
+    gradient_checkpointing: bool
+    architecture_source: str
+
+    @property
+    def required_gpu_memory_gb(self) -> float:
+        return self.weights_gb + self.trainable_state_gb + self.activations_gb + self.overhead_gb
+
+    @property
+    def fits(self) -> bool:
+        return self.required_gpu_memory_gb <= self.usable_gpu_memory_gb
+
+    def breakdown(self) -> str:
+        if self.method == "full":
+            state = f"fp32 weights, gradients and AdamW state {self.trainable_state_gb:.1f}"
+        else:
+            state = f"weights {self.weights_gb:.1f} + adapters {self.trainable_state_gb:.1f}"
+        return (
+            f"{self.required_gpu_memory_gb:.1f} GB per GPU ({state} + activations {self.activations_gb:.1f} "
+            f"for {self.tokens_per_step} tokens + overhead {self.overhead_gb:.1f}) of "
+            f"{self.usable_gpu_memory_gb:.1f} GB usable"
+        )
+
+
+def estimate_training_fit(
+    *,
+    shape: GpuShape | str,
+    method: str,
+    parameters_b: float,
+    architecture: Architecture | None = None,
+    max_seq_len: int = 2048,
+    batch_size: int = 4,
+    lora_r: int = 16,
+    gradient_checkpointing: bool = False,
+    overhead_gb_per_gpu: float = RUNTIME_OVERHEAD_GB_PER_GPU,
+) -> TrainingFitReport:
+    """Memory of one training process (one GPU) fine-tuning a model; ValueError names a bad argument."""
+    gpu_shape = SHAPES.get(shape) if isinstance(shape, str) else shape
+    if gpu_shape is None:
+        raise ValueError(f"shape {shape!r} is not a known GPU shape; known: {', '.join(sorted(SHAPES))}")
+    if method not in FINE_TUNE_METHODS:
+        raise ValueError(f"method {method!r} is not one of {', '.join(FINE_TUNE_METHODS)}")
+    if not parameters_b > 0:
+        raise ValueError(f"parameters {parameters_b} must be a positive number of billions")
+    if max_seq_len < 1 or batch_size < 1 or lora_r < 1:
+        raise ValueError("max_seq_len, batch_size and lora_r must be at least 1")
+    source = f"architecture {architecture.name}" if architecture is not None else ""
+    if architecture is None:
+        architecture = approximate_architecture(parameters_b)
+        source = "approximation from the parameter count"
+    exact = architecture.parameters()
+    if exact is not None and abs(exact / 1e9 - parameters_b) <= 0.05 * parameters_b:
+        parameters_b = exact / 1e9
+    if method == "full":
+        weights, trainable_b = 0.0, parameters_b
+    else:
+        weights = weights_gb(parameters_b, "awq" if method == "qlora" else "none", architecture)
+        trainable_b = lora_parameters(architecture, lora_r) / 1e9
+    tokens = batch_size * max_seq_len
+    h, layers = architecture.hidden_size, architecture.layers
+    if gradient_checkpointing:
+        per_token = CHECKPOINT_BYTES_PER_HIDDEN * h * layers + ACTIVATION_BYTES_PER_HIDDEN * h
+    else:
+        per_token = ACTIVATION_BYTES_PER_HIDDEN * h * layers
+    per_token += LOSS_BYTES_PER_LOGIT * (architecture.vocab_size or DEFAULT_VOCAB_SIZE)
+    return TrainingFitReport(
+        shape=gpu_shape.name,
+        method=method,
+        gpus=gpu_shape.gpu_count,
+        gpu_memory_gb=gpu_shape.gpu_memory_gb,
+        usable_gpu_memory_gb=gpu_shape.gpu_memory_gb * TRAINING_MEMORY_UTILISATION,
+        weights_gb=weights,
+        trainable_parameters_b=trainable_b,
+        trainable_state_gb=trainable_b * TRAINABLE_BYTES_PER_PARAMETER,
+        activations_gb=tokens * per_token / 1e9,
+        overhead_gb=overhead_gb_per_gpu,
+        tokens_per_step=tokens,
+        gradient_checkpointing=gradient_checkpointing,
+        architecture_source=source,
+    )
+
+
+def training_disk_gb(parameters_b: float) -> int:
+    """Block storage a fine-tuning job needs: the base download, the written model and its zip (2 bytes a
+    parameter each), plus room for the dataset, the adapter and the container; at least OCI's 50 GB."""
+    return max(50, math.ceil((3 * 2 * parameters_b + 30) / 10) * 10)

@@ -6,12 +6,13 @@ config from `policy/config/<stack>.json` when there is one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from components import pricing
-from components.context import TAG_MODEL
+from components import pricing, sizing
+from components.context import TAG_FINETUNE_METHOD, TAG_MODEL
+from components.settings import Settings, training_fit
 from llmstack.errors import UserError
 from policy import figures
 from policy.rules import (
@@ -54,11 +55,46 @@ class ModelFigures:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TrainingFigures:
+    """One fine-tuning run: does it fit a GPU of its shape, and at most what does it cost."""
+
+    name: str
+    shape: str
+    method: str | None
+    gpu_memory_gb: float | None
+    required_gpu_memory_gb: float | None
+    fits: bool | None
+    hourly_usd: float | None
+    max_hours: float | None
+    max_usd: float | None
+    problem: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "shape": self.shape,
+            "method": self.method,
+            "gpuMemoryGb": self.gpu_memory_gb,
+            "requiredGpuMemoryGb": self.required_gpu_memory_gb,
+            "fits": self.fits,
+            "hourlyUsd": self.hourly_usd,
+            "maxHours": self.max_hours,
+            "maxUsd": self.max_usd,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
 class Review:
     violations: list[Violation]
     models: list[ModelFigures]
     monthly_usd: float | None
     policy_config: str | None
+    training: list[TrainingFigures] = field(default_factory=list)
+
+    @property
+    def training_max_usd(self) -> float | None:
+        costs = [t.max_usd for t in self.training]
+        return round(sum(c for c in costs if c is not None), 2) if all(c is not None for c in costs) else None
 
     @property
     def mandatory(self) -> list[Violation]:
@@ -69,6 +105,9 @@ class Review:
             "violations": [v.as_json() for v in self.violations],
             "models": [m.as_json() for m in self.models],
             "monthlyUsd": self.monthly_usd,
+            # One-off: what the plan's fine-tuning runs cost at most (not part of monthlyUsd).
+            "training": [t.as_json() for t in self.training],
+            "trainingMaxUsd": self.training_max_usd,
         }
 
 
@@ -130,18 +169,98 @@ def _model_figures(resource: StackResource, config: PolicyConfig) -> ModelFigure
     )
 
 
+def _training_figures(resource: StackResource, settings: Settings, config: PolicyConfig) -> TrainingFigures:
+    """Cost from the job's inputs (as a policy would see them); GPU fit from the settings it was made from."""
+    inputs = resource.inputs
+    tags = figures.tags_of(inputs)
+    name = str(tags.get(TAG_MODEL, resource.name))
+    shape = str(figures.get(inputs, "jobInfrastructureConfigurationDetails.shapeName", "?"))
+    method = tags.get(TAG_FINETUNE_METHOD)
+    problem = None
+    gpu = required = fits = None
+    try:
+        model = settings.model(name)
+        if model.source.fine_tune is not None and model.parameters_b is not None:
+            fit = training_fit(model.source.fine_tune, model.parameters_b)
+            gpu, fits = round(fit.gpu_memory_gb, 1), fit.fits
+            required = round(fit.required_gpu_memory_gb / sizing.TRAINING_MEMORY_UTILISATION, 1)
+    except (KeyError, ValueError) as exc:
+        problem = str(exc)
+    hourly = max_hours = max_usd = None
+    try:
+        prices = pricing.with_overrides(
+            pricing.DEFAULT_PRICES, config.settings(RULES_BY_NAME["monthly-budget"]).get("prices")
+        )
+        cost = figures.job_cost(inputs, prices)
+        hourly, max_hours, max_usd = (
+            round(cost.hourly_usd, 2),
+            round(cost.max_hours, 2),
+            round(cost.max_usd, 2),
+        )
+    except ValueError as exc:
+        problem = problem or str(exc)
+    return TrainingFigures(
+        name=name,
+        shape=shape,
+        method=str(method) if isinstance(method, str) else None,
+        gpu_memory_gb=gpu,
+        required_gpu_memory_gb=required,
+        fits=fits,
+        hourly_usd=hourly,
+        max_hours=max_hours,
+        max_usd=max_usd,
+        problem=problem,
+    )
+
+
 def review(plan: Plan, config: PolicyConfig, config_source: str | None = None) -> Review:
     resources = [StackResource(type=r.type, urn=r.urn, name=r.name, inputs=r.inputs) for r in plan.resources]
     models = [_model_figures(r, config) for r in resources if r.type == figures.MODEL_DEPLOYMENT]
     costs = [m.monthly_usd for m in models]
     total = round(sum(c for c in costs if c is not None), 2) if all(c is not None for c in costs) else None
+    training = [
+        _training_figures(r, plan.settings, config) for r in resources if r.type == figures.TRAINING_JOB
+    ]
     return Review(
-        violations=evaluate(resources, config), models=models, monthly_usd=total, policy_config=config_source
+        violations=evaluate(resources, config),
+        models=models,
+        monthly_usd=total,
+        policy_config=config_source,
+        training=training,
     )
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Human output
+
+
+def _render_training(result: Review) -> list[str]:
+    lines = [
+        "Fine-tuning runs (once per change of what they train; NEEDED GB: one training process on one",
+        "GPU; AT MOST: the shape's price for the job's maximum runtime, as a run's length varies):",
+    ]
+    rows = [
+        [
+            t.name,
+            t.method or "?",
+            t.shape,
+            _number(t.gpu_memory_gb),
+            _number(t.required_gpu_memory_gb),
+            {True: "yes", False: "NO", None: "?"}[t.fits],
+            _number(t.hourly_usd, ",.2f"),
+            _number(t.max_hours, "g"),
+            _number(t.max_usd, ",.2f"),
+        ]
+        for t in result.training
+    ]
+    lines += _table(
+        ["MODEL", "METHOD", "SHAPE", "GPU GB", "NEEDED GB", "FITS", "USD/HOUR", "MAX HOURS", "AT MOST USD"],
+        rows,
+        {3, 4, 6, 7, 8},
+    )
+    lines += [f"  {t.name}: {t.problem}" for t in result.training if t.problem]
+    lines += [f"  Training at most: {_number(result.training_max_usd, ',.2f')} USD, once", ""]
+    return lines
 
 
 def _table(headers: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
@@ -188,6 +307,8 @@ def render_review(result: Review) -> str:
             lines.append(f"  {m.name}: {m.problem}")
     total = _number(result.monthly_usd, ",.2f")
     lines += [f"  Estimated total: {total} USD/month at {pricing.DEFAULT_PRICES.as_of} list prices", ""]
+    if result.training:
+        lines += _render_training(result)
 
     config = f"config {result.policy_config}" if result.policy_config else "default levels"
     if not result.violations:

@@ -227,6 +227,8 @@ _OCID_KINDS = {
     "oci:Identity/policy:Policy": "policy",
     "oci:DataScience/project:Project": "datascienceproject",
     "oci:DataScience/modelDeployment:ModelDeployment": "datasciencemodeldeployment",
+    "oci:DataScience/job:Job": "datasciencejob",
+    "pulumi-python:dynamic/training:JobRun": "datasciencejobrun",
     "pulumi-python:dynamic/catalog:CatalogModel": "datasciencemodel",
 }
 
@@ -270,6 +272,16 @@ class PlanMocks(pulumi.runtime.Mocks):
             rid = object_name
         elif args.typ == "pulumi-python:dynamic/catalog:CatalogModel":
             state.update(modelId=rid, state="ACTIVE")
+        elif args.typ == "pulumi-python:dynamic/training:JobRun":
+            uri = f"oci://{inputs.get('bucket')}@{inputs.get('namespace')}/{inputs.get('objectName')}"
+            state.update(
+                jobRunId=rid,
+                state="SUCCEEDED",
+                timeStarted="(at training)",
+                timeFinished="(at training)",
+                artifactUri=uri,
+                artifactBytes=0,
+            )
         elif args.typ == "pulumi-python:dynamic/readiness:Readiness":
             url = str(inputs.get("deploymentUrl", ""))
             state.update(

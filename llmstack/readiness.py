@@ -17,18 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmstack.errors import UserError
+from llmstack.logsearch import UNREACHABLE, LogSource, log_tails, reason
 from llmstack.oci_auth import Auth, make_client
 from llmstack.predict import GenerationParams, PredictClient, PredictError
 from llmstack.retry import Backoff
 
-# What the SDK raises when it gets no answer at all (after its own retries): its vendored requests
-# exceptions, like the standard connection and timeout errors, are OSErrors.
-_UNREACHABLE = (OSError,)
 ACTIVE = "ACTIVE"
 FAILED_STATES = frozenset({"FAILED", "NEEDS_ATTENTION", "INACTIVE", "DELETING", "DELETED"})
 SMOKE_PARAMS = GenerationParams(max_new_tokens=16)  # values both engines accept
 SMOKE_REQUEST_TIMEOUT_S = 120.0  # a first request can be slow: compilation, cache warm-up
-LOG_LINES = 20
 WORK_REQUEST_ERRORS = 5
 
 
@@ -174,9 +171,9 @@ def _wait_until_active(
             raise NotReady(
                 f"cannot read model deployment {check.deployment_id}: {exc.status} {exc.code}: {exc.message}"
             ) from None
-        except _UNREACHABLE as exc:
+        except UNREACHABLE as exc:
             raise NotReady(
-                f"cannot reach Data Science to read model deployment {check.deployment_id}: {_reason(exc)}"
+                f"cannot reach Data Science to read model deployment {check.deployment_id}: {reason(exc)}"
             ) from None
         state = deployment.lifecycle_state
         if state == ACTIVE:
@@ -232,8 +229,8 @@ def _work_request_errors(data_science: Any, deployment: Any, deployment_id: str)
         errors = data_science.list_work_request_errors(latest.id).data
     except oci.exceptions.ServiceError as exc:
         return [f"work requests: not readable ({exc.status} {exc.code})"]
-    except _UNREACHABLE as exc:
-        return [f"work requests: not readable ({_reason(exc)})"]
+    except UNREACHABLE as exc:
+        return [f"work requests: not readable ({reason(exc)})"]
     if not errors:
         return [f"work request {latest.id} ({latest.operation_type}): {latest.status}, no errors recorded"]
     lines = [f"work request {latest.id} ({latest.operation_type}) is {latest.status}:"]
@@ -242,57 +239,20 @@ def _work_request_errors(data_science: Any, deployment: Any, deployment_id: str)
 
 
 def _log_tails(check: ReadinessCheck, deployment: Any, began_at: dt.datetime) -> list[str]:
-    import oci
-
-    logs = [("predict", check.predict_log_id), ("access", check.access_log_id)]
-    if not check.log_group_id or not any(log_id for _, log_id in logs):
+    logs = [
+        LogSource(label=label, log_id=log_id)
+        for label, log_id in (("predict", check.predict_log_id), ("access", check.access_log_id))
+        if log_id
+    ]
+    if not check.log_group_id or not logs:
         return ["logs: none configured for this deployment"]
-    search = make_client(
-        oci.loggingsearch.LogSearchClient,
-        check.auth,
+    return log_tails(
+        auth=check.auth,
         region=check.region,
-        endpoint=check.endpoints.get("loggingsearch"),
+        compartment_id=deployment.compartment_id,
+        log_group_id=check.log_group_id,
+        logs=logs,
+        since=began_at - dt.timedelta(minutes=10),
+        endpoints=check.endpoints,
         backoff=check.polling.sdk_backoff(),
     )
-    since = began_at - dt.timedelta(minutes=10)
-    lines: list[str] = []
-    for label, log_id in logs:
-        if not log_id:
-            continue
-        query = f'search "{deployment.compartment_id}/{check.log_group_id}/{log_id}" | sort by datetime desc'
-        try:
-            found = search.search_logs(
-                oci.loggingsearch.models.SearchLogsDetails(
-                    time_start=since,
-                    time_end=dt.datetime.now(dt.UTC),
-                    search_query=query,
-                    is_return_field_info=False,
-                ),
-                limit=LOG_LINES,
-            ).data.results
-        except oci.exceptions.ServiceError as exc:
-            lines.append(f"{label} log {log_id}: not readable ({exc.status} {exc.code})")
-            continue
-        except _UNREACHABLE as exc:
-            lines.append(f"{label} log {log_id}: not readable ({_reason(exc)})")
-            continue
-        messages = [_message(result.data) for result in reversed(found or [])]
-        if not messages:
-            lines.append(f"{label} log {log_id}: no lines since {since:%H:%M:%S} UTC")
-            continue
-        lines.append(f"last {len(messages)} lines of the {label} log {log_id}:")
-        lines += [f"  {message}" for message in messages]
-    return lines
-
-
-def _reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
-
-
-def _message(data: Any) -> str:
-    """The text of one log record (custom logs keep it at logContent.data.message)."""
-    content = data.get("logContent", {}) if isinstance(data, dict) else {}
-    body = content.get("data", {}) if isinstance(content, dict) else {}
-    if isinstance(body, dict) and "message" in body:
-        return " ".join(str(body["message"]).split())
-    return " ".join(str(body or data).split())

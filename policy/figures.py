@@ -26,6 +26,7 @@ from components.context import (
 )
 
 MODEL_DEPLOYMENT = "oci:DataScience/modelDeployment:ModelDeployment"
+TRAINING_JOB = "oci:DataScience/job:Job"
 
 
 class Unknown:
@@ -183,3 +184,24 @@ def deployment_cost(
         storage_gb=storage_gb,
         prices=prices,
     )
+
+
+def job_cost(
+    inputs: Mapping[str, Any], prices: pricing.PriceTable = pricing.DEFAULT_PRICES
+) -> pricing.TrainingCost:
+    """The most one run of a Data Science job costs: its shape's hourly price for its maximum runtime."""
+    shape = get(inputs, "jobInfrastructureConfigurationDetails.shapeName")
+    if not isinstance(shape, str):
+        raise FactsError("the job's shape is missing or not known before apply")
+    minutes = get(inputs, "jobConfigurationDetails.maximumRuntimeInMinutes")
+    try:
+        max_minutes = float(minutes)
+    except (TypeError, ValueError):
+        raise FactsError("the job has no maximum runtime, so a run's cost has no bound") from None
+    override = tags_of(inputs).get(TAG_SHAPE_HOURLY_USD)
+    if isinstance(override, str):
+        try:
+            prices = pricing.with_overrides(prices, {"shapes": {shape: float(override)}})
+        except ValueError:
+            raise FactsError(f"freeform tag {TAG_SHAPE_HOURLY_USD}={override!r} is not a price") from None
+    return pricing.estimate_training_cost(shape=shape, max_minutes=max_minutes, prices=prices)

@@ -181,12 +181,12 @@ CASES = [
             "source", {"huggingface": "meta-llama/Llama-2-7b-chat-hf", "objectStorage": "oci://b@ns/m.zip"}
         ),
         f"{MODEL}.source: has objectStorage and huggingface; accepted: exactly one of localPath, objectStorage, "
-        "huggingface",
+        "huggingface, fineTune",
     ),
     (
         "no source",
         set_model("source", {}),
-        f"{MODEL}.source: names no source; accepted: exactly one of localPath, objectStorage, huggingface",
+        f"{MODEL}.source: names no source; accepted: exactly one of localPath, objectStorage, huggingface, fineTune",
     ),
     (
         "local folder that does not exist",

@@ -127,6 +127,13 @@ def _detail(resource: RecordedResource) -> str:
         return f"{i.get('name')}, {i.get('accessType')}, versioning {i.get('versioning')}"
     if t == "pulumi-python:dynamic/artifacts:ModelArtifact":
         return f"{i.get('localPath')} -> {i.get('objectPrefix')}"
+    if t == "oci:DataScience/job:Job":
+        infra = i.get("jobInfrastructureConfigurationDetails", {})
+        runtime = i.get("jobConfigurationDetails", {}).get("maximumRuntimeInMinutes")
+        disk = infra.get("blockStorageSizeInGbs")
+        return f"{infra.get('shapeName')}, up to {runtime} min, {disk} GB disk"
+    if t == "pulumi-python:dynamic/training:JobRun":
+        return f"-> oci://{i.get('bucket')}@{i.get('namespace')}/{i.get('objectName')}"
     if t == "pulumi-python:dynamic/readiness:Readiness":
         return f"smoke prompt, up to {i.get('timeoutMinutes')} min"
     if t == "oci:Identity/policy:Policy":

@@ -3,7 +3,8 @@
     fake.service(LoggingSearch).add_lines(log_id, ["torch.cuda.OutOfMemoryError: CUDA out of memory"])
 
 Understands the query the project sends, `search "<compartment>/<log group>/<log>" | sort by datetime desc`
-(several sources separated by commas; `desc` or the default ascending order), the time window of the
+(several sources separated by commas; `desc` or the default ascending order), an optional
+`| where source = '*<id>'` (lines a test added with `source=`, e.g. one job run's), the time window of the
 request and the `limit` query parameter. Records look like custom logs' (`logContent.data.message`).
 """
 
@@ -19,12 +20,14 @@ from typing import Any
 from tests.fakeoci.core import HttpError, Request, Response, Service, json_response, route
 
 _SOURCE = re.compile(r'"([^"]+)"')
+_WHERE_SOURCE = re.compile(r"\|\s*where\s+source\s*=\s*'\*?([^']+)'", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class LogLine:
     at: float
     message: str
+    source: str | None = None
 
 
 class LoggingSearch(Service):
@@ -36,12 +39,14 @@ class LoggingSearch(Service):
         self.logs: dict[str, list[LogLine]] = {}
         self.queries: list[str] = []
 
-    def add_lines(self, log_id: str, messages: list[str], *, at: float | None = None) -> None:
+    def add_lines(
+        self, log_id: str, messages: list[str], *, at: float | None = None, source: str | None = None
+    ) -> None:
         """Lines written now (or at `at`, epoch seconds), a millisecond apart, in this order."""
         start = time.time() if at is None else at
         with self.lock:
             lines = self.logs.setdefault(log_id, [])
-            lines += [LogLine(start + i / 1000, message) for i, message in enumerate(messages)]
+            lines += [LogLine(start + i / 1000, message, source) for i, message in enumerate(messages)]
 
     @route("POST", "/search", op="SearchLogs")
     def search(self, req: Request) -> Response:
@@ -59,12 +64,13 @@ class LoggingSearch(Service):
         self.queries.append(query)
         head = query.split("|", 1)[0]
         log_ids = [source.rsplit("/", 1)[-1] for source in _SOURCE.findall(head)]
+        where = _WHERE_SOURCE.search(query)
         with self.lock:
             found = [
                 (log_id, line)
                 for log_id in log_ids
                 for line in self.logs.get(log_id, [])
-                if start <= line.at <= end
+                if start <= line.at <= end and (where is None or (line.source or "").endswith(where.group(1)))
             ]
         found.sort(key=lambda item: item[1].at, reverse="sort by datetime desc" in query)
         found = found[: int(req.query.get("limit") or 100)]
@@ -86,7 +92,7 @@ def _record(log_id: str, line: LogLine) -> dict[str, Any]:
             "id": uuid.uuid4().hex,
             "time": stamp,
             "oracle": {"logid": log_id},
-            "source": "model-deployment",
+            "source": line.source or "model-deployment",
             "type": "com.oraclecloud.datascience.modeldeployment.custom",
             "data": {"message": line.message},
         },
