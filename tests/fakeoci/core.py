@@ -536,8 +536,10 @@ class FakeOci:
         self.keys: dict[str, rsa.RSAPublicKey] = {}
         self.faults = FaultPlan(seed)
         self.throttle = Throttle(rate_mbps) if rate_mbps else None
+        self.fast_digests = False  # benchmarks: see ObjectStorage._receive
         self.clock = clock
         self.log: list[LoggedRequest] = []
+        self._in_flight = 0
         self.errors: list[str] = []  # handler exceptions; the pytest fixture fails the test on any
         self._log_lock = threading.Lock()
         self._server: _Server | None = None
@@ -621,7 +623,24 @@ class FakeOci:
             raise HttpError(405, "MethodNotAllowed", f"{method} is not allowed on {path}")
         raise HttpError(404, "NotAuthorizedOrNotFound", f"no fake route for {method} {path}")
 
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        """Wait until no request is being served (e.g. after killing a client mid-request)."""
+        deadline = time.monotonic() + timeout
+        while self._in_flight:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the fake still serves {self._in_flight} requests after {timeout} s")
+            time.sleep(0.01)
+
     def dispatch(self, h: _Handler) -> None:
+        with self._log_lock:
+            self._in_flight += 1
+        try:
+            self._dispatch(h)
+        finally:
+            with self._log_lock:
+                self._in_flight -= 1
+
+    def _dispatch(self, h: _Handler) -> None:
         split = urlsplit(h.path)
         req = Request(
             method=h.command,
