@@ -39,3 +39,6 @@ test: lint typecheck unit ## everything CI runs
 
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+bench-upload: $(STAMP) ## streaming upload vs the seed's zip-then-upload, same loopback fake (ARGS="--size-mib 4096 --rate-mbps 1000")
+	PYTHONPATH=. $(BIN)/python bench/upload.py $(ARGS)

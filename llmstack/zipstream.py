@@ -7,8 +7,8 @@ layout (every offset, the total size) is known from the file sizes alone, before
 
 A local header carries its file's CRC-32 before the data, and a stream cannot go back to patch it. So a
 reader thread computes each file's CRC a little ahead of the writer (reading it once), and the writer reads
-it again (from the page cache, usually) straight into the part buffer, checking the CRC a second time: a
-file that changes while it is packaged is an error, never a silently corrupt zip.
+it again (from the page cache, usually) straight into the part buffer. A file written to between the scan
+and the end of its second read (its size, mtime or ctime moved) is an error, never a silently corrupt zip.
 
 Hidden files and folders (a name starting with ".": .git, .cache, .DS_Store) are left out, as the seed's
 `zip ... *` leaves them out.
@@ -50,6 +50,11 @@ class FileEntry:
     path: Path
     size: int
     mtime_ns: int
+    ctime_ns: int = 0  # not in the digest: only to notice a file written while it is packaged
+
+    def check_unchanged(self, st: os.stat_result) -> None:
+        if (st.st_size, st.st_mtime_ns, st.st_ctime_ns) != (self.size, self.mtime_ns, self.ctime_ns):
+            raise FileChanged(f"{self.path} changed while it was being packaged; package the folder again")
 
 
 @dataclass(frozen=True)
@@ -100,7 +105,7 @@ def scan(folder: Path) -> Manifest:
             if not stat.S_ISREG(info.st_mode):
                 raise UserError(f"{path} is not a regular file; a model folder holds only files and folders")
             arcname = path.relative_to(root).as_posix()
-            entries.append(FileEntry(arcname, path, info.st_size, info.st_mtime_ns))
+            entries.append(FileEntry(arcname, path, info.st_size, info.st_mtime_ns, info.st_ctime_ns))
     if not entries:
         raise UserError(f"source.localPath {str(folder)!r} holds no files to package")
     entries.sort(key=lambda e: e.arcname.encode("utf-8"))
@@ -247,19 +252,22 @@ class FileChanged(UserError):
     pass
 
 
-def _crc_of(path: Path, size: int, stop: threading.Event) -> int:
+def _crc_of(entry: FileEntry, stop: threading.Event) -> int:
     crc = 0
     total = 0
-    buf = bytearray(1 << 20)
-    view = memoryview(buf)
-    with path.open("rb", buffering=0) as fh:
+    view = memoryview(bytearray(1 << 20))
+    with entry.path.open("rb", buffering=0) as fh:
+        entry.check_unchanged(os.fstat(fh.fileno()))
         while n := fh.readinto(view):
             if stop.is_set():
                 return 0
             crc = zlib.crc32(view[:n], crc)
             total += n
-    if total != size:
-        raise FileChanged(f"{path} changed size while it was being packaged ({size} -> {total} bytes)")
+        entry.check_unchanged(os.fstat(fh.fileno()))
+    if total != entry.size:
+        raise FileChanged(
+            f"{entry.path} changed size while it was being packaged ({entry.size} -> {total} bytes)"
+        )
     return crc
 
 
@@ -288,7 +296,7 @@ class _CrcAhead:
             if self._stop.is_set():
                 return
             try:
-                result: int | BaseException = _crc_of(e.path, e.size, self._stop)
+                result: int | BaseException = _crc_of(e, self._stop)
             except BaseException as exc:
                 result = exc
             with self._cond:
@@ -346,9 +354,8 @@ class PartWriter:
             if self._fill == self._size:
                 self._flush()
 
-    def write_file(self, fh: BinaryIO, size: int) -> int:
-        """Copy `size` bytes of `fh` straight into part buffers; return their CRC-32."""
-        crc = 0
+    def write_file(self, fh: BinaryIO, size: int) -> None:
+        """Copy `size` bytes of `fh` straight into part buffers."""
         left = size
         while left:
             room = min(left, self._size - self._fill)
@@ -360,14 +367,12 @@ class PartWriter:
                 ) from exc
             if not n:
                 raise FileChanged(f"{getattr(fh, 'name', 'a file')} got shorter while it was being packaged")
-            crc = zlib.crc32(self._view[self._fill : self._fill + n], crc)
             self._fill += n
             left -= n
             if self._fill == self._size:
                 self._flush()
         if fh.read(1):
             raise FileChanged(f"{getattr(fh, 'name', 'a file')} grew while it was being packaged")
-        return crc
 
     def close(self) -> None:
         if self._fill:
@@ -400,9 +405,9 @@ def write_zip(
             except OSError as exc:
                 raise UserError(f"cannot read {p.entry.path}: {exc.strerror}") from exc
             with fh:
-                again = writer.write_file(fh, p.entry.size)
-            if again != crc:
-                raise FileChanged(f"{p.entry.path} changed while it was being packaged; package it again")
+                writer.write_file(fh, p.entry.size)
+                # the CRC was taken in a first read: a write since then shows in the times or the size
+                p.entry.check_unchanged(os.fstat(fh.fileno()))
             crcs.append(crc)
         writer.write(layout.central_directory(crcs))
         writer.close()
