@@ -98,6 +98,7 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     files: list[Path] | None = None  # streamed from disk, one after the other, instead of `body`
+    chunks: Iterable[bytes] | None = None  # sent as they come (chunked encoding), e.g. Server-Sent Events
     head: bool = False  # send the headers only (HEAD), content-length still describes the body
 
 
@@ -765,6 +766,9 @@ class FakeOci:
         raise _Reset
 
     def _send(self, h: _Handler, response: Response) -> None:
+        if response.chunks is not None:
+            self._send_chunked(h, response)
+            return
         files = response.files
         size = sum(f.stat().st_size for f in files) if files is not None else len(response.body)
         h.send_response(response.status)
@@ -785,6 +789,21 @@ class FakeOci:
                     if self.throttle is not None:
                         self.throttle.spend(len(chunk))
                     h.wfile.write(chunk)
+
+    @staticmethod
+    def _send_chunked(h: _Handler, response: Response) -> None:
+        assert response.chunks is not None
+        h.send_response(response.status)
+        headers = {"opc-request-id": uuid.uuid4().hex, **response.headers, "transfer-encoding": "chunked"}
+        for k, v in headers.items():
+            h.send_header(k, v)
+        h.end_headers()
+        for chunk in response.chunks:
+            if chunk:
+                h.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                h.wfile.flush()
+        h.wfile.write(b"0\r\n\r\n")
+        h.wfile.flush()
 
     # -- control API (unsigned, for a fake started on its own): faults and the request log
     def _control(self, req: Request) -> Response:
