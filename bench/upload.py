@@ -120,6 +120,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def run_side(argv: list[str], fake_pid: int) -> dict[str, float]:
+    os.sync()  # start each side without the other's dirty pages still being written back
     fake_before = cpu_seconds(fake_pid)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(
@@ -149,6 +150,13 @@ def main() -> int:
     )
     parser.add_argument("--workers", type=int, default=6, help="streaming: parts in flight")
     parser.add_argument("--part-size-mib", type=int, default=32, help="streaming: part size")
+    parser.add_argument(
+        "--fake-store",
+        type=Path,
+        default=Path("/dev/shm") if Path("/dev/shm").is_dir() else None,
+        help="where the fake keeps uploaded bytes (default: /dev/shm, memory, so that the fake's disk "
+        "writeback does not slow both sides alike; the baseline's zip stays on the temp disk)",
+    )
     parser.add_argument("--side", choices=["baseline", "streaming"], help=argparse.SUPPRESS)
     parser.add_argument("--fake", help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
@@ -167,14 +175,22 @@ def main() -> int:
         return 0
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-upload-"))
+    fake_dir = (
+        Path(tempfile.mkdtemp(prefix="bench-upload-fake-", dir=args.fake_store))
+        if args.fake_store
+        else tmp / "fake"
+    )
     fake_proc = None
     try:
         folder = tmp / "model"
         print(f"generating a {args.size_mib} MiB model folder in {folder}", file=sys.stderr)
         make_model(folder, args.size_mib)
-        fake_proc, fake = start_fake(tmp / "fake", args.rate_mbps)
+        fake_proc, fake = start_fake(fake_dir, args.rate_mbps)
         link = f"{args.rate_mbps:g} Mbps" if args.rate_mbps else "unthrottled loopback"
-        print(f"fake OCI at {fake['endpoint']} ({link}); {os.cpu_count()} CPUs", file=sys.stderr)
+        print(
+            f"fake OCI at {fake['endpoint']} ({link}), storing in {fake_dir}; {os.cpu_count()} CPUs",
+            file=sys.stderr,
+        )
         common = ["--folder", str(folder), "--fake", json.dumps(fake), "--work", str(tmp)]
         baseline, streaming = [], []
         for i in range(args.repeat):
@@ -221,6 +237,7 @@ def main() -> int:
             fake_proc.terminate()
             fake_proc.wait(timeout=10)
         shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(fake_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
