@@ -4,7 +4,7 @@
                                                      \\-> zip parts --> parallel multipart upload --> commit
                                                                     \\-> sha-256 (the fingerprint)
 
-- Memory: at most `workers + 2` parts exist at once (parts waiting, being sent, being filled).
+- Memory: at most `workers + 3` parts exist at once (being sent or hashed, being filled, being handed over).
 - Unchanged folder: a sidecar object `<prefix>.manifests/<manifest digest>.json` records what an upload of
   exactly this folder state produced; when it and the object it names (same size and multipart MD5) are
   there, nothing is read or sent. Any file whose size or modification time changed gives a new digest.
@@ -89,7 +89,7 @@ class Destination:
 
 @dataclass(frozen=True, kw_only=True)
 class Tuning:
-    """How the upload runs. Memory is about (workers + 2) x part size."""
+    """How the upload runs. Memory is about (workers + 3) x part size: 288 MiB by default."""
 
     part_size: int | None = None  # None: 32 MiB, doubled until the zip fits in 10,000 parts
     workers: int = 6
