@@ -30,7 +30,7 @@ lint: $(STAMP) ## ruff
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP) ## mypy --strict on the project's packages
-	$(BIN)/mypy components llmstack serving __main__.py $(wildcard policy/*.py)
+	$(BIN)/mypy components llmstack serving training __main__.py $(wildcard policy/*.py)
 
 unit: $(STAMP) ## the pytest suite
 	$(BIN)/pytest -q
@@ -68,6 +68,19 @@ docs: $(STAMP) ## regenerate the README's settings table from components/setting
 	p = pathlib.Path("README.md"); start, end = "<!-- settings-table:start", "<!-- settings-table:end -->"; \
 	s = p.read_text(); a = s.index("\n", s.index(start)) + 1; b = s.index(end); \
 	p.write_text(s[:a] + settings_table() + "\n" + s[b:])'
+
+TRAIN_STAMP := $(VENV)/.installed-train
+
+$(TRAIN_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,train]'
+	@touch $@
+
+.PHONY: install-train test-train
+install-train: $(TRAIN_STAMP) ## add the train extra (torch CPU, transformers, peft) to .venv
+
+test-train: $(TRAIN_STAMP) ## the fine-tuning entrypoint end to end on a tiny model, on the CPU
+	$(BIN)/mypy training
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -q tests/training
 
 bench-upload: $(STAMP) ## streaming upload vs the seed's zip-then-upload, same loopback fake (ARGS="--size-mib 4096 --rate-mbps 1000")
 	PYTHONPATH=. $(BIN)/python bench/upload.py $(ARGS)
