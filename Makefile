@@ -30,7 +30,7 @@ lint: $(STAMP) ## ruff
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP) ## mypy --strict on the project's packages
-	$(BIN)/mypy components llmstack policy serving __main__.py
+	$(BIN)/mypy components llmstack serving __main__.py $(wildcard policy/*.py)
 
 unit: $(STAMP) ## the pytest suite
 	$(BIN)/pytest -q

@@ -41,7 +41,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"llmstack {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `llmstack plan --json | head`: the reader left; not an error of ours
+        sys.stderr.close()
+        return code_when_pipe_closed()
     return code
+
+
+def code_when_pipe_closed() -> int:
+    import os
+
+    # Point stdout at devnull so the interpreter's final flush does not raise again.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
 
 
 if __name__ == "__main__":

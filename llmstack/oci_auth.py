@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, cast, get_args
 
 from llmstack.errors import UserError
-from llmstack.retry import Backoff, oci_retry_strategy
+from llmstack.retry import DEFAULT_BACKOFF, Backoff, oci_retry_strategy
 
 AuthMode = Literal["api_key", "security_token", "instance_principal", "resource_principal", "none"]
 AUTH_MODES: tuple[str, ...] = get_args(AuthMode)
@@ -86,7 +86,9 @@ def credentials(auth: Auth, region: str | None = None) -> Credentials:
     try:
         config = oci.config.from_file(os.path.expanduser(auth.config_file), auth.profile)
     except oci.exceptions.ConfigFileNotFound as exc:
-        raise UserError(f"OCI config file {auth.config_file} not found: create it with `oci setup config`") from exc
+        raise UserError(
+            f"OCI config file {auth.config_file} not found: create it with `oci setup config`"
+        ) from exc
     except oci.exceptions.ProfileNotFound as exc:
         raise UserError(f"profile {auth.profile!r} is not in {auth.config_file}") from exc
     except oci.exceptions.InvalidConfig as exc:
@@ -96,13 +98,17 @@ def credentials(auth: Auth, region: str | None = None) -> Credentials:
     if auth.mode == "security_token":
         token_file = config.get("security_token_file")
         if not token_file:
-            raise UserError(f"profile {auth.profile!r} has no security_token_file: run `oci session authenticate`")
+            raise UserError(
+                f"profile {auth.profile!r} has no security_token_file: run `oci session authenticate`"
+            )
         try:
             with open(os.path.expanduser(token_file), encoding="utf-8") as fh:
                 token = fh.read().strip()
             key = oci.signer.load_private_key_from_file(config["key_file"], config.get("pass_phrase"))
         except OSError as exc:
-            raise UserError(f"cannot read the session token or key for profile {auth.profile!r}: {exc}") from exc
+            raise UserError(
+                f"cannot read the session token or key for profile {auth.profile!r}: {exc}"
+            ) from exc
         return Credentials(config, oci.auth.signers.SecurityTokenSigner(token, key))
     return Credentials(config, None)
 
@@ -120,7 +126,7 @@ def make_client(
     *,
     region: str | None = None,
     endpoint: str | None = None,
-    backoff: Backoff = Backoff(),
+    backoff: Backoff = DEFAULT_BACKOFF,
 ) -> C:
     """An oci SDK client with the project's retry policy, built fresh for the caller."""
     creds = credentials(auth, region)

@@ -39,6 +39,9 @@ class Backoff:
             yield pick(0.0, min(self.cap_s, self.base_s * (2**n)))
 
 
+DEFAULT_BACKOFF = Backoff()
+
+
 def status_of(exc: BaseException) -> int | None:
     """The HTTP status carried by an exception from the oci SDK, requests or urllib, if any."""
     for attr in ("status", "status_code", "code"):
@@ -75,7 +78,7 @@ def is_retryable(exc: BaseException) -> bool:
 def retry_call(
     fn: Callable[[], T],
     *,
-    backoff: Backoff = Backoff(),
+    backoff: Backoff = DEFAULT_BACKOFF,
     retryable: Callable[[BaseException], bool] = is_retryable,
     on_retry: Callable[[int, BaseException, float], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
@@ -101,7 +104,7 @@ def retry_call(
             sleep(delay)
 
 
-def oci_retry_strategy(backoff: Backoff = Backoff()) -> Any:
+def oci_retry_strategy(backoff: Backoff = DEFAULT_BACKOFF) -> Any:
     """The same policy as an oci SDK retry strategy (full jitter; 429, 5xx, timeouts, connection errors)."""
     import oci
 

@@ -1,0 +1,35 @@
+"""The oci-llm-stack program: read the stack's settings, build the platform, export what users call."""
+
+from pathlib import Path
+
+import pulumi
+
+from components.platform import LlmPlatform, LlmPlatformArgs
+from components.settings import SettingsError, settings_from_runtime
+
+try:
+    settings = settings_from_runtime(Path(__file__).resolve().parent)
+except SettingsError as exc:
+    # One readable message per problem, before any resource is registered; no traceback.
+    raise pulumi.RunError(str(exc)) from None
+
+hf_token = pulumi.Output.secret(settings.hf_token.value) if settings.hf_token else None
+platform = LlmPlatform("llm", LlmPlatformArgs(settings=settings, hf_token=hf_token))
+
+pulumi.export("projectId", platform.project_id)
+pulumi.export("subnetId", platform.subnet_id)
+pulumi.export("logGroupId", platform.log_group_id)
+pulumi.export("imageRepository", platform.image_repository)
+pulumi.export("artifactBucket", platform.bucket_name)
+pulumi.export(
+    "models",
+    {
+        name: {
+            "predictUrl": serving.predict_url,
+            "streamUrl": serving.stream_url,
+            "deploymentId": serving.deployment_id,
+            "catalogModelId": serving.catalog_model_id,
+        }
+        for name, serving in platform.models.items()
+    },
+)

@@ -1,0 +1,41 @@
+"""One naming-and-tagging context, made once from settings and handed to every component."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+
+# Facts the policy pack reads from resource inputs travel under these freeform tag keys.
+TAG_MODEL = "llmstack-model"
+TAG_ENGINE = "llmstack-engine"
+TAG_PARAMETERS = "llmstack-parameters-b"
+TAG_QUANTIZATION = "llmstack-quantization"
+TAG_MAX_MODEL_LEN = "llmstack-max-model-len"
+TAG_TENSOR_PARALLELISM = "llmstack-tensor-parallelism"
+TAG_SOURCE = "llmstack-source"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Context:
+    project: str
+    stack: str
+    environment: str
+    tags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def display_name(self, *parts: str) -> str:
+        """An OCI display name: `<project>-<stack>[-part...]`."""
+        return "-".join((self.project, self.stack, *parts))
+
+    def freeform_tags(self, **extra: str) -> dict[str, str]:
+        """The stack's tags plus where the resource comes from; `extra` wins over both."""
+        return {
+            "environment": self.environment,
+            **self.tags,
+            "pulumi-project": self.project,
+            "pulumi-stack": self.stack,
+            **extra,
+        }
+
+    def with_tags(self, **extra: str) -> Context:
+        return replace(self, tags=MappingProxyType({**self.tags, **extra}))

@@ -1,0 +1,72 @@
+"""DeploymentLogs: one log group and, per model, a predict log and an access log (CUSTOM, with retention)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_oci as oci
+
+from components.context import TAG_MODEL, Context
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeploymentLogsArgs:
+    context: Context
+    compartment_id: str
+    model_names: tuple[str, ...]
+    retention_days: int = 30
+    existing_log_group_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelLogs:
+    predict_log_id: pulumi.Output[str]
+    access_log_id: pulumi.Output[str]
+
+
+class DeploymentLogs(pulumi.ComponentResource):
+    log_group_id: pulumi.Output[str]
+    logs: dict[str, ModelLogs]
+
+    def __init__(
+        self, name: str, args: DeploymentLogsArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("oci-llm-stack:logging:DeploymentLogs", name, None, opts)
+        ctx = args.context
+        child = pulumi.ResourceOptions(parent=self)
+        if args.existing_log_group_id is not None:
+            self.log_group_id = pulumi.Output.from_input(args.existing_log_group_id)
+        else:
+            group = oci.logging.LogGroup(
+                f"{name}-group",
+                compartment_id=args.compartment_id,
+                display_name=ctx.display_name("model-deployments"),
+                description=f"Predict and access logs of the {ctx.stack} model deployments",
+                freeform_tags=ctx.freeform_tags(),
+                opts=child,
+            )
+            self.log_group_id = group.id
+
+        self.logs = {}
+        for model in args.model_names:
+            ids = {}
+            for kind in ("predict", "access"):
+                log = oci.logging.Log(
+                    f"{name}-{model}-{kind}",
+                    log_group_id=self.log_group_id,
+                    display_name=ctx.display_name(model, kind),
+                    log_type="CUSTOM",
+                    is_enabled=True,
+                    retention_duration=args.retention_days,
+                    freeform_tags=ctx.freeform_tags(**{TAG_MODEL: model}),
+                    opts=child,
+                )
+                ids[kind] = log.id
+            self.logs[model] = ModelLogs(predict_log_id=ids["predict"], access_log_id=ids["access"])
+
+        logs = {
+            model: {"predict": ids.predict_log_id, "access": ids.access_log_id}
+            for model, ids in self.logs.items()
+        }
+        self.register_outputs({"log_group_id": self.log_group_id, "logs": logs})

@@ -1,0 +1,295 @@
+"""ModelServing: one model from its source to a checked predict URL.
+
+source -> [ModelArtifact, for a local folder] -> CatalogModel -> ModelDeployment (BYOC, GPU) -> Readiness
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_oci as oci
+from pulumi_oci.datascience import (
+    ModelDeploymentCategoryLogDetailsAccessArgs as AccessLogArgs,
+)
+from pulumi_oci.datascience import (
+    ModelDeploymentCategoryLogDetailsArgs as LogDetailsArgs,
+)
+from pulumi_oci.datascience import (
+    ModelDeploymentCategoryLogDetailsPredictArgs as PredictLogArgs,
+)
+from pulumi_oci.datascience import (
+    ModelDeploymentModelDeploymentConfigurationDetailsArgs as DeploymentConfigArgs,
+)
+from pulumi_oci.datascience import (
+    ModelDeploymentModelDeploymentConfigurationDetailsEnvironmentConfigurationDetailsArgs as EnvironmentArgs,
+)
+from pulumi_oci.datascience import (
+    ModelDeploymentModelDeploymentConfigurationDetailsModelConfigurationDetailsArgs as ModelConfigArgs,
+)
+from pulumi_oci.datascience import (
+    ModelDeploymentModelDeploymentConfigurationDetailsModelConfigurationDetailsInstanceConfigurationArgs as InstanceArgs,  # noqa: E501
+)
+from pulumi_oci.datascience import (
+    ModelDeploymentModelDeploymentConfigurationDetailsModelConfigurationDetailsScalingPolicyArgs as ScalingArgs,  # noqa: E501
+)
+from pulumi_oci.datascience import (
+    ModelDeploymentModelDeploymentConfigurationDetailsModelConfigurationDetailsScalingPolicyAutoScalingPolicyArgs as AutoScalingArgs,  # noqa: E501
+)
+from pulumi_oci.datascience import (
+    ModelDeploymentModelDeploymentConfigurationDetailsModelConfigurationDetailsScalingPolicyAutoScalingPolicyRuleArgs as RuleArgs,  # noqa: E501
+)
+from pulumi_oci.datascience import (
+    ModelDeploymentModelDeploymentConfigurationDetailsModelConfigurationDetailsScalingPolicyAutoScalingPolicyRuleScaleInConfigurationArgs as ScaleInArgs,  # noqa: E501
+)
+from pulumi_oci.datascience import (
+    ModelDeploymentModelDeploymentConfigurationDetailsModelConfigurationDetailsScalingPolicyAutoScalingPolicyRuleScaleOutConfigurationArgs as ScaleOutArgs,  # noqa: E501
+)
+
+from components.container_env import container_env
+from components.context import (
+    TAG_ENGINE,
+    TAG_MAX_MODEL_LEN,
+    TAG_MODEL,
+    TAG_PARAMETERS,
+    TAG_QUANTIZATION,
+    TAG_SOURCE,
+    TAG_TENSOR_PARALLELISM,
+    Context,
+)
+from components.logging import ModelLogs
+from components.providers.artifact import ModelArtifact, ModelArtifactArgs
+from components.providers.catalog import CatalogModel, CatalogModelArgs, InlineArtifact, ObjectStorageArtifact
+from components.providers.readiness import Readiness, ReadinessArgs
+from components.settings import AuthSettings, ComputeSettings, ModelSettings
+
+# The service waits up to 240 minutes for a deployment; the provider must wait a little longer.
+DEPLOYMENT_TIMEOUTS = pulumi.CustomTimeouts(create="245m", update="245m", delete="60m")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelServingArgs:
+    context: Context
+    model: ModelSettings
+    region: str
+    compartment_id: str
+    project_id: pulumi.Input[str]
+    network_access_type: str
+    subnet_id: pulumi.Input[str | None]
+    log_group_id: pulumi.Input[str]
+    logs: ModelLogs
+    bucket_name: pulumi.Input[str]
+    namespace: pulumi.Input[str]
+    auth: AuthSettings
+    hf_token: pulumi.Output[str] | None = None
+    token_secret_id: str | None = None
+    depends_on: Sequence[pulumi.Resource] = ()
+
+
+def model_tags(ctx: Context, model: ModelSettings) -> dict[str, str]:
+    """The stack's tags plus the facts the policy pack needs to judge this model."""
+    return ctx.freeform_tags(
+        **{
+            TAG_MODEL: model.name,
+            TAG_ENGINE: model.serving.engine,
+            TAG_PARAMETERS: f"{model.parameters_b:g}" if model.parameters_b is not None else "unknown",
+            TAG_QUANTIZATION: model.serving.quantization,
+            TAG_MAX_MODEL_LEN: str(model.serving.max_model_len),
+            TAG_TENSOR_PARALLELISM: str(model.serving.tensor_parallelism),
+            TAG_SOURCE: model.source.method,
+        }
+    )
+
+
+def scaling_policy(compute: ComputeSettings) -> ScalingArgs:
+    """A fixed instance count, or threshold autoscaling on CPU or memory."""
+    auto = compute.autoscaling
+    if auto is None:
+        return ScalingArgs(policy_type="FIXED_SIZE", instance_count=compute.replicas)
+    metric = {"cpu": "CPU_UTILIZATION", "memory": "MEMORY_UTILIZATION"}[auto.metric]
+    step = {"scaling_configuration_type": "THRESHOLD", "pending_duration": "PT5M"}
+    rule = RuleArgs(
+        metric_expression_rule_type="PREDEFINED_EXPRESSION",
+        metric_type=metric,
+        scale_out_configuration=ScaleOutArgs(
+            threshold=auto.scale_out_threshold, instance_count_adjustment=1, **step
+        ),
+        scale_in_configuration=ScaleInArgs(
+            threshold=auto.scale_in_threshold, instance_count_adjustment=1, **step
+        ),
+    )
+    return ScalingArgs(
+        policy_type="AUTOSCALING",
+        is_enabled=True,
+        cool_down_in_seconds=auto.cooldown_seconds,
+        auto_scaling_policies=[
+            AutoScalingArgs(
+                auto_scaling_policy_type="THRESHOLD",
+                initial_instance_count=compute.replicas,
+                minimum_instance_count=auto.min_replicas,
+                maximum_instance_count=auto.max_replicas,
+                rules=[rule],
+            )
+        ],
+    )
+
+
+def _image_digest(image: str) -> str | None:
+    return image.rsplit("@", 1)[1] if "@" in image else None
+
+
+class ModelServing(pulumi.ComponentResource):
+    catalog_model_id: pulumi.Output[str]
+    deployment_id: pulumi.Output[str]
+    predict_url: pulumi.Output[str]
+    stream_url: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ModelServingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("oci-llm-stack:serving:ModelServing", name, None, opts)
+        ctx, model = args.context, args.model
+        child = pulumi.ResourceOptions(parent=self)
+        tags = model_tags(ctx, model)
+
+        artifact, fingerprint = self._artifact(name, args, child)
+        catalog = CatalogModel(
+            f"{name}-model",
+            CatalogModelArgs(
+                compartment_id=args.compartment_id,
+                project_id=args.project_id,
+                display_name=ctx.display_name(model.name),
+                description=f"{model.name} ({model.source.describe()}), served by {model.serving.engine}",
+                freeform_tags=tags,
+                region=args.region,
+                auth=args.auth,
+                artifact=artifact,
+                custom_metadata=catalog_metadata(model, fingerprint),
+            ),
+            opts=child,
+        )
+
+        env = container_env(model.container_spec(args.token_secret_id))
+        image = model.serving.image
+        deployment = oci.datascience.ModelDeployment(
+            f"{name}-deployment",
+            compartment_id=args.compartment_id,
+            project_id=args.project_id,
+            display_name=ctx.display_name(model.name),
+            description=f"{model.name} on {model.compute.shape} x{model.compute.replicas}",
+            freeform_tags=tags,
+            model_deployment_configuration_details=DeploymentConfigArgs(
+                deployment_type="SINGLE_MODEL",
+                model_configuration_details=ModelConfigArgs(
+                    model_id=catalog.id,
+                    bandwidth_mbps=model.compute.bandwidth_mbps,
+                    instance_configuration=InstanceArgs(
+                        instance_shape_name=model.compute.shape,
+                        network_access_type=args.network_access_type,
+                        subnet_id=args.subnet_id,
+                    ),
+                    scaling_policy=scaling_policy(model.compute),
+                ),
+                environment_configuration_details=EnvironmentArgs(
+                    environment_configuration_type="OCIR_CONTAINER",
+                    image=image,
+                    image_digest=_image_digest(image),
+                    server_port=model.serving.port,
+                    health_check_port=model.serving.port,
+                    environment_variables=env,
+                ),
+            ),
+            category_log_details=LogDetailsArgs(
+                predict=PredictLogArgs(log_group_id=args.log_group_id, log_id=args.logs.predict_log_id),
+                access=AccessLogArgs(log_group_id=args.log_group_id, log_id=args.logs.access_log_id),
+            ),
+            opts=pulumi.ResourceOptions(
+                parent=self, custom_timeouts=DEPLOYMENT_TIMEOUTS, depends_on=list(args.depends_on)
+            ),
+        )
+
+        readiness = Readiness(
+            f"{name}-readiness",
+            ReadinessArgs(
+                deployment_id=deployment.id,
+                deployment_url=deployment.model_deployment_url,
+                region=args.region,
+                auth=args.auth,
+                engine=model.serving.engine,
+                smoke_prompt=model.readiness.smoke_prompt,
+                timeout_minutes=model.readiness.timeout_minutes,
+                log_group_id=args.log_group_id,
+                predict_log_id=args.logs.predict_log_id,
+                access_log_id=args.logs.access_log_id,
+                triggers={
+                    "modelId": catalog.id,
+                    "image": image,
+                    "envDigest": hashlib.sha256(json.dumps(env, sort_keys=True).encode()).hexdigest(),
+                    "shape": model.compute.shape,
+                    "replicas": model.compute.replicas,
+                },
+            ),
+            opts=child,
+        )
+
+        self.catalog_model_id = catalog.id
+        self.deployment_id = deployment.id
+        self.predict_url = readiness.predictUrl
+        self.stream_url = readiness.streamUrl
+        self.register_outputs(
+            {
+                "catalog_model_id": self.catalog_model_id,
+                "deployment_id": self.deployment_id,
+                "predict_url": self.predict_url,
+                "stream_url": self.stream_url,
+            }
+        )
+
+    def _artifact(
+        self, name: str, args: ModelServingArgs, child: pulumi.ResourceOptions
+    ) -> tuple[ObjectStorageArtifact | InlineArtifact, pulumi.Output[str] | None]:
+        """Where the catalog model's artifact comes from, and its fingerprint when this stack uploads it."""
+        source = args.model.source
+        if source.local_path is not None:
+            upload = ModelArtifact(
+                f"{name}-artifact",
+                ModelArtifactArgs(
+                    local_path=source.local_path,
+                    namespace=args.namespace,
+                    bucket=args.bucket_name,
+                    object_prefix=f"models/{args.model.name}/",
+                    region=args.region,
+                    auth=args.auth,
+                ),
+                opts=child,
+            )
+            stored = ObjectStorageArtifact(
+                namespace=args.namespace,
+                bucket=args.bucket_name,
+                object_name=upload.objectName,
+                region=args.region,
+            )
+            return stored, upload.fingerprint
+        if source.object_storage is not None:
+            uri = source.object_storage
+            stored = ObjectStorageArtifact(
+                namespace=uri.namespace, bucket=uri.bucket, object_name=uri.object_name, region=args.region
+            )
+            return stored, None
+        return InlineArtifact(hf_token=None if args.token_secret_id else args.hf_token), None
+
+
+def catalog_metadata(
+    model: ModelSettings, fingerprint: pulumi.Output[str] | None
+) -> dict[str, pulumi.Input[str]]:
+    """Custom metadata on the catalog model: where it came from and how it is served."""
+    metadata: dict[str, pulumi.Input[str]] = {
+        "source": model.source.describe(),
+        "method": model.source.method,
+        "engine": model.serving.engine,
+        "parameters": f"{model.parameters_b:g}B" if model.parameters_b is not None else "unknown",
+    }
+    if fingerprint is not None:
+        metadata["fingerprint"] = fingerprint
+    return metadata

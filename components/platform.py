@@ -1,0 +1,143 @@
+"""LlmPlatform: everything one stack needs, shared parts once and one ModelServing per model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_oci as oci
+
+from components.context import Context
+from components.iam import DeploymentIdentity, DeploymentIdentityArgs
+from components.logging import DeploymentLogs, DeploymentLogsArgs
+from components.model_serving import ModelServing, ModelServingArgs
+from components.network import Network, NetworkArgs
+from components.registry import ContainerRegistry, ContainerRegistryArgs
+from components.settings import Settings
+from components.storage import ArtifactBucket, ArtifactBucketArgs
+
+
+@dataclass(frozen=True, kw_only=True)
+class LlmPlatformArgs:
+    settings: Settings
+    hf_token: pulumi.Output[str] | None = None
+
+
+class LlmPlatform(pulumi.ComponentResource):
+    project_id: pulumi.Output[str]
+    subnet_id: pulumi.Output[str | None]
+    log_group_id: pulumi.Output[str]
+    image_repository: pulumi.Output[str]
+    bucket_name: pulumi.Output[str]
+    models: dict[str, ModelServing]
+
+    def __init__(self, name: str, args: LlmPlatformArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("oci-llm-stack:platform:LlmPlatform", name, None, opts)
+        s = args.settings
+        ctx = Context(project=s.project, stack=s.stack, environment=s.environment, tags=s.tags)
+        child = pulumi.ResourceOptions(parent=self)
+
+        namespace = oci.objectstorage.get_namespace_output(
+            compartment_id=s.compartment_id, opts=pulumi.InvokeOutputOptions(parent=self)
+        ).namespace
+        network = Network(
+            f"{name}-network",
+            NetworkArgs(context=ctx, compartment_id=s.compartment_id, settings=s.network),
+            opts=child,
+        )
+        logs = DeploymentLogs(
+            f"{name}-logs",
+            DeploymentLogsArgs(
+                context=ctx,
+                compartment_id=s.compartment_id,
+                model_names=tuple(m.name for m in s.models),
+                retention_days=s.logging.retention_days,
+                existing_log_group_id=s.logging.existing_log_group_id,
+            ),
+            opts=child,
+        )
+        registry = ContainerRegistry(
+            f"{name}-registry",
+            ContainerRegistryArgs(
+                context=ctx,
+                compartment_id=s.compartment_id,
+                region=s.region,
+                namespace=namespace,
+                repository=s.registry.repository,
+            ),
+            opts=child,
+        )
+        bucket = ArtifactBucket(
+            f"{name}-artifacts",
+            ArtifactBucketArgs(
+                context=ctx,
+                compartment_id=s.compartment_id,
+                namespace=namespace,
+                name=s.artifact_bucket.name,
+                kms_key_id=s.artifact_bucket.kms_key_id,
+            ),
+            opts=child,
+        )
+        identity = DeploymentIdentity(
+            f"{name}-identity",
+            DeploymentIdentityArgs(
+                context=ctx,
+                tenancy_id=s.tenancy_id,
+                compartment_id=s.compartment_id,
+                bucket_name=s.artifact_bucket.name,
+                existing_dynamic_group=s.identity.existing_dynamic_group,
+                token_secret_id=s.hf_token_secret_id,
+            ),
+            opts=child,
+        )
+        if s.project_id is not None:
+            project_id: pulumi.Output[str] = pulumi.Output.from_input(s.project_id)
+        else:
+            project = oci.datascience.Project(
+                f"{name}-project",
+                compartment_id=s.compartment_id,
+                display_name=ctx.display_name(),
+                description=f"LLM deployments of stack {s.stack}",
+                freeform_tags=ctx.freeform_tags(),
+                opts=child,
+            )
+            project_id = project.id
+
+        self.models = {
+            model.name: ModelServing(
+                model.name,
+                ModelServingArgs(
+                    context=ctx,
+                    model=model,
+                    region=s.region,
+                    compartment_id=s.compartment_id,
+                    project_id=project_id,
+                    network_access_type=network.network_access_type,
+                    subnet_id=network.subnet_id,
+                    log_group_id=logs.log_group_id,
+                    logs=logs.logs[model.name],
+                    bucket_name=bucket.bucket_name,
+                    namespace=namespace,
+                    auth=s.auth,
+                    hf_token=args.hf_token,
+                    token_secret_id=s.hf_token_secret_id,
+                    depends_on=[identity],
+                ),
+                opts=child,
+            )
+            for model in s.models
+        }
+        self.project_id = project_id
+        self.subnet_id = network.subnet_id
+        self.log_group_id = logs.log_group_id
+        self.image_repository = registry.image_repository
+        self.bucket_name = bucket.bucket_name
+        self.register_outputs(
+            {
+                "project_id": self.project_id,
+                "subnet_id": self.subnet_id,
+                "log_group_id": self.log_group_id,
+                "image_repository": self.image_repository,
+                "bucket_name": self.bucket_name,
+            }
+        )

@@ -1,0 +1,330 @@
+"""The offline plan: run the real Pulumi program under Pulumi's mock engine and record every resource.
+
+No Pulumi CLI and no cloud credentials are needed. The stack file is read and validated first (bad settings
+never reach the engine), its config is handed to the runtime the way the CLI would, `__main__.py` runs, and
+a recording monitor keeps each registration: type, name, parent, dependencies and inputs (secrets masked).
+Ids, URLs and the Object Storage namespace in the result are placeholders the mocks make up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import runpy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.runtime import rpc
+from pulumi.runtime import settings as runtime_settings
+from pulumi.runtime.mocks import MockMonitor
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from components.settings import (
+    SECRET_PLACEHOLDER,
+    Settings,
+    StackFile,
+    config_as_strings,
+    load_settings,
+    read_stack_file,
+)
+
+STACK_TYPE = "pulumi:pulumi:Stack"
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+PROVIDER_KEY = "__provider"
+
+
+@dataclass
+class RecordedResource:
+    urn: str
+    type: str
+    name: str
+    parent: str | None
+    dependencies: list[str]
+    inputs: dict[str, Any]
+    custom: bool
+    id: str | None = None
+    registered_outputs: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "urn": self.urn,
+            "type": self.type,
+            "name": self.name,
+            "parent": self.parent,
+            "dependencies": self.dependencies,
+            "inputs": self.inputs,
+        }
+
+
+@dataclass
+class Plan:
+    stack: str
+    source: str
+    settings: Settings
+    resources: list[RecordedResource] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def find(self, type_: str) -> list[RecordedResource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def by_urn(self) -> dict[str, RecordedResource]:
+        return {r.urn: r for r in self.resources}
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "stack": self.stack,
+            "resources": [r.as_json() for r in self.resources],
+            "outputs": self.outputs,
+        }
+
+
+class ProgramError(Exception):
+    """The program itself failed under the mock engine (a bug, not a settings problem)."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def stack_file_for(project_dir: Path, stack: str) -> Path:
+    return project_dir / "stacks" / f"Pulumi.{stack}.yaml"
+
+
+def load(
+    project_dir: Path, *, stack: str | None = None, stack_file: Path | None = None
+) -> tuple[StackFile, Settings]:
+    """Read and validate a stack file; raises SettingsError (all problems at once)."""
+    path = stack_file if stack_file is not None else stack_file_for(project_dir, stack or "dev")
+    parsed = read_stack_file(path, stack if stack_file is None else None)
+    settings = load_settings(parsed.config, stack=parsed.stack, project_dir=project_dir, source=str(path))
+    return parsed, settings
+
+
+def run_plan(project_dir: Path, *, stack: str | None = None, stack_file: Path | None = None) -> Plan:
+    """Validate the stack's settings, then run `__main__.py` under the mock engine and record the graph."""
+    parsed, settings = load(project_dir, stack=stack, stack_file=stack_file)
+    return record_program(project_dir, parsed, settings)
+
+
+def record_program(project_dir: Path, parsed: StackFile, settings: Settings) -> Plan:
+    config, secret_keys = config_as_strings(parsed.config)
+    mocks = PlanMocks(settings)
+    monitor = RecordingMonitor(mocks)
+    plan = Plan(stack=parsed.stack, source=_shown_path(parsed.path, project_dir), settings=settings)
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        runtime_settings.set_root_resource(None)  # type: ignore[arg-type]
+        pulumi.runtime.set_all_config(config, secret_keys)
+        pulumi.runtime.set_mocks(
+            mocks, project=settings.project, stack=parsed.stack, preview=False, monitor=monitor
+        )
+        program = str(project_dir / "__main__.py")
+
+        def run_program() -> None:
+            runpy.run_path(program, run_name="__main__")
+
+        try:
+            _sync_await(run_pulumi_func(run_program))
+        except Exception as exc:
+            raise ProgramError(f"the program failed under the mock engine: {exc}") from exc
+        root = runtime_settings.get_root_resource()
+        exports = dict(getattr(root, "outputs", {}) or {})
+        plan.outputs = {name: _sync_await(_resolve_output(value)) for name, value in exports.items()}
+    finally:
+        pulumi.runtime.set_all_config({}, [])
+        runtime_settings.set_root_resource(None)  # type: ignore[arg-type]
+        asyncio.set_event_loop(None)
+        loop.close()
+    plan.resources = stable_order(monitor.recorded)
+    for resource in plan.resources:
+        resource.registered_outputs = resource.urn in monitor.outputs_registered
+    return plan
+
+
+def _shown_path(path: Path, project_dir: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(project_dir.resolve()))
+    except ValueError:
+        return str(path)
+
+
+async def _resolve_output(value: Any) -> Any:
+    output = pulumi.Output.from_input(value)
+    if await output.is_secret():
+        return SECRET_PLACEHOLDER
+    if not await output.is_known():
+        return "(known after apply)"
+    return _plain(await output.future())
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly values: secrets masked, integral floats back to ints (protobuf has only doubles)."""
+    if isinstance(value, Mapping):
+        if value.get(SECRET_SIG) is not None and "value" in value:
+            return SECRET_PLACEHOLDER
+        return {str(k): _plain(v) for k, v in value.items() if k != PROVIDER_KEY}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def stable_order(resources: list[RecordedResource]) -> list[RecordedResource]:
+    """Parents and dependencies before dependents, ties by URN: the same graph always lists the same way.
+
+    (The engine registers resources as their inputs resolve, which is not a fixed order.)
+    """
+    by_urn = {r.urn: r for r in resources}
+    done: set[str] = set()
+    ordered: list[RecordedResource] = []
+
+    def visit(resource: RecordedResource) -> None:
+        if resource.urn in done:
+            return
+        done.add(resource.urn)
+        for urn in sorted({*([resource.parent] if resource.parent else []), *resource.dependencies}):
+            if urn in by_urn:
+                visit(by_urn[urn])
+        ordered.append(resource)
+
+    for resource in sorted(resources, key=lambda r: r.urn):
+        visit(resource)
+    return ordered
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Mock engine
+
+
+def _fake_ocid(kind: str, region_key: str, seed: str) -> str:
+    unique = hashlib.sha256(seed.encode()).hexdigest()[:40]
+    return f"ocid1.{kind}.oc1.{region_key}.mock{unique}"
+
+
+_OCID_KINDS = {
+    "oci:Core/vcn:Vcn": "vcn",
+    "oci:Core/subnet:Subnet": "subnet",
+    "oci:Core/natGateway:NatGateway": "natgateway",
+    "oci:Core/serviceGateway:ServiceGateway": "servicegateway",
+    "oci:Core/routeTable:RouteTable": "routetable",
+    "oci:Core/securityList:SecurityList": "securitylist",
+    "oci:Core/networkSecurityGroup:NetworkSecurityGroup": "networksecuritygroup",
+    "oci:Logging/logGroup:LogGroup": "loggroup",
+    "oci:Logging/log:Log": "log",
+    "oci:Artifacts/containerRepository:ContainerRepository": "containerrepo",
+    "oci:Identity/dynamicGroup:DynamicGroup": "dynamicgroup",
+    "oci:Identity/policy:Policy": "policy",
+    "oci:DataScience/project:Project": "datascienceproject",
+    "oci:DataScience/modelDeployment:ModelDeployment": "datasciencemodeldeployment",
+    "pulumi-python:dynamic/catalog:CatalogModel": "datasciencemodel",
+}
+
+
+def namespace_hint(settings: Settings) -> str:
+    """The tenancy's Object Storage namespace as an OCIR image path reveals it, else a stand-in."""
+    for model in settings.models:
+        parts = model.serving.image.split("/")
+        if len(parts) > 2 and parts[0].endswith(("ocir.io", "oraclecloud.com")):
+            return parts[1]
+    return "mynamespace"
+
+
+class PlanMocks(pulumi.runtime.Mocks):
+    """Ids, URLs and invoke results a real `pulumi up` would get from OCI, made up deterministically."""
+
+    def __init__(self, settings: Settings) -> None:
+        from components.registry import REGION_KEYS
+
+        self.region = settings.region
+        self.region_key = REGION_KEYS.get(settings.region, settings.region)
+        self.namespace = namespace_hint(settings)
+
+    def new_resource(self, args: Any) -> tuple[str, dict[str, Any]]:
+        inputs = {k: v for k, v in args.inputs.items() if k != PROVIDER_KEY}
+        kind = _OCID_KINDS.get(args.typ, args.typ.rsplit(":", 1)[-1].lower())
+        rid = _fake_ocid(kind, self.region_key, f"{args.typ}::{args.name}")
+        state: dict[str, Any] = dict(inputs)
+        if args.typ == "oci:DataScience/modelDeployment:ModelDeployment":
+            state["modelDeploymentUrl"] = f"https://modeldeployment.{self.region}.oci.customer-oci.com/{rid}"
+            state["state"] = "ACTIVE"
+        elif args.typ == "pulumi-python:dynamic/artifacts:ModelArtifact":
+            digest = str(inputs.get("manifestDigest", ""))[:16]
+            object_name = f"{inputs.get('objectPrefix', '')}{digest}.zip"
+            state.update(
+                objectName=object_name,
+                fingerprint=f"sha256:(computed at upload, manifest {digest})",
+                uri=f"oci://{inputs.get('bucket')}@{inputs.get('namespace')}/{object_name}",
+                sizeBytes=0,
+            )
+            rid = object_name
+        elif args.typ == "pulumi-python:dynamic/catalog:CatalogModel":
+            state.update(modelId=rid, state="ACTIVE")
+        elif args.typ == "pulumi-python:dynamic/readiness:Readiness":
+            url = str(inputs.get("deploymentUrl", ""))
+            state.update(
+                predictUrl=f"{url}/predict",
+                streamUrl=f"{url}/predictWithResponseStream",
+                state="ACTIVE",
+                smokeLatencyMs=0,
+                checkedAt="(at deployment)",
+            )
+            rid = f"readiness-{args.name}"
+        return rid, state
+
+    def call(self, args: Any) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        if args.token == "oci:ObjectStorage/getNamespace:getNamespace":
+            return {"namespace": self.namespace, "id": self.namespace}, []
+        if args.token == "oci:Core/getServices:getServices":
+            key = self.region_key
+            service = {
+                "id": _fake_ocid("service", key, "all-services"),
+                "cidrBlock": f"all-{key}-services-in-oracle-services-network",
+                "name": f"All {key.upper()} Services In Oracle Services Network",
+                "description": "All services in the Oracle Services Network",
+            }
+            return {"services": [service], "filters": args.args.get("filters"), "id": "services"}, []
+        raise ProgramError(f"the plan has no mock for invoke {args.token}; add one to llmstack/plan.py")
+
+
+class RecordingMonitor(MockMonitor):
+    """The mock monitor, keeping what a real engine would see: parents, dependencies and raw inputs."""
+
+    def __init__(self, mocks: PlanMocks) -> None:
+        super().__init__(mocks)
+        self.recorded: list[RecordedResource] = []
+        self.outputs_registered: set[str] = set()
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
+        inputs = rpc.deserialize_properties(request.object, keep_unknowns=True)
+        dependencies = list(
+            dict.fromkeys(
+                [
+                    *request.dependencies,
+                    *(urn for deps in request.propertyDependencies.values() for urn in deps.urns),
+                ]
+            )
+        )
+        self.recorded.append(
+            RecordedResource(
+                urn=response.urn,
+                type=request.type,
+                name=request.name,
+                parent=request.parent or None,
+                dependencies=dependencies,
+                inputs=_plain(inputs),
+                custom=bool(request.custom),
+                id=response.id or None,
+            )
+        )
+        return response
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:
+        self.outputs_registered.add(request.urn)
+        return super().RegisterResourceOutputs(request)  # type: ignore[no-untyped-call]
