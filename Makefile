@@ -15,7 +15,7 @@ help: ## list the targets
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,chat]'
 	@touch $@
 
 install: $(STAMP) ## create .venv with the llmstack script and the test tools
@@ -39,3 +39,32 @@ test: lint typecheck unit ## everything CI runs
 
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+# The chat page's browser test drives Debian's Chromium. `make test` installs it when it is missing and
+# carries on without it where apt cannot (the test then skips, saying why); `make test-browser` insists.
+BROWSER_PACKAGES := chromium chromium-driver
+
+.PHONY: browser test-browser chat-screenshot
+
+browser: ## install Debian's chromium + chromium-driver if missing (prints why when it cannot)
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+		echo "browser: no chromium, and apt-get needs root here: the browser test will be skipped"; exit 0; \
+	fi; \
+	echo "browser: installing $(BROWSER_PACKAGES) with apt-get"; \
+	log=$$(mktemp); \
+	if ! { DEBIAN_FRONTEND=noninteractive timeout 600 apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq --no-install-recommends \
+			$(BROWSER_PACKAGES); } >"$$log" 2>&1; then \
+		echo "browser: apt-get could not install $(BROWSER_PACKAGES) ($$(tail -n 1 "$$log")):" \
+			"the browser test will be skipped"; \
+	fi; \
+	rm -f "$$log"
+
+unit: browser
+
+test-browser: $(STAMP) browser ## the chat page in headless Chromium against a fake model server
+	LLMSTACK_REQUIRE_BROWSER=1 $(BIN)/pytest -q -m browser
+
+chat-screenshot: $(STAMP) browser ## refresh docs/chat.png from the browser test
+	LLMSTACK_REQUIRE_BROWSER=1 LLMSTACK_CHAT_SCREENSHOT=docs/chat.png $(BIN)/pytest -q -m browser
