@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -257,16 +258,26 @@ def build_app(settings: ChatSettings, client: StreamingClient) -> gr.Blocks:
     return app
 
 
-def serve(app: gr.Blocks, *, host: str, port: int, share: bool, block: bool = True) -> str:
-    """Start the page; returns its local URL (when `block`, only after the user stops it)."""
+def serve(app: gr.Blocks, *, host: str, port: int, share: bool) -> tuple[str, str | None]:
+    """Start the page in the background: (its local URL, its public URL when `share` made one)."""
     app.queue(default_concurrency_limit=4)
-    _, local_url, _ = app.launch(
+    _, local_url, share_url = app.launch(
         server_name=host,
         server_port=port,
         share=share,
         ssr_mode=False,
         footer_links=["settings"],
-        prevent_thread_lock=not block,
-        quiet=not block,
+        prevent_thread_lock=True,
+        quiet=True,
     )
-    return str(local_url)
+    return str(local_url), str(share_url) if share_url else None
+
+
+def run_until_interrupted(app: gr.Blocks) -> None:
+    """Keep serving until Ctrl-C, then close the page's server."""
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        app.close()

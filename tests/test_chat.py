@@ -255,28 +255,46 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 @pytest.fixture
 def outbound(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Addresses anything in this process tried to connect to, other than loopback ones."""
+    """Names and addresses anything in this process tried to reach other than loopback; all are refused
+    before any packet (or DNS query) leaves."""
     seen: list[Any] = []
     real_connect = socket.socket.connect
+    real_getaddrinfo = socket.getaddrinfo
 
     def connect(self: socket.socket, address: Any) -> None:
         host = address[0] if isinstance(address, tuple) else str(address)
-        if host not in ("127.0.0.1", "localhost", "::1") and self.family != socket.AF_UNIX:
+        if host not in LOOPBACK and self.family != socket.AF_UNIX:
             seen.append(address)
             raise OSError(f"test blocked a connection to {address}")
         real_connect(self, address)
 
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host is not None and str(host) not in LOOPBACK:
+            seen.append(host)
+            raise socket.gaierror(f"test blocked a lookup of {host}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
     monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     return seen
+
+
+def test_the_outbound_guard_sees_what_gradio_analytics_would_do(outbound: list[Any]) -> None:
+    with pytest.raises(OSError):
+        socket.create_connection(("api.gradio.app", 443), timeout=1)
+    assert outbound == ["api.gradio.app"]
 
 
 def test_the_page_serves_on_loopback_with_model_and_endpoint_and_calls_nothing_outside(
     outbound: list[Any],
 ) -> None:
     app = chat.build_app(settings(), FakeClient(["ok"]))
-    url = chat.serve(app, host="127.0.0.1", port=free_port(), share=False, block=False)
+    url, _ = chat.serve(app, host="127.0.0.1", port=free_port(), share=False)
     try:
         assert url.startswith("http://127.0.0.1:")
         with urllib.request.urlopen(url + "config", timeout=10) as response:

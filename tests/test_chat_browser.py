@@ -25,6 +25,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:::gradio.queueing"),
 ]
 
+REPLY = ("A", " signed HTTPS", " predict URL", " that serves", " your model", " from a GPU", " shape.")
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 WAIT_S = 20.0
@@ -106,10 +107,17 @@ class Page:
         return messages[-1] if messages else ""
 
     def send(self, text: str) -> None:
-        box = self.find("#message textarea")
-        self.wait("the message box to be enabled", box.is_enabled)
-        box.send_keys(text)
-        box.send_keys(Keys.ENTER)
+        """Type into the message box once the previous reply is over (Gradio re-renders the box meanwhile)."""
+        self.wait("the page to take a message", lambda: self.find("#message textarea").is_enabled())
+        self.wait("the previous reply to end", lambda: not self.stop_button_shown())
+
+        def typed() -> bool:
+            box = self.find("#message textarea")
+            box.send_keys(text)
+            box.send_keys(Keys.ENTER)
+            return True
+
+        self.wait("the message to be typed", typed)
 
     def stop_button_shown(self) -> bool:
         return any(
@@ -125,7 +133,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 def page(tmp_path: Path) -> Iterator[Page]:
-    with FakePredictServer() as fake:
+    with FakePredictServer(REPLY) as fake:
         client = PredictClient(
             fake.url, auth=Auth(mode="none"), timeout_s=WAIT_S, backoff=Backoff(attempts=1)
         )
@@ -136,7 +144,7 @@ def page(tmp_path: Path) -> Iterator[Page]:
             context_tokens=4096,
         )
         app = chat.build_app(settings, client)
-        url = chat.serve(app, host="127.0.0.1", port=_free_port(), share=False, block=False)
+        url, _ = chat.serve(app, host="127.0.0.1", port=_free_port(), share=False)
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
         for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"):
@@ -165,12 +173,12 @@ def test_a_conversation_in_the_browser(page: Page, tmp_path: Path) -> None:
     page.find('#top-p input[type="range"]').send_keys(Keys.ARROW_LEFT * 2)  # 0.9 -> 0.8
     system = page.find("#system-prompt textarea")
     system.clear()
-    system.send_keys("You are a pirate.")
+    system.send_keys("Answer in one sentence.")
 
     # The fake pauses after two tokens: the half-written reply must already be on the page.
     page.fake.hold_after = 2
-    page.send("Hi there")
-    page.wait("the first two tokens", lambda: page.last_bot() == "Hello from")
+    page.send("What does a model deployment give me?")
+    page.wait("the first two tokens", lambda: page.last_bot() == "A signed HTTPS")
     assert page.stop_button_shown()
     page.fake.release.set()
     page.wait("the whole reply", lambda: page.last_bot() == page.fake.reply)
@@ -180,11 +188,13 @@ def test_a_conversation_in_the_browser(page: Page, tmp_path: Path) -> None:
     assert first["parameters"]["max_new_tokens"] == 320
     assert first["parameters"]["temperature"] == pytest.approx(0.5)
     assert first["parameters"]["top_p"] == pytest.approx(0.8)
-    assert first["inputs"] == "[INST] <<SYS>>\nYou are a pirate.\n<</SYS>>\n\nHi there [/INST]"
+    assert first["inputs"] == (
+        "[INST] <<SYS>>\nAnswer in one sentence.\n<</SYS>>\n\nWhat does a model deployment give me? [/INST]"
+    )
 
     shot = tmp_path / "chat.png"
     assert page.driver.save_screenshot(str(shot))
-    assert shot.stat().st_size > 10_000
+    assert shot.stat().st_size > 10_000  # a real page, not a blank one
     if target := os.environ.get("LLMSTACK_CHAT_SCREENSHOT"):
         shutil.copyfile(shot, target)
 
@@ -201,7 +211,8 @@ def test_a_conversation_in_the_browser(page: Page, tmp_path: Path) -> None:
     retry.click()
     page.wait("the retried reply", lambda: page.last_bot() == page.fake.reply)
     assert page.fake.requests[-1]["inputs"] == (
-        "[INST] <<SYS>>\nYou are a pirate.\n<</SYS>>\n\nHi there [/INST] Hello from the fake model. </s>"
+        "[INST] <<SYS>>\nAnswer in one sentence.\n<</SYS>>\n\nWhat does a model deployment give me? [/INST] "
+        f"{''.join(REPLY)} </s>"
         "<s>[INST] And again? [/INST]"
     )
 
@@ -209,12 +220,12 @@ def test_a_conversation_in_the_browser(page: Page, tmp_path: Path) -> None:
     page.fake.release.clear()
     page.fake.hold_after = 1
     page.send("Tell me more")
-    page.wait("the first token", lambda: page.last_bot() == "Hello")
+    page.wait("the first token", lambda: page.last_bot() == "A")
     page.find("#message .stop-button").click()
     page.wait("the stop button to go", lambda: not page.stop_button_shown())
     page.fake.release.set()
     page.wait("the message box to come back", lambda: page.find("#message textarea").is_enabled())
     # The abandoned request is closed as soon as its pending read returns: the fake sees the hang-up.
     page.wait("the stopped stream to be closed", lambda: page.fake.hangups == 1)
-    assert page.last_bot() == "Hello"
+    assert page.last_bot() == "A"
     assert len(page.bot_messages()) == 3

@@ -49,20 +49,27 @@ def served(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         seen.update(settings=settings, client=client)
         return "app"
 
-    def serve(app: str, *, host: str, port: int, share: bool) -> str:
+    def serve(app: str, *, host: str, port: int, share: bool) -> tuple[str, str | None]:
         seen.update(app=app, host=host, port=port, share=share)
-        return f"http://{host}:{port}/"
+        return f"http://{host}:{port}/", "https://abc.gradio.live" if share else None
 
     monkeypatch.setattr(chat, "build_app", build_app)
     monkeypatch.setattr(chat, "serve", serve)
+    monkeypatch.setattr(chat, "run_until_interrupted", lambda app: seen.update(ran=app))
     monkeypatch.delenv("OCI_CLI_AUTH", raising=False)
     return seen
 
 
 def test_a_stack_model_gets_its_urls_its_chat_format_and_a_loopback_page(
-    served: dict[str, Any], outputs_file: Path
+    served: dict[str, Any], outputs_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["chat", "--outputs", str(outputs_file), "--model", "llama2-7b-chat"]) == 0
+    assert served["ran"] == "app"
+    assert capsys.readouterr().err.splitlines() == [
+        "llmstack chat: llama2-7b-chat (llama2 format) at "
+        + OUTPUTS["models"]["llama2-7b-chat"]["streamUrl"],
+        "llmstack chat: open http://127.0.0.1:7860/ (Ctrl-C stops)",
+    ]
     settings = served["settings"]
     assert settings.model == "llama2-7b-chat"
     assert settings.template.family == "llama2"
@@ -73,7 +80,9 @@ def test_a_stack_model_gets_its_urls_its_chat_format_and_a_loopback_page(
     assert (served["host"], served["port"], served["share"]) == ("127.0.0.1", 7860, False)
 
 
-def test_the_format_context_and_page_can_be_chosen(served: dict[str, Any], outputs_file: Path) -> None:
+def test_the_format_context_and_page_can_be_chosen(
+    served: dict[str, Any], outputs_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = main(
         [
             "chat",
@@ -97,6 +106,7 @@ def test_the_format_context_and_page_can_be_chosen(served: dict[str, Any], outpu
     assert (settings.template.family, settings.context_tokens) == ("llama3", 16384)
     assert settings.system_prompt == "Answer in French."
     assert (served["port"], served["share"]) == (8123, True)
+    assert "open http://127.0.0.1:8123/ or https://abc.gradio.live (Ctrl-C stops)" in capsys.readouterr().err
 
 
 def test_a_bare_endpoint_uses_the_generic_format_unless_told(served: dict[str, Any]) -> None:
@@ -192,3 +202,17 @@ def test_the_help_lists_the_page_and_conversation_flags(capsys: pytest.CaptureFi
         assert flag in out
     for flag in ("--system", "--host", "--port", "--share"):
         assert flag in out
+
+
+def test_a_taken_port_is_one_line(
+    served: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmstack import chat
+
+    def taken(app: str, *, host: str, port: int, share: bool) -> tuple[str, str | None]:
+        raise OSError(f"Cannot find empty port in range: {port}-{port}. You can specify a different port ...")
+
+    monkeypatch.setattr(chat, "serve", taken)
+    assert main(["chat", "--endpoint", "http://127.0.0.1:1/predict", "--port", "7999"]) == 2
+    assert capsys.readouterr().err == "llmstack chat: port 7999 on 127.0.0.1 is in use: pick another --port\n"
+    assert "ran" not in served

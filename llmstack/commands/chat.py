@@ -126,15 +126,20 @@ def run(args: argparse.Namespace) -> int:
         system_prompt=chat.DEFAULT_SYSTEM_PROMPT if args.system is None else args.system,
     )
     app = chat.build_app(settings, client)
-    print(
-        f"llmstack chat: {target.model} ({template.family} format) at {client.stream_url}\n"
-        f"llmstack chat: open http://{args.host}:{args.port} (Ctrl-C stops)",
-        file=sys.stderr,
-    )
     try:
-        chat.serve(app, host=args.host, port=args.port, share=args.share)
+        local_url, share_url = chat.serve(app, host=args.host, port=args.port, share=args.share)
     except OSError as exc:
-        raise UserError(f"cannot serve on {args.host}:{args.port} ({exc}): pick another --port") from exc
+        if "empty port" in str(exc):  # Gradio's words for "taken"
+            raise UserError(f"port {args.port} on {args.host} is in use: pick another --port") from exc
+        raise UserError(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}") from exc
+    where = f"{local_url} or {share_url}" if share_url else local_url
+    print(f"llmstack chat: {target.model} ({template.family} format) at {client.stream_url}", file=sys.stderr)
+    if args.share and not share_url:
+        print(
+            "llmstack chat: no public link could be made; the page is on this machine only", file=sys.stderr
+        )
+    print(f"llmstack chat: open {where} (Ctrl-C stops)", file=sys.stderr)
+    chat.run_until_interrupted(app)
     return 0
 
 
