@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 STACK ?= dev
 
-.PHONY: help install preview plan test lint typecheck unit clean
+.PHONY: help install preview plan test lint typecheck unit clean docs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -35,28 +35,49 @@ typecheck: $(STAMP) ## mypy --strict on the project's packages
 unit: $(STAMP) ## the pytest suite
 	$(BIN)/pytest -q
 
-test: lint typecheck unit ## everything CI runs
+test: lint typecheck unit lint-docker ## everything CI runs
+
+.PHONY: lint-docker image
+SERVING_DOCKERFILES := serving/vllm/Dockerfile serving/tgi/Dockerfile
+
+lint-docker: $(STAMP) ## hadolint and the serving images' own rules on the Dockerfiles
+	$(BIN)/hadolint $(SERVING_DOCKERFILES)
+	$(BIN)/python -m serving.dockerfile_check $(SERVING_DOCKERFILES)
+
+image: $(STAMP) ## build and push a serving image: ENGINE=vllm|tgi [STACK=dev] [REPO=...] [TAG=...] [DRY_RUN=1]
+	@$(BIN)/python -m serving.image --engine "$(ENGINE)" --stack "$(STACK)" --repo "$(REPO)" --tag "$(TAG)" \
+		$(if $(DRY_RUN),--dry-run)
 
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
 
+docs: $(STAMP) ## regenerate the README's settings table from components/settings.py
+	$(BIN)/python -c 'import pathlib, re; from components.settings import settings_table; \
+	p = pathlib.Path("README.md"); start, end = "<!-- settings-table:start", "<!-- settings-table:end -->"; \
+	s = p.read_text(); a = s.index("\n", s.index(start)) + 1; b = s.index(end); \
+	p.write_text(s[:a] + settings_table() + "\n" + s[b:])'
+
 # The chat page's browser test drives Debian's Chromium. `make test` installs it when it is missing and
 # carries on without it where apt cannot (the test then skips, saying why); `make test-browser` insists.
 BROWSER_PACKAGES := chromium chromium-driver
+CHROMIUM ?= /usr/bin/chromium
+CHROMEDRIVER ?= /usr/bin/chromedriver
+APT_GET ?= apt-get
 
 .PHONY: browser test-browser chat-screenshot
 
 browser: ## install Debian's chromium + chromium-driver if missing (prints why when it cannot)
-	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then exit 0; fi; \
-	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
-		echo "browser: no chromium, and apt-get needs root here: the browser test will be skipped"; exit 0; \
+	@if [ -x $(CHROMIUM) ] && [ -x $(CHROMEDRIVER) ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ] || ! command -v $(APT_GET) >/dev/null; then \
+		echo "browser: no chromium, and apt-get is not usable here: the browser test will be skipped"; exit 0; \
 	fi; \
 	echo "browser: installing $(BROWSER_PACKAGES) with apt-get"; \
 	log=$$(mktemp); \
-	if ! { DEBIAN_FRONTEND=noninteractive timeout 600 apt-get update -qq \
-		&& DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq --no-install-recommends \
+	if ! { DEBIAN_FRONTEND=noninteractive timeout 600 $(APT_GET) update -qq \
+		&& DEBIAN_FRONTEND=noninteractive timeout 900 $(APT_GET) install -y -qq --no-install-recommends \
 			$(BROWSER_PACKAGES); } >"$$log" 2>&1; then \
-		echo "browser: apt-get could not install $(BROWSER_PACKAGES) ($$(tail -n 1 "$$log")):" \
+		said=$$(tail -n 1 "$$log"); \
+		echo "browser: apt-get could not install $(BROWSER_PACKAGES)$${said:+ ($$said)}:" \
 			"the browser test will be skipped"; \
 	fi; \
 	rm -f "$$log"

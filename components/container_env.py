@@ -25,7 +25,8 @@ ONLINE_STORAGE_GB = 950
 # Routes OCI calls on the container when not told otherwise.
 OCI_DEFAULT_PREDICT = "/predict"
 OCI_DEFAULT_HEALTH = "/health"
-# TGI serves /generate itself; vLLM is fronted by the launcher's adapter, which serves OCI's defaults.
+# The launcher's adapter fronts both engines and serves /predict and /generate alike (streaming included);
+# TGI keeps /generate, the route the samples use.
 PREDICT_ENDPOINT: dict[Engine, str] = {"vllm": OCI_DEFAULT_PREDICT, "tgi": "/generate"}
 
 _KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,30}$")
@@ -45,6 +46,7 @@ class ContainerSpec:
     params: str = ""
     timeout_minutes: int = 60
     token_secret_id: str | None = None  # OCI Vault secret holding the HF token (online, instead of the file)
+    token_in_artifact: bool = True  # online, no Vault secret: False for a public model (no token given)
 
 
 def container_env(spec: ContainerSpec) -> dict[str, str]:
@@ -68,7 +70,7 @@ def container_env(spec: ContainerSpec) -> dict[str, str]:
     if spec.method == "online":
         if spec.token_secret_id:
             env["TOKEN_SECRET_ID"] = spec.token_secret_id
-        else:
+        elif spec.token_in_artifact:
             env["TOKEN_FILE"] = TOKEN_FILE
         env["STORAGE_SIZE_IN_GB"] = str(ONLINE_STORAGE_GB)
     if PREDICT_ENDPOINT[spec.engine] != OCI_DEFAULT_PREDICT:

@@ -152,6 +152,10 @@ class ModelServing(pulumi.ComponentResource):
         ctx, model = args.context, args.model
         child = pulumi.ResourceOptions(parent=self)
         tags = model_tags(ctx, model)
+        # Online with a token in Pulumi config: the token travels as a file in the catalog model's artifact.
+        token_in_artifact = (
+            model.source.method == "online" and not args.token_secret_id and args.hf_token is not None
+        )
 
         artifact, fingerprint = self._artifact(name, args, child)
         catalog = CatalogModel(
@@ -166,11 +170,14 @@ class ModelServing(pulumi.ComponentResource):
                 auth=args.auth,
                 artifact=artifact,
                 custom_metadata=catalog_metadata(model, fingerprint),
+                hf_token=args.hf_token
+                if model.source.method == "online" and not args.token_secret_id
+                else None,
             ),
             opts=child,
         )
 
-        env = container_env(model.container_spec(args.token_secret_id))
+        env = container_env(model.container_spec(args.token_secret_id, token_in_artifact=token_in_artifact))
         image = model.serving.image
         deployment = oci.datascience.ModelDeployment(
             f"{name}-deployment",
@@ -277,7 +284,7 @@ class ModelServing(pulumi.ComponentResource):
                 namespace=uri.namespace, bucket=uri.bucket, object_name=uri.object_name, region=args.region
             )
             return stored, None
-        return InlineArtifact(hf_token=None if args.token_secret_id else args.hf_token), None
+        return InlineArtifact(), None
 
 
 def catalog_metadata(

@@ -95,7 +95,7 @@ class SettingsError(Exception):
 
 def _show(value: Any) -> str:
     text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -247,7 +247,9 @@ class ModelSettings:
     compute: ComputeSettings
     readiness: ReadinessSettings
 
-    def container_spec(self, token_secret_id: str | None = None) -> ContainerSpec:
+    def container_spec(
+        self, token_secret_id: str | None = None, token_in_artifact: bool = True
+    ) -> ContainerSpec:
         return ContainerSpec(
             engine=self.serving.engine,
             method=self.source.method,
@@ -259,6 +261,7 @@ class ModelSettings:
             params=self.serving.params,
             timeout_minutes=self.readiness.timeout_minutes,
             token_secret_id=token_secret_id,
+            token_in_artifact=token_in_artifact,
         )
 
 
@@ -419,7 +422,7 @@ KEY_DOCS: tuple[KeyDoc, ...] = (
         "models.<name>.compute.autoscaling",
         "map",
         "none",
-        "`{minReplicas, maxReplicas, metric: cpu|memory, scaleOutThreshold, scaleInThreshold, "
+        "`{minReplicas, maxReplicas, metric: cpu \\| memory, scaleOutThreshold, scaleInThreshold, "
         "cooldownSeconds}`",
     ),
     KeyDoc(
@@ -863,7 +866,7 @@ def _model(
             serving=serving,
             compute=compute,
             readiness=readiness,
-        ).container_spec(hf_token_secret_id)
+        ).container_spec(hf_token_secret_id, token_in_artifact=hf_token is not None)
         for message in env_problems(container_env(spec)):
             p.problems.append(
                 Problem(
@@ -1202,3 +1205,10 @@ def _parse_config_value(text: Any) -> Any:
     except ValueError:
         return text
     return value if isinstance(value, dict | list | int | float) and not isinstance(value, bool) else text
+
+
+def settings_table() -> str:
+    """The README's settings table, made from `KEY_DOCS` (a test keeps the two equal)."""
+    rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    rows += [f"| `{d.key}` | {d.type} | {d.default} | {d.meaning} |" for d in KEY_DOCS]
+    return "\n".join(rows)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import runpy
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,8 +109,12 @@ def run_plan(project_dir: Path, *, stack: str | None = None, stack_file: Path | 
     return record_program(project_dir, parsed, settings)
 
 
-def record_program(project_dir: Path, parsed: StackFile, settings: Settings) -> Plan:
-    config, secret_keys = config_as_strings(parsed.config)
+def record_program(
+    project_dir: Path, parsed: StackFile, settings: Settings, secret_keys: Iterable[str] = ()
+) -> Plan:
+    """Run the program for an already validated stack; `secret_keys` mark plain config values as secrets."""
+    config, secure_keys = config_as_strings(parsed.config)
+    all_secret_keys = sorted({*secure_keys, *secret_keys})
     mocks = PlanMocks(settings)
     monitor = RecordingMonitor(mocks)
     plan = Plan(stack=parsed.stack, source=_shown_path(parsed.path, project_dir), settings=settings)
@@ -119,7 +123,7 @@ def record_program(project_dir: Path, parsed: StackFile, settings: Settings) -> 
     asyncio.set_event_loop(loop)
     try:
         runtime_settings.set_root_resource(None)  # type: ignore[arg-type]
-        pulumi.runtime.set_all_config(config, secret_keys)
+        pulumi.runtime.set_all_config(config, all_secret_keys)
         pulumi.runtime.set_mocks(
             mocks, project=settings.project, stack=parsed.stack, preview=False, monitor=monitor
         )
@@ -167,7 +171,8 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Mapping):
         if value.get(SECRET_SIG) is not None and "value" in value:
             return SECRET_PLACEHOLDER
-        return {str(k): _plain(v) for k, v in value.items() if k != PROVIDER_KEY}
+        # Sorted: protobuf maps come back in no fixed order, and a plan should diff cleanly.
+        return {str(k): _plain(value[k]) for k in sorted(value, key=str) if k != PROVIDER_KEY}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     if isinstance(value, float) and value.is_integer():

@@ -2,8 +2,8 @@
 
 Offline models point at a stored zip (`objectStorage`): the catalog copies it in (export from Object
 Storage, or a reference for a versioned bucket) and the source object stays where it is. Online models get
-a tiny inline artifact: the Hugging Face token file (a secret input, never a plain output), or nothing
-when the container reads the token from Vault.
+a tiny inline artifact holding the Hugging Face token file (`hfToken`, a secret input, never a plain
+output), or no token when the container reads it from Vault.
 """
 
 from __future__ import annotations
@@ -40,15 +40,10 @@ class ObjectStorageArtifact:
 
 @dataclass(frozen=True, kw_only=True)
 class InlineArtifact:
-    """An artifact made from small files: the token file for the online method (when given)."""
-
-    hf_token: pulumi.Output[str] | None = None
+    """An artifact made from small files: the token file for the online method, when `hfToken` is given."""
 
     def props(self) -> dict[str, Any]:
-        props: dict[str, Any] = {"kind": "inline"}
-        if self.hf_token is not None:
-            props["hfToken"] = pulumi.Output.secret(self.hf_token)
-        return props
+        return {"kind": "inline"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,6 +57,7 @@ class CatalogModelArgs:
     auth: AuthSettings
     artifact: ObjectStorageArtifact | InlineArtifact
     custom_metadata: dict[str, pulumi.Input[str]] = field(default_factory=dict)
+    hf_token: pulumi.Output[str] | None = None  # written as `token` into an inline artifact
 
     def props(self) -> dict[str, Any]:
         return {
@@ -74,11 +70,12 @@ class CatalogModelArgs:
             "auth": auth_inputs(self.auth),
             "artifact": self.artifact.props(),
             "customMetadata": self.custom_metadata,
+            "hfToken": pulumi.Output.secret(self.hf_token) if self.hf_token is not None else None,
         }
 
 
 class CatalogModelProvider(ProviderBase):
-    replace_on = ("compartmentId", "projectId", "region", "artifact", "customMetadata")
+    replace_on = ("compartmentId", "projectId", "region", "artifact", "customMetadata", "hfToken")
     required = ("compartmentId", "projectId", "displayName", "region", "artifact")
 
     def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
@@ -90,7 +87,7 @@ class CatalogModel(DynamicResource, module="catalog", name="CatalogModel"):
     state: pulumi.Output[str]
 
     def __init__(self, name: str, args: CatalogModelArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        secret = pulumi.ResourceOptions(additional_secret_outputs=["artifact"])
+        secret = pulumi.ResourceOptions(additional_secret_outputs=["hfToken"])
         super().__init__(
             CatalogModelProvider(),
             name,

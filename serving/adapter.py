@@ -1,0 +1,483 @@
+"""OCI's routes in front of the engine: `/health`, `/predict` (alias `/generate`) and streaming.
+
+OCI calls one predict route on the container (`MODEL_DEPLOY_PREDICT_ENDPOINT`, default `/predict`), for
+`/predict` and for `/predictWithResponseStream` alike: the body is forwarded unchanged, so a stream is
+asked for in the body (`"stream": true`) and the container must then answer `text/event-stream`. TGI's
+own `/generate` never streams and vLLM speaks the OpenAI API, so both engines sit behind this adapter:
+
+- request: `{"inputs": str, "parameters": {...}, "stream": bool}`;
+- answer: `{"generated_text": str}`, or Server-Sent Events in TGI's `generate_stream` shape: one
+  `data: {"token": {"text": ...}, "generated_text": null}` per piece, then a final event whose
+  `generated_text` is the whole text;
+- errors: a request the engine refuses keeps its 4xx; an engine failure is a 502, an engine that is
+  not up (yet) a 503, each with `{"error": message, "error_type": kind}`; mid-stream, the same object
+  comes as the last event.
+
+Standard library only: the adapter runs in the engines' images beside their own packages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+Engine = Literal["vllm", "tgi"]
+
+PREDICT_ROUTES = ("/predict", "/generate")
+STREAM_ROUTE = "/generate_stream"
+HEALTH_ROUTE = "/health"
+
+# TGI's generation parameters and what vLLM's completions API calls them.
+VLLM_PARAMETERS = {
+    "max_new_tokens": "max_tokens",
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "top_k": "top_k",
+    "repetition_penalty": "repetition_penalty",
+    "frequency_penalty": "frequency_penalty",
+    "presence_penalty": "presence_penalty",
+    "seed": "seed",
+    "stop": "stop",
+}
+VLLM_FLAGS = ("do_sample", "return_full_text")  # mapped to temperature 0 and echo
+_EXCERPT = 300
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdapterConfig:
+    engine: Engine
+    engine_url: str  # http://127.0.0.1:<port>
+    served_model: str  # the model name vLLM answers to
+    request_timeout_s: float = 600.0  # the longest wait for the engine's next bytes
+    health_timeout_s: float = 2.0
+    idle_timeout_s: float = 120.0  # an idle keep-alive connection is closed after this
+    max_body_bytes: int = 10 * 1024 * 1024  # OCI's own payload limit
+    max_concurrency: int = 256
+
+
+class RequestProblem(Exception):
+    """An answer other than success: HTTP status, message and TGI-style error type."""
+
+    def __init__(self, status: int, message: str, error_type: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_type = error_type
+
+    def body(self) -> dict[str, str]:
+        return {"error": str(self), "error_type": self.error_type}
+
+
+class Adapter:
+    """The HTTP layer; `engine_alive` tells whether the engine process still runs."""
+
+    def __init__(self, config: AdapterConfig, engine_alive: Callable[[], bool] | None = None) -> None:
+        self.config = config
+        self.engine_alive: Callable[[], bool] = engine_alive or (lambda: True)
+        self.slots = threading.BoundedSemaphore(config.max_concurrency)  # requests in flight
+        target = urlsplit(config.engine_url)
+        if target.scheme != "http" or not target.hostname or not target.port:
+            raise ValueError(f"engine_url must be http://host:port, got {config.engine_url!r}")
+        self._host: str = target.hostname
+        self._port: int = target.port
+
+    def bind(self, host: str, port: int) -> ThreadingHTTPServer:
+        """A server bound to `host:port`, not yet serving (call `serve_forever`)."""
+        adapter = self
+
+        class Handler(_Handler):
+            pass
+
+        Handler.adapter = adapter
+        Handler.timeout = self.config.idle_timeout_s
+        server = ThreadingHTTPServer((host, port), Handler)
+        server.daemon_threads = True
+        return server
+
+    # -- health -----------------------------------------------------------------------------------
+
+    def health(self) -> tuple[int, dict[str, str]]:
+        if not self.engine_alive():
+            return 503, {"status": "stopped", "detail": "the engine process has exited"}
+        try:
+            connection = self._connection(self.config.health_timeout_s)
+            try:
+                connection.request("GET", HEALTH_ROUTE)
+                response = connection.getresponse()
+                response.read()
+                status = response.status
+            finally:
+                connection.close()
+        except (OSError, http.client.HTTPException) as exc:
+            return 503, {
+                "status": "loading",
+                "detail": f"the engine is not answering yet ({type(exc).__name__})",
+            }
+        if status == 200:
+            return 200, {"status": "ready"}
+        return 503, {"status": "loading", "detail": f"the engine's health check answered {status}"}
+
+    # -- predict ----------------------------------------------------------------------------------
+
+    def engine_request(self, body: dict[str, Any], *, stream: bool) -> tuple[str, dict[str, Any]]:
+        """The engine's route and body for a predict request (RequestProblem 400 when it is malformed)."""
+        inputs = body.get("inputs")
+        if not isinstance(inputs, str) or not inputs:
+            raise RequestProblem(400, "'inputs' must be a non-empty string (the prompt)", "validation")
+        parameters = body.get("parameters", {})
+        if parameters is None:
+            parameters = {}
+        if not isinstance(parameters, dict):
+            raise RequestProblem(400, "'parameters' must be an object", "validation")
+        if self.config.engine == "tgi":
+            return ("/generate_stream" if stream else "/generate"), {
+                "inputs": inputs,
+                "parameters": parameters,
+            }
+        request: dict[str, Any] = {"model": self.config.served_model, "prompt": inputs, "stream": stream}
+        for name, value in parameters.items():
+            if name in VLLM_PARAMETERS:
+                if value is not None:
+                    request[VLLM_PARAMETERS[name]] = value
+            elif name == "do_sample":
+                continue  # applied below, whatever the order of the keys
+            elif name == "return_full_text":
+                request["echo"] = bool(value)
+            else:
+                accepted = ", ".join([*VLLM_PARAMETERS, *VLLM_FLAGS])
+                raise RequestProblem(
+                    400,
+                    f"parameters.{name} is not supported by the vLLM image; accepted: {accepted}",
+                    "validation",
+                )
+        if parameters.get("do_sample") is False:
+            request["temperature"] = 0.0
+        return "/v1/completions", request
+
+    def open(
+        self, route: str, body: dict[str, Any]
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        """POST to the engine; a refused or failed answer is a RequestProblem (the connection is closed)."""
+        payload = json.dumps(body).encode("utf-8")
+        connection = self._connection(self.config.request_timeout_s)
+        try:
+            connection.request("POST", route, body=payload, headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+        except TimeoutError:
+            connection.close()
+            raise RequestProblem(504, "the engine did not answer in time", "timeout") from None
+        except (OSError, http.client.HTTPException) as exc:
+            connection.close()
+            raise RequestProblem(
+                503, f"the engine is not reachable yet ({type(exc).__name__})", "unavailable"
+            ) from None
+        if response.status >= 400:
+            raw = response.read()
+            connection.close()
+            raise engine_problem(response.status, raw)
+        return connection, response
+
+    def generated_text(self, response: http.client.HTTPResponse) -> dict[str, Any]:
+        """The non-streaming answer in the contract's shape."""
+        try:
+            raw = response.read()
+        except TimeoutError:
+            raise RequestProblem(504, "the engine did not finish in time", "timeout") from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise RequestProblem(
+                502, f"the engine's answer broke off ({type(exc).__name__})", "engine"
+            ) from None
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise RequestProblem(
+                502, f"the engine answered with something not JSON: {_excerpt(raw)}", "engine"
+            ) from None
+        if self.config.engine == "tgi":
+            if isinstance(data, dict) and isinstance(data.get("generated_text"), str):
+                return data
+        else:
+            text = _vllm_text(data)
+            if text is not None:
+                return {"generated_text": text}
+        raise RequestProblem(502, f"the engine answered without generated text: {_excerpt(raw)}", "engine")
+
+    def events(self, response: http.client.HTTPResponse) -> Iterator[dict[str, Any] | str]:
+        """The stream's events in the contract's shape (comments pass through as strings).
+
+        A stream that breaks on the engine's side ends with an error event, never an exception.
+        """
+        try:
+            if self.config.engine == "tgi":
+                yield from _tgi_events(response)
+            else:
+                yield from _vllm_events(response)
+        except TimeoutError:
+            yield {"error": "the engine sent nothing for too long", "error_type": "timeout"}
+        except (OSError, http.client.HTTPException) as exc:
+            yield {"error": f"the engine stream broke ({type(exc).__name__})", "error_type": "engine"}
+
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+
+
+def engine_problem(status: int, raw: bytes) -> RequestProblem:
+    """An engine's error answer: its 4xx stays (the request was refused), anything else becomes 502."""
+    message = _error_message(raw)
+    if 400 <= status < 500 and status != 424:  # TGI answers 424 when generation itself failed
+        return RequestProblem(status, message, "overloaded" if status == 429 else "validation")
+    return RequestProblem(502, f"the engine failed ({status}): {message}", "engine")
+
+
+def _error_message(raw: bytes) -> str:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return _excerpt(raw) or "no message"
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])  # vLLM (newer): {"error": {"message": ...}}
+        if isinstance(error, str):
+            return error  # TGI: {"error": ..., "error_type": ...}
+        if isinstance(data.get("message"), str):
+            return str(data["message"])  # vLLM (older): {"object": "error", "message": ...}
+        if isinstance(data.get("detail"), str):
+            return str(data["detail"])
+    return _excerpt(raw)
+
+
+def _vllm_text(data: Any) -> str | None:
+    if not isinstance(data, dict):
+        return None
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return None
+    text = choices[0].get("text")
+    return text if isinstance(text, str) else None
+
+
+def _sse_data(response: http.client.HTTPResponse) -> Iterator[str]:
+    """Each event's data (comments as ':' lines); ends when the engine closes the stream."""
+    data: list[str] = []
+    while True:
+        line = response.readline()
+        if not line:
+            if data:
+                yield "\n".join(data)
+            return
+        text = line.decode("utf-8", errors="replace").rstrip("\r\n")
+        if not text:
+            if data:
+                yield "\n".join(data)
+                data = []
+        elif text.startswith(":"):
+            yield text
+        elif text.startswith("data:"):
+            value = text[5:]
+            data.append(value[1:] if value.startswith(" ") else value)
+
+
+def _vllm_events(response: http.client.HTTPResponse) -> Iterator[dict[str, Any] | str]:
+    pieces: list[str] = []
+    for data in _sse_data(response):
+        if data.startswith(":"):
+            yield data
+            continue
+        if data == "[DONE]":
+            yield {"token": {"text": "", "special": True}, "generated_text": "".join(pieces)}
+            _drain(response)
+            return
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            yield {
+                "error": f"the engine sent an event that is not JSON: {_excerpt(data.encode())}",
+                "error_type": "engine",
+            }
+            return
+        if isinstance(chunk, dict) and ("error" in chunk or chunk.get("object") == "error"):
+            yield {"error": f"the engine failed: {_error_message(data.encode())}", "error_type": "engine"}
+            return
+        text = _vllm_text(chunk)
+        if text:
+            pieces.append(text)
+            yield {"token": {"text": text, "special": False}, "generated_text": None}
+    yield {"error": "the engine closed the stream before it finished", "error_type": "engine"}
+
+
+def _tgi_events(response: http.client.HTTPResponse) -> Iterator[dict[str, Any] | str]:
+    for data in _sse_data(response):
+        if data.startswith(":"):
+            yield data
+            continue
+        try:
+            event = json.loads(data)
+        except ValueError:
+            yield {
+                "error": f"the engine sent an event that is not JSON: {_excerpt(data.encode())}",
+                "error_type": "engine",
+            }
+            return
+        if not isinstance(event, dict):
+            continue
+        yield event
+        if isinstance(event.get("generated_text"), str):
+            _drain(response)
+            return
+        if event.get("error"):
+            return
+    yield {"error": "the engine closed the stream before it finished", "error_type": "engine"}
+
+
+def _drain(response: http.client.HTTPResponse) -> None:
+    """Read the end of a finished stream, so the engine sees a clean close rather than a reset."""
+    with contextlib.suppress(OSError, http.client.HTTPException):
+        response.read()
+
+
+def _excerpt(raw: bytes) -> str:
+    text = raw.decode("utf-8", errors="replace").strip()
+    return text if len(text) <= _EXCERPT else text[:_EXCERPT] + "..."
+
+
+class _Handler(BaseHTTPRequestHandler):
+    adapter: Adapter
+    protocol_version = "HTTP/1.1"
+    server_version = "oci-llm-stack-adapter"
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == HEALTH_ROUTE:
+            status, body = self.adapter.health()
+            self._json(status, body)
+        elif path in (*PREDICT_ROUTES, STREAM_ROUTE):
+            self._problem(RequestProblem(405, f"{path} takes POST", "validation"), allow="POST")
+        else:
+            self._problem(
+                RequestProblem(404, f"no route {path}; routes: /health, /predict, /generate", "validation")
+            )
+
+    def do_POST(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path not in (*PREDICT_ROUTES, STREAM_ROUTE):
+            self.close_connection = True  # the body stays unread
+            if path == HEALTH_ROUTE:
+                self._problem(RequestProblem(405, f"{path} takes GET", "validation"), allow="GET")
+            else:
+                self._problem(
+                    RequestProblem(
+                        404, f"no route {path}; routes: /health, /predict, /generate", "validation"
+                    )
+                )
+            return
+        if not self.adapter.slots.acquire(blocking=False):
+            limit = self.adapter.config.max_concurrency
+            self.close_connection = True
+            self._problem(
+                RequestProblem(429, f"more than {limit} requests at once; retry shortly", "overloaded")
+            )
+            return
+        try:
+            self._predict(always_stream=path == STREAM_ROUTE)
+        finally:
+            self.adapter.slots.release()
+
+    def _predict(self, *, always_stream: bool) -> None:
+        try:
+            body = self._body()
+            stream = always_stream or body.get("stream") is True or self._header_says_stream()
+            route, request = self.adapter.engine_request(body, stream=stream)
+            connection, response = self.adapter.open(route, request)
+        except RequestProblem as problem:
+            self._problem(problem)
+            return
+        try:
+            if stream:
+                self._stream(response)
+                return
+            try:
+                answer = self.adapter.generated_text(response)
+            except RequestProblem as problem:
+                self._problem(problem)
+                return
+            self._json(200, answer)
+        finally:
+            connection.close()
+
+    def _stream(self, response: http.client.HTTPResponse) -> None:
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for event in self.adapter.events(response):
+                if isinstance(event, str):
+                    self._chunk(f"{event}\n\n".encode())
+                else:
+                    self._chunk(f"data: {json.dumps(event)}\n\n".encode())
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            # The caller went away; closing the engine connection (in _predict) lets the engine abort.
+            self.close_connection = True
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _body(self) -> dict[str, Any]:
+        length_header = self.headers.get("Content-Length")
+        if length_header is None:
+            self.close_connection = True
+            raise RequestProblem(411, "a Content-Length header is required", "validation")
+        try:
+            length = int(length_header)
+        except ValueError:
+            self.close_connection = True
+            raise RequestProblem(
+                400, f"Content-Length {length_header!r} is not a number", "validation"
+            ) from None
+        if length > self.adapter.config.max_body_bytes:
+            self.close_connection = True
+            raise RequestProblem(
+                413, f"the body is over {self.adapter.config.max_body_bytes} bytes", "validation"
+            )
+        raw = self.rfile.read(length)
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise RequestProblem(400, "the body is not JSON", "validation") from None
+        if not isinstance(body, dict):
+            raise RequestProblem(400, "the body must be a JSON object with 'inputs'", "validation")
+        return body
+
+    def _header_says_stream(self) -> bool:
+        return (self.headers.get("enable-streaming") or "").strip().lower() == "true"
+
+    def _json(self, status: int, body: dict[str, Any], *, allow: str | None = None) -> None:
+        data = json.dumps(body).encode("utf-8")
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            if allow:
+                self.send_header("Allow", allow)
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:
+            self.close_connection = True  # the caller went away before the answer
+
+    def _problem(self, problem: RequestProblem, *, allow: str | None = None) -> None:
+        self._json(problem.status, problem.body(), allow=allow)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.path.startswith(HEALTH_ROUTE) and args[1:2] == ("200",):
+            return  # OCI polls /health every few seconds; only changes are worth a line
+        super().log_message(format, *args)

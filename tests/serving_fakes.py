@@ -1,0 +1,221 @@
+"""Fakes for the serving tests: an engine on 127.0.0.1 speaking vLLM's or TGI's HTTP API, and fake
+engine programs for the launcher. Every server thread and socket has a timeout; servers stop in teardown."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+SOCKET_TIMEOUT_S = 5.0
+GATE_TIMEOUT_S = 5.0
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class FakeEngine:
+    """vLLM (`/v1/completions`) or TGI (`/generate`, `/generate_stream`) with scripted behaviour.
+
+    mode: "ok" | "error" (answer `error_status` before any output) | "midstream-error" | "truncate".
+    `gate`, when given, holds the stream after its first piece until the test sets it.
+    """
+
+    def __init__(self, engine: str, *, port: int = 0) -> None:
+        self.engine = engine
+        self.port = port
+        self.ready = True
+        self.mode = "ok"
+        self.error_status = 500
+        self.error_message = "CUDA out of memory"
+        self.pieces = ["Hel", "lo", " world"]
+        self.gate: threading.Event | None = None
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> FakeEngine:
+        engine = self
+
+        class Handler(_EngineHandler):
+            fake = engine
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self.gate is not None:
+            self.gate.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=SOCKET_TIMEOUT_S)
+
+    # what the engine sends -------------------------------------------------------------------------
+
+    def error_body(self) -> dict[str, Any]:
+        if self.engine == "tgi":
+            return {"error": self.error_message, "error_type": "generation"}
+        return {
+            "error": {"message": self.error_message, "type": "BadRequestError", "code": self.error_status}
+        }
+
+    def non_stream_body(self) -> dict[str, Any]:
+        text = "".join(self.pieces)
+        if self.engine == "tgi":
+            return {"generated_text": text}
+        return {"id": "cmpl-1", "object": "text_completion", "choices": [{"index": 0, "text": text}]}
+
+    def stream_events(self) -> Iterator[str]:
+        for index, piece in enumerate(self.pieces):
+            if self.engine == "tgi":
+                last = index == len(self.pieces) - 1
+                event = {
+                    "index": index + 1,
+                    "token": {"id": index, "text": piece, "logprob": -0.1, "special": False},
+                    "generated_text": "".join(self.pieces) if last else None,
+                    "details": None,
+                }
+            else:
+                event = {
+                    "id": "cmpl-1",
+                    "object": "text_completion",
+                    "choices": [{"index": 0, "text": piece}],
+                }
+            yield (
+                f"data:{json.dumps(event)}\n\n" if self.engine == "tgi" else f"data: {json.dumps(event)}\n\n"
+            )
+            if index == 0 and self.gate is not None and not self.gate.wait(GATE_TIMEOUT_S):
+                return
+            if index == 0 and self.mode == "midstream-error":
+                yield f"data: {json.dumps(self.error_body())}\n\n"
+                if self.engine == "vllm":
+                    yield "data: [DONE]\n\n"
+                return
+            if index == 0 and self.mode == "truncate":
+                raise ConnectionAbortedError("the engine died")
+        if self.engine == "vllm":
+            yield f"data: {json.dumps({'choices': [{'index': 0, 'text': '', 'finish_reason': 'stop'}]})}\n\n"
+            yield "data: [DONE]\n\n"
+
+
+class _EngineHandler(BaseHTTPRequestHandler):
+    fake: FakeEngine
+    protocol_version = "HTTP/1.1"
+    timeout = SOCKET_TIMEOUT_S
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path == "/health":
+            self._json(200 if self.fake.ready else 503, {})
+        else:
+            self._json(404, {"detail": "Not Found"})
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        body = json.loads(self.rfile.read(length) or b"{}")
+        self.fake.requests.append((self.path, body))
+        routes = {"vllm": ("/v1/completions",), "tgi": ("/generate", "/generate_stream")}[self.fake.engine]
+        if self.path not in routes:
+            self._json(404, {"detail": "Not Found"})
+            return
+        if self.fake.mode == "error":
+            self._json(self.fake.error_status, self.fake.error_body())
+            return
+        stream = self.path == "/generate_stream" or body.get("stream") is True
+        if not stream:
+            self._json(200, self.fake.non_stream_body())
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            for event in self.fake.stream_events():
+                data = event.encode()
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                self.wfile.flush()
+        except ConnectionAbortedError:
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _json(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+FAKE_PROGRAM = """#!{python}
+# A stand-in for the engine's program: records what it was given, then behaves as FAKE_ENGINE_MODE says.
+import json, os, signal, sys, time
+sys.path.insert(0, {tests!r})
+record = os.environ["FAKE_ENGINE_RECORD"]
+with open(record + ".tmp", "w") as out:
+    json.dump({{"argv": sys.argv, "env": dict(os.environ)}}, out)
+os.replace(record + ".tmp", record)
+mode = os.environ.get("FAKE_ENGINE_MODE", "exit:0")
+if mode.startswith("exit:"):
+    sys.exit(int(mode[5:]))
+if mode == "kill-self":
+    os.kill(os.getpid(), signal.SIGKILL)
+if mode == "wait-signal":
+    def stop(signum, frame):
+        with open(record + ".signal", "w") as out:
+            out.write(str(signum))
+        sys.exit(7)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, stop)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+    sys.exit(99)
+if mode == "serve":
+    from serving_fakes import FakeEngine
+    port = int(sys.argv[sys.argv.index("--port") + 1])
+    engine = FakeEngine({engine!r}, port=port).start()
+    def stop(signum, frame):
+        engine.stop()
+        sys.exit(0)
+    signal.signal(signal.SIGTERM, stop)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+    engine.stop()
+    sys.exit(99)
+"""
+
+
+def write_fake_program(folder: Path, name: str, engine: str) -> Path:
+    """An executable called `name` in `folder` that acts as the engine's program."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(FAKE_PROGRAM.format(python=sys.executable, tests=str(TESTS_DIR), engine=engine))
+    path.chmod(0o755)
+    return path

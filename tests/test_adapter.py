@@ -1,0 +1,356 @@
+"""The predict adapter against a fake engine on 127.0.0.1: health, predict mapping, streaming, errors."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from serving.adapter import Adapter, AdapterConfig
+from tests.serving_fakes import SOCKET_TIMEOUT_S, FakeEngine, free_port
+
+SERVED = "/opt/ds/model/deployed_model"
+
+
+class Running:
+    """An adapter serving on a loopback port in a thread, in front of `engine`."""
+
+    def __init__(self, engine: FakeEngine, **overrides: Any) -> None:
+        self.engine = engine
+        self.alive = True
+        settings: dict[str, Any] = {
+            "engine": engine.engine,
+            "engine_url": engine.url,
+            "served_model": SERVED,
+            "request_timeout_s": SOCKET_TIMEOUT_S,
+            "health_timeout_s": 1.0,
+            "idle_timeout_s": SOCKET_TIMEOUT_S,
+        }
+        settings.update(overrides)
+        self.adapter = Adapter(AdapterConfig(**settings), engine_alive=lambda: self.alive)
+        self.server = self.adapter.bind("127.0.0.1", 0)
+        self.port = int(self.server.server_address[1])
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=SOCKET_TIMEOUT_S)
+
+    def get(self, path: str) -> tuple[int, dict[str, Any]]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=SOCKET_TIMEOUT_S)
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            return response.status, json.loads(response.read())
+        finally:
+            connection.close()
+
+    def post(self, path: str, body: Any, headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=SOCKET_TIMEOUT_S)
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        connection.request(
+            "POST", path, body=data, headers={"Content-Type": "application/json", **(headers or {})}
+        )
+        return connection.getresponse()
+
+    def predict(self, body: Any, path: str = "/predict") -> tuple[int, dict[str, Any]]:
+        response = self.post(path, body)
+        return response.status, json.loads(response.read())
+
+
+def sse_events(response: http.client.HTTPResponse) -> Iterator[dict[str, Any]]:
+    """The adapter's events, read as they arrive."""
+    while True:
+        line = response.readline()
+        if not line:
+            return
+        text = line.decode().rstrip("\r\n")
+        if text.startswith("data: "):
+            yield json.loads(text[6:])
+
+
+@pytest.fixture(params=["vllm", "tgi"])
+def engine(request: pytest.FixtureRequest) -> Iterator[FakeEngine]:
+    fake = FakeEngine(request.param).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def running(engine: FakeEngine) -> Iterator[Running]:
+    adapter = Running(engine)
+    yield adapter
+    adapter.stop()
+
+
+# -- health ----------------------------------------------------------------------------------------
+
+
+def test_health_is_503_before_the_engine_listens_and_200_once_it_has_loaded() -> None:
+    port = free_port()
+    adapter = Running(FakeEngine("vllm", port=port))
+    engine = FakeEngine("vllm", port=port)
+    try:
+        status, body = adapter.get("/health")
+        assert (status, body["status"]) == (503, "loading")
+
+        engine.ready = False
+        engine.start()  # listening, model still loading
+        status, body = adapter.get("/health")
+        assert (status, body["status"]) == (503, "loading")
+
+        engine.ready = True
+        assert adapter.get("/health") == (200, {"status": "ready"})
+    finally:
+        engine.stop()
+        adapter.stop()
+
+
+def test_health_is_503_once_the_engine_process_has_exited(running: Running) -> None:
+    assert running.get("/health")[0] == 200
+    running.alive = False
+    status, body = running.get("/health")
+    assert (status, body["status"]) == (503, "stopped")
+
+
+# -- predict ---------------------------------------------------------------------------------------
+
+
+def test_predict_maps_the_contract_to_vllm_completions_and_back() -> None:
+    engine = FakeEngine("vllm").start()
+    adapter = Running(engine)
+    try:
+        status, body = adapter.predict(
+            {
+                "inputs": "Say hello.",
+                "parameters": {
+                    "max_new_tokens": 20,
+                    "temperature": 0.7,
+                    "top_p": 0.9,
+                    "top_k": 40,
+                    "repetition_penalty": 1.1,
+                    "stop": ["\n"],
+                    "seed": 3,
+                },
+            }
+        )
+    finally:
+        adapter.stop()
+        engine.stop()
+    assert (status, body) == (200, {"generated_text": "Hello world"})
+    route, sent = engine.requests[-1]
+    assert route == "/v1/completions"
+    assert sent == {
+        "model": SERVED,
+        "prompt": "Say hello.",
+        "stream": False,
+        "max_tokens": 20,
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "top_k": 40,
+        "repetition_penalty": 1.1,
+        "stop": ["\n"],
+        "seed": 3,
+    }
+
+
+def test_predict_greedy_and_full_text_flags_reach_vllm() -> None:
+    engine = FakeEngine("vllm").start()
+    adapter = Running(engine)
+    try:
+        status, _ = adapter.predict(
+            {"inputs": "x", "parameters": {"do_sample": False, "temperature": 0.9, "return_full_text": True}}
+        )
+    finally:
+        adapter.stop()
+        engine.stop()
+    assert status == 200
+    sent = engine.requests[-1][1]
+    assert sent["temperature"] == 0.0 and sent["echo"] is True
+
+
+def test_predict_passes_the_contract_through_to_tgi_generate_on_both_routes() -> None:
+    engine = FakeEngine("tgi").start()
+    adapter = Running(engine)
+    try:
+        body = {
+            "inputs": "Say hello.",
+            "parameters": {"max_new_tokens": 20, "watermark": True},
+            "stream": False,
+        }
+        first = adapter.predict(body, path="/predict")
+        second = adapter.predict(body, path="/generate")
+    finally:
+        adapter.stop()
+        engine.stop()
+    assert first == second == (200, {"generated_text": "Hello world"})
+    assert (
+        engine.requests
+        == [("/generate", {"inputs": "Say hello.", "parameters": {"max_new_tokens": 20, "watermark": True}})]
+        * 2
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"parameters": {}}, "'inputs' must be a non-empty string"),
+        ({"inputs": 3}, "'inputs' must be a non-empty string"),
+        ({"inputs": "x", "parameters": [1]}, "'parameters' must be an object"),
+        (b"not json", "the body is not JSON"),
+        ([1, 2], "must be a JSON object"),
+    ],
+)
+def test_a_malformed_request_is_a_400_with_a_message_and_never_reaches_the_engine(
+    running: Running, body: Any, message: str
+) -> None:
+    status, answer = running.predict(body)
+    assert status == 400
+    assert message in answer["error"] and answer["error_type"] == "validation"
+    assert running.engine.requests == []
+
+
+def test_a_parameter_vllm_cannot_honour_is_refused_with_the_accepted_list() -> None:
+    engine = FakeEngine("vllm").start()
+    adapter = Running(engine)
+    try:
+        status, answer = adapter.predict({"inputs": "x", "parameters": {"watermark": True}})
+    finally:
+        adapter.stop()
+        engine.stop()
+    assert status == 400
+    assert "parameters.watermark" in answer["error"] and "max_new_tokens" in answer["error"]
+    assert engine.requests == []
+
+
+def test_a_body_over_the_limit_is_413(engine: FakeEngine) -> None:
+    adapter = Running(engine, max_body_bytes=64)
+    try:
+        status, answer = adapter.predict({"inputs": "x" * 100})
+    finally:
+        adapter.stop()
+    assert status == 413 and "64 bytes" in answer["error"]
+
+
+def test_unknown_routes_and_methods_are_answered_not_dropped(running: Running) -> None:
+    assert running.get("/nope")[0] == 404
+    assert running.get("/predict")[0] == 405
+    response = running.post("/health", {})
+    assert response.status == 405 and response.getheader("Allow") == "GET"
+
+
+# -- engine errors ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_an_engine_failure_is_a_502_with_the_engines_message(engine: FakeEngine, status: int) -> None:
+    engine.mode, engine.error_status = "error", status
+    adapter = Running(engine)
+    try:
+        plain = adapter.predict({"inputs": "x"})
+        streamed = adapter.predict({"inputs": "x", "stream": True})
+    finally:
+        adapter.stop()
+    for code, answer in (plain, streamed):
+        assert code == 502
+        assert answer["error_type"] == "engine"
+        assert f"({status})" in answer["error"] and "CUDA out of memory" in answer["error"]
+
+
+def test_a_request_the_engine_refuses_keeps_its_4xx(engine: FakeEngine) -> None:
+    engine.mode, engine.error_status = "error", 400
+    engine.error_message = "This model's maximum context length is 4096 tokens"
+    adapter = Running(engine)
+    try:
+        status, answer = adapter.predict({"inputs": "x"})
+    finally:
+        adapter.stop()
+    assert status == 400 and answer["error"] == engine.error_message
+
+
+def test_an_engine_that_is_not_up_is_a_503() -> None:
+    adapter = Running(FakeEngine("vllm", port=free_port()))
+    try:
+        status, answer = adapter.predict({"inputs": "x"})
+    finally:
+        adapter.stop()
+    assert status == 503 and answer["error_type"] == "unavailable"
+
+
+# -- streaming -------------------------------------------------------------------------------------
+
+
+def test_streaming_sends_each_piece_in_order_then_the_full_text(running: Running) -> None:
+    response = running.post("/predict", {"inputs": "Say hello.", "stream": True})
+    assert response.status == 200
+    assert response.getheader("Content-Type") == "text/event-stream"
+    events = list(sse_events(response))
+    texts = [event["token"]["text"] for event in events if not event["token"].get("special")]
+    assert texts == ["Hel", "lo", " world"]
+    assert all(event["generated_text"] is None for event in events[:-1])
+    assert events[-1]["generated_text"] == "Hello world"
+    path, sent = running.engine.requests[-1]
+    assert path == ("/v1/completions" if running.engine.engine == "vllm" else "/generate_stream")
+    assert sent.get("stream", True) is True
+
+
+def test_streaming_is_live_not_buffered(engine: FakeEngine) -> None:
+    engine.gate = threading.Event()
+    adapter = Running(engine)
+    try:
+        response = adapter.post("/predict", {"inputs": "x", "stream": True})
+        events = sse_events(response)
+        first = next(events)  # arrives while the engine still holds the rest back
+        assert first["token"]["text"] == "Hel" and first["generated_text"] is None
+        engine.gate.set()
+        rest = list(events)
+    finally:
+        adapter.stop()
+    assert rest[-1]["generated_text"] == "Hello world"
+
+
+def test_the_stream_route_and_the_streaming_header_also_stream(running: Running) -> None:
+    by_route = list(sse_events(running.post("/generate_stream", {"inputs": "x"})))
+    by_header = list(
+        sse_events(running.post("/predict", {"inputs": "x"}, headers={"enable-streaming": "true"}))
+    )
+    assert by_route[-1]["generated_text"] == by_header[-1]["generated_text"] == "Hello world"
+
+
+@pytest.mark.parametrize("mode", ["midstream-error", "truncate"])
+def test_an_engine_failing_mid_stream_ends_the_stream_with_an_error_event(
+    engine: FakeEngine, mode: str
+) -> None:
+    engine.mode = mode
+    adapter = Running(engine)
+    try:
+        events = list(sse_events(adapter.post("/predict", {"inputs": "x", "stream": True})))
+    finally:
+        adapter.stop()
+    assert events[0]["token"]["text"] == "Hel"
+    assert "error" in events[-1] and events[-1]["error"]
+    assert not any(isinstance(event.get("generated_text"), str) for event in events)
+    if mode == "midstream-error":
+        assert "CUDA out of memory" in events[-1]["error"]
+
+
+def test_requests_beyond_the_concurrency_limit_are_told_to_retry(engine: FakeEngine) -> None:
+    engine.gate = threading.Event()
+    adapter = Running(engine, max_concurrency=1)
+    try:
+        held = adapter.post("/predict", {"inputs": "x", "stream": True})
+        next(sse_events(held))  # the only slot is busy streaming
+        status, answer = adapter.predict({"inputs": "y"})
+        engine.gate.set()
+        list(sse_events(held))
+    finally:
+        adapter.stop()
+    assert status == 429 and answer["error_type"] == "overloaded"

@@ -1,0 +1,171 @@
+"""The serving Dockerfiles and the project's own rules for them (hadolint runs in `make lint-docker`)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from serving.dockerfile_check import env_pairs, instructions, problems
+from tests.serving_fakes import free_port, write_fake_program
+
+ROOT = Path(__file__).resolve().parent.parent
+GOOD = """\
+# a comment
+FROM vllm/vllm-openai:v0.11.0
+RUN useradd --uid 1000 app \\
+    && mkdir -p /home/app
+ENV ENGINE=vllm PORT=8080
+USER 1000
+EXPOSE 8080
+ENTRYPOINT ["python3", "-m", "serving.launcher"]
+"""
+VLLM = Path("serving/vllm/Dockerfile")
+
+
+@pytest.mark.parametrize("engine", ["vllm", "tgi"])
+def test_the_shipped_dockerfiles_follow_the_rules(engine: str) -> None:
+    assert problems(ROOT / "serving" / engine / "Dockerfile") == []
+
+
+@pytest.mark.parametrize(
+    ("engine", "base"),
+    [("vllm", "vllm/vllm-openai:v"), ("tgi", "ghcr.io/huggingface/text-generation-inference:")],
+)
+def test_the_shipped_dockerfiles_start_from_the_engines_pinned_release(engine: str, base: str) -> None:
+    text = (ROOT / "serving" / engine / "Dockerfile").read_text()
+    [line] = [line for line in text.splitlines() if line.startswith("FROM ")]
+    assert re.fullmatch(rf"FROM {re.escape(base)}\d+\.\d+\.\d+", line), line
+    assert f"ENGINE={engine}" in text
+
+
+def test_a_good_file_passes() -> None:
+    assert problems(VLLM, GOOD) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("vllm/vllm-openai:v0.11.0", "vllm/vllm-openai:latest"), "is not pinned"),
+        (("vllm/vllm-openai:v0.11.0", "vllm/vllm-openai"), "is not pinned"),
+        (("vllm/vllm-openai:v0.11.0", "vllm/vllm-openai:nightly"), "is not pinned"),
+        (("vllm/vllm-openai:v0.11.0", "vllm/vllm-openai@sha256:abc"), "malformed digest"),
+        (("vllm/vllm-openai:v0.11.0", "nvidia/cuda:12.4.0-base-ubuntu22.04"), "accepted: vllm/vllm-openai"),
+        (("ENGINE=vllm", "ENGINE=tgi"), "ENV ENGINE is 'tgi'"),
+        (("EXPOSE 8080", "EXPOSE 5001"), "EXPOSE 8080 is missing"),
+        (("USER 1000", "USER root"), "USER root is root"),
+        (("USER 1000\n", ""), "no USER"),
+        (
+            ('ENTRYPOINT ["python3", "-m", "serving.launcher"]', "ENTRYPOINT python3 -m serving.launcher"),
+            "shell form",
+        ),
+        (
+            ('["python3", "-m", "serving.launcher"]', '["/bin/bash", "-c", "start.sh"]'),
+            'accepted: ["python3"',
+        ),
+        (
+            ("ENV ENGINE=vllm PORT=8080", "ENV ENGINE=vllm PORT=8080 HF_TOKEN=hf_abc"),
+            "ENV HF_TOKEN bakes a secret",
+        ),
+        (("USER 1000", "ARG API_KEY=xyz\nUSER 1000"), "ARG API_KEY"),
+    ],
+)
+def test_each_rule_names_the_line_and_what_is_accepted(change: tuple[str, str], message: str) -> None:
+    found = problems(VLLM, GOOD.replace(*change))
+    assert len(found) == 1, found
+    assert found[0].startswith(f"{VLLM}:") and message in found[0]
+
+
+def test_a_cmd_is_refused_because_the_launcher_takes_no_arguments() -> None:
+    [found] = problems(VLLM, GOOD + 'CMD ["--dry-run"]\n')
+    assert "CMD is set" in found and ":9:" in found
+
+
+def test_a_digest_pin_and_earlier_stages_are_accepted() -> None:
+    digest = "sha256:" + "0" * 64
+    stages = [
+        "FROM --platform=linux/amd64 python:3.11.9-slim AS tools",
+        "FROM tools AS more",
+        f"FROM vllm/vllm-openai@{digest}",
+    ]
+    text = GOOD.replace("FROM vllm/vllm-openai:v0.11.0", "\n".join(stages))
+    assert problems(VLLM, text) == []
+
+
+def test_a_registry_port_is_not_mistaken_for_a_tag() -> None:
+    text = GOOD.replace("vllm/vllm-openai:v0.11.0", "localhost:5000/vllm/vllm-openai")
+    assert any("is not pinned" in found for found in problems(VLLM, text))
+
+
+def test_a_folder_that_is_not_an_engine_is_named() -> None:
+    [found] = problems(Path("serving/triton/Dockerfile"), GOOD)
+    assert "'triton' is not an engine" in found
+
+
+def test_instructions_join_continuations_and_skip_comments() -> None:
+    parsed = instructions(GOOD)
+    assert [item.keyword for item in parsed] == ["FROM", "RUN", "ENV", "USER", "EXPOSE", "ENTRYPOINT"]
+    assert parsed[1].arguments == "useradd --uid 1000 app && mkdir -p /home/app"
+    assert parsed[1].line == 3
+    assert env_pairs('A=1 B="two words"') == [("A", "1"), ("B", "two words")]
+    assert env_pairs("PORT 8080") == [("PORT", "8080")]
+
+
+def test_the_checker_exits_non_zero_with_one_line_per_problem(tmp_path: Path) -> None:
+    bad = tmp_path / "vllm" / "Dockerfile"
+    bad.parent.mkdir()
+    bad.write_text(GOOD.replace("v0.11.0", "latest").replace("EXPOSE 8080", "EXPOSE 5001"))
+    result = subprocess.run(
+        [sys.executable, "-m", "serving.dockerfile_check", str(bad), str(ROOT / VLLM)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 2 and all(
+        str(bad) in line for line in result.stderr.splitlines()
+    )
+
+
+@pytest.mark.parametrize("engine", ["vllm", "tgi"])
+def test_the_files_the_image_copies_are_enough_to_run_the_launcher(engine: str, tmp_path: Path) -> None:
+    """Lay out what the Dockerfile's COPY lines put in the image, then run the launcher from there alone
+    (`python -S`: no site-packages, so nothing from this checkout's install can stand in)."""
+    dockerfile = ROOT / "serving" / engine / "Dockerfile"
+    image_root = tmp_path / "image"
+    code_root: Path | None = None
+    for item in instructions(dockerfile.read_text()):
+        if item.keyword != "COPY":
+            continue
+        *sources, destination = item.arguments.split()
+        target = image_root / destination.lstrip("/")
+        target.mkdir(parents=True, exist_ok=True)
+        for source in sources:
+            (target / Path(source).name).write_bytes((ROOT / source).read_bytes())
+        code_root = target.parent
+    assert code_root is not None
+    program = {"vllm": "vllm", "tgi": "text-generation-launcher"}[engine]
+    write_fake_program(tmp_path / "bin", program, engine)
+    env = {
+        "PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin",
+        "PYTHONPATH": str(code_root),
+        "ENGINE": engine,
+        "PORT": str(free_port()),
+        "FAKE_ENGINE_RECORD": str(tmp_path / "record.json"),
+        "FAKE_ENGINE_MODE": "exit:0",
+    }
+    for args in (["--dry-run"], ["--engine-port", str(free_port())]):
+        result = subprocess.run(
+            [sys.executable, "-S", "-m", "serving.launcher", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=30,
+        )
+        assert result.returncode == 0, result.stderr
+    assert (tmp_path / "record.json").exists()  # the real run started the engine

@@ -1,0 +1,356 @@
+"""Stack settings: defaults a user can rely on, and one pinned message per kind of mistake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.settings import (
+    KEY_DOCS,
+    Settings,
+    SettingsError,
+    load_settings,
+    read_stack_file,
+    settings_table,
+)
+from tests.conftest import COMPARTMENT, FAKE_HF_TOKEN, PROJECT_DIR, model_of
+
+NS = "oci-llm-stack:"
+
+
+def load(config: dict[str, Any], secret_keys: tuple[str, ...] = ()) -> Settings:
+    return load_settings(config, stack="test", project_dir=PROJECT_DIR, secret_keys=secret_keys)
+
+
+def problems(config: dict[str, Any]) -> list[str]:
+    with pytest.raises(SettingsError) as caught:
+        load(config)
+    return [str(p) for p in caught.value.problems]
+
+
+def test_a_minimal_model_gets_documented_defaults(config: dict[str, Any]) -> None:
+    settings = load(config)
+    model = settings.model("llama2-7b-chat")
+    assert model.source.method == "online"
+    assert model.parameters_b == 7.0  # read from the Hugging Face id
+    assert (model.serving.port, model.serving.max_model_len, model.serving.quantization) == (
+        8080,
+        4096,
+        "none",
+    )
+    assert model.serving.tensor_parallelism == 1  # VM.GPU.A10.1 has one GPU
+    assert (model.compute.replicas, model.compute.bandwidth_mbps) == (1, 10)
+    assert (model.readiness.timeout_minutes, model.readiness.smoke_prompt) == (60, "Say hello.")
+    assert settings.registry.repository == "llm/serving"
+    assert settings.environment == "dev"
+    assert settings.hf_token is not None and not settings.hf_token.known
+
+
+def test_tensor_parallelism_defaults_to_the_shapes_gpu_count(config: dict[str, Any]) -> None:
+    model_of(config)["compute"]["shape"] = "VM.GPU.A10.2"
+    assert load(config).models[0].serving.tensor_parallelism == 2
+
+
+def test_keys_without_the_project_namespace_are_accepted(config: dict[str, Any]) -> None:
+    plain = {k.removeprefix(NS): v for k, v in config.items()}
+    assert load(plain).compartment_id == COMPARTMENT
+
+
+def test_the_secret_token_is_never_in_repr(config: dict[str, Any]) -> None:
+    config[f"{NS}hfToken"] = FAKE_HF_TOKEN
+    settings = load(config, secret_keys=(f"{NS}hfToken",))
+    assert settings.hf_token is not None and settings.hf_token.value == FAKE_HF_TOKEN
+    assert FAKE_HF_TOKEN not in repr(settings)
+
+
+def test_all_problems_are_reported_at_once(config: dict[str, Any]) -> None:
+    config[f"{NS}compartmentId"] = "nope"
+    config[f"{NS}budget"] = {"monthlyUsd": -1}
+    model_of(config)["compute"]["replicas"] = 0
+    found = problems(config)
+    assert len(found) == 3
+    message = str(SettingsError([], "stacks/Pulumi.x.yaml"))
+    assert message.startswith("0 problems with the stack settings in stacks/Pulumi.x.yaml")
+
+
+# -- one pinned message per mistake ------------------------------------------------------------------------
+
+MODEL = "models.llama2-7b-chat"
+
+
+def set_model(path: str, value: Any) -> Any:
+    def change(config: dict[str, Any]) -> None:
+        node = model_of(config)
+        *parents, last = path.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+
+    return change
+
+
+def set_top(key: str, value: Any) -> Any:
+    def change(config: dict[str, Any]) -> None:
+        config[f"{NS}{key}"] = value
+
+    return change
+
+
+def drop_top(key: str) -> Any:
+    def change(config: dict[str, Any]) -> None:
+        config.pop(f"{NS}{key}", None)
+        config.pop(key, None)
+
+    return change
+
+
+CASES = [
+    (
+        "missing compartment",
+        drop_top("compartmentId"),
+        "compartmentId: missing; accepted: an OCID like ocid1.compartment.oc1..<unique id>",
+    ),
+    (
+        "malformed OCID",
+        set_top("compartmentId", "ocid1.compartment.oc1..short"),
+        "compartmentId: malformed OCID 'ocid1.compartment.oc1..short'; accepted: an OCID like "
+        "ocid1.compartment.oc1..<unique id>",
+    ),
+    (
+        "OCID of the wrong kind",
+        set_top("projectId", COMPARTMENT),
+        f"projectId: an OCID of type 'compartment': '{COMPARTMENT}'; accepted: an OCID of type "
+        "datascienceproject (ocid1.datascienceproject.oc1..<unique id>)",
+    ),
+    (
+        "bad CIDR",
+        set_top("network", {"vcnCidr": "10.0.0.0/33"}),
+        "network.vcnCidr: bad CIDR '10.0.0.0/33'; accepted: an IPv4 CIDR block such as 10.0.0.0/16 "
+        "('33' is not a valid netmask)",
+    ),
+    (
+        "subnet outside the VCN",
+        set_top("network", {"vcnCidr": "10.0.0.0/16", "subnetCidr": "10.9.1.0/24"}),
+        "network.subnetCidr: outside the VCN: '10.9.1.0/24'; accepted: a range inside vcnCidr 10.0.0.0/16",
+    ),
+    (
+        "unknown egress",
+        set_top("network", {"egress": "internet"}),
+        "network.egress: unknown value 'internet'; accepted: nat | managed | none",
+    ),
+    (
+        "offline-only network for an online model",
+        set_top("network", {"egress": "none"}),
+        "network.egress: blocks online model: 'none'; accepted: nat or managed: model 'llama2-7b-chat' is "
+        "pulled from Hugging Face and needs internet egress",
+    ),
+    (
+        "unknown engine",
+        set_model("serving.engine", "triton"),
+        f"{MODEL}.serving.engine: unknown value 'triton'; accepted: vllm | tgi",
+    ),
+    (
+        "unknown shape",
+        set_model("compute.shape", "VM.GPU.A10.3"),
+        f"{MODEL}.compute.shape: unknown shape 'VM.GPU.A10.3'; accepted: BM.GPU.A10.4, BM.GPU.A100-v2.8, "
+        "BM.GPU.H100.8, BM.GPU.L40S.4, BM.GPU2.2, BM.GPU3.8, BM.GPU4.8, VM.GPU.A10.1, VM.GPU.A10.2, VM.GPU2.1, "
+        "VM.GPU3.1, VM.GPU3.2, VM.GPU3.4 (did you mean VM.GPU.A10.2?)",
+    ),
+    (
+        "no replicas",
+        set_model("compute.replicas", 0),
+        f"{MODEL}.compute.replicas: out of range: 0; accepted: an integer from 1 up",
+    ),
+    (
+        "bandwidth out of range",
+        set_model("compute.bandwidthMbps", 9000),
+        f"{MODEL}.compute.bandwidthMbps: out of range: 9000; accepted: an integer from 10 to 8000",
+    ),
+    (
+        "more tensor parallelism than GPUs",
+        set_model("serving.tensorParallelism", 2),
+        f"{MODEL}.serving.tensorParallelism: more GPUs than the shape has: 2; accepted: 1 to 1 "
+        "(the shape's GPU count)",
+    ),
+    (
+        "two sources",
+        set_model(
+            "source", {"huggingface": "meta-llama/Llama-2-7b-chat-hf", "objectStorage": "oci://b@ns/m.zip"}
+        ),
+        f"{MODEL}.source: has objectStorage and huggingface; accepted: exactly one of localPath, objectStorage, "
+        "huggingface",
+    ),
+    (
+        "no source",
+        set_model("source", {}),
+        f"{MODEL}.source: names no source; accepted: exactly one of localPath, objectStorage, huggingface",
+    ),
+    (
+        "local folder that does not exist",
+        set_model("source", {"localPath": "./models/nothing-here-7b"}),
+        f"{MODEL}.source.localPath: no such folder: './models/nothing-here-7b'; accepted: an existing model "
+        f"folder (looked for {PROJECT_DIR / 'models' / 'nothing-here-7b'})",
+    ),
+    (
+        "unknown key with a suggestion",
+        set_model("compute.replica", 2),
+        f"{MODEL}.compute.replica: unknown key; did you mean 'replicas'? known keys: shape, replicas, "
+        "bandwidthMbps, autoscaling",
+    ),
+    (
+        "unknown top-level key",
+        set_top("budgett", {"monthlyUsd": 1}),
+        "budgett: unknown key; did you mean 'budget'? known keys: tenancyId, compartmentId, projectId, network, "
+        "logging, registry, artifactBucket, budget, identity, auth, tags, hfToken, hfTokenSecretId, models",
+    ),
+    (
+        "model name that cannot be a resource name",
+        lambda c: c[f"{NS}models"].update({"Llama_2": c[f"{NS}models"]["llama2-7b-chat"]}),
+        "models.Llama_2: bad model name 'Llama_2'; accepted: 2-32 characters of a-z, 0-9 and '-', starting "
+        "with a letter, not ending in '-' (it becomes part of resource names)",
+    ),
+    (
+        "environment over OCI's 2048 bytes",
+        set_model("serving.params", "--max-num-seqs 8 " * 120),
+        f"{MODEL}.serving.params: the container environment takes 2298 bytes; OCI accepts under 2048 "
+        "(params is 2040 characters); accepted: shorter params",
+    ),
+    (
+        "readiness longer than the service waits",
+        set_model("readiness.timeoutMinutes", 300),
+        f"{MODEL}.readiness.timeoutMinutes: out of range: 300; accepted: an integer from 1 to 240",
+    ),
+    (
+        "log retention OCI does not offer",
+        set_top("logging", {"retentionDays": 45}),
+        "logging.retentionDays: not a retention OCI Logging accepts: 45; accepted: 30 | 60 | 90 | 120 | 150 | "
+        "180 (days)",
+    ),
+    (
+        "negative budget",
+        set_top("budget", {"monthlyUsd": -100}),
+        "budget.monthlyUsd: invalid value -100; accepted: a number of US dollars >= 0",
+    ),
+    (
+        "no models",
+        set_top("models", {}),
+        "models: invalid value {}; accepted: at least one model: models.<name>: {source, serving, compute}",
+    ),
+    (
+        "no models key at all",
+        drop_top("models"),
+        "models: missing; accepted: at least one model: models.<name>: {source, serving, compute}",
+    ),
+    (
+        "image outside OCIR",
+        set_model("serving.image", "docker.io/vllm/vllm-openai:latest"),
+        f"{MODEL}.serving.image: not an OCIR image: 'docker.io/vllm/vllm-openai:latest'; accepted: an image in "
+        "OCI Container Registry: <region-key>.ocir.io/<namespace>/<repository>@sha256:<digest>",
+    ),
+    (
+        "quantization the engine does not serve",
+        set_model("serving.quantization", "int8"),
+        f"{MODEL}.serving.quantization: not served by this engine: 'int8'; accepted: with vllm: none | fp8 | "
+        "awq | gptq",
+    ),
+    (
+        "reserved port",
+        set_model("serving.port", 8446),
+        f"{MODEL}.serving.port: reserved port 8446; accepted: 1024-65535 except 8446, 8447 and 24224 (used by "
+        "the service)",
+    ),
+    (
+        "token in plain text",
+        set_top("hfToken", FAKE_HF_TOKEN),
+        "hfToken: is stored in plain text; accepted: a secret, set with `pulumi config set --secret hfToken` "
+        "(the value is not shown here)",
+    ),
+    (
+        "gated model without a token",
+        drop_top("hfToken"),
+        f"{MODEL}.source.huggingface: 'meta-llama/Llama-2-7b-chat-hf' is a gated model; accepted: set hfToken "
+        "(`pulumi config set --secret hfToken`) or hfTokenSecretId",
+    ),
+    (
+        "size nobody can tell",
+        set_model("source", {"objectStorage": "oci://models@ns/final.zip"}),
+        f"{MODEL}.parameters: missing, and the size cannot be read from oci://models@ns/final.zip; accepted: a "
+        "size such as 7B, 13B, 350M, or a number (billions below 10000, else a count)",
+    ),
+    (
+        "autoscaling below its minimum",
+        set_model("compute.autoscaling", {"minReplicas": 3, "maxReplicas": 2}),
+        f"{MODEL}.compute.autoscaling.maxReplicas: below minReplicas: 2; accepted: an integer >= minReplicas (3)",
+    ),
+    (
+        "autoscaling cool-down below OCI's minimum",
+        set_model("compute.autoscaling", {"maxReplicas": 2, "cooldownSeconds": 60}),
+        f"{MODEL}.compute.autoscaling.cooldownSeconds: out of range: 60; accepted: an integer from 300 to 3600",
+    ),
+]
+
+
+@pytest.mark.parametrize(("change", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_each_mistake_gets_one_pinned_message(config: dict[str, Any], change: Any, expected: str) -> None:
+    change(config)
+    assert expected in problems(config)
+
+
+def test_the_secret_value_is_never_echoed_in_a_message(config: dict[str, Any]) -> None:
+    config[f"{NS}hfToken"] = FAKE_HF_TOKEN
+    assert not any(FAKE_HF_TOKEN in p for p in problems(config))
+
+
+def test_parameters_accepts_sizes_and_counts(config: dict[str, Any]) -> None:
+    for given, expected in (("13B", 13.0), ("350M", 0.35), (70, 70.0), (6_738_415_616, 6.738415616)):
+        model_of(config)["parameters"] = given
+        assert load(config).models[0].parameters_b == pytest.approx(expected)
+    model_of(config)["parameters"] = "lots"
+    assert problems(config) == [
+        f"{MODEL}.parameters: invalid value 'lots'; accepted: a size such as 7B, 13B, 350M, or a number "
+        "(billions below 10000, else a count)"
+    ]
+
+
+def test_a_local_folder_is_resolved_from_the_project(config: dict[str, Any], tmp_path: Path) -> None:
+    folder = tmp_path / "llama-2-13b-chat-hf"
+    folder.mkdir()
+    model_of(config)["source"] = {"localPath": str(folder)}
+    model = load(config).models[0]
+    assert model.source.local_path == folder and model.source.method == "offline"
+    assert model.parameters_b == 13.0
+
+
+def test_yaml_errors_name_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "Pulumi.broken.yaml"
+    path.write_text(
+        "config:\n  oci:region: us-ashburn-1\n  oci-llm-stack:models: {a: [1, 2}\n", encoding="utf-8"
+    )
+    with pytest.raises(SettingsError) as caught:
+        read_stack_file(path)
+    (problem,) = caught.value.problems
+    assert problem.path == f"{path}:3"
+    assert problem.message.startswith("YAML syntax error at line 3, column")
+
+
+def test_shipped_stacks_are_valid() -> None:
+    for stack in ("dev", "staging", "prod"):
+        parsed = read_stack_file(PROJECT_DIR / "stacks" / f"Pulumi.{stack}.yaml")
+        assert parsed.stack == stack
+        settings = load_settings(parsed.config, stack=stack, project_dir=PROJECT_DIR)
+        assert settings.models, stack
+    prod = load_settings(
+        read_stack_file(PROJECT_DIR / "stacks" / "Pulumi.prod.yaml").config,
+        stack="prod",
+        project_dir=PROJECT_DIR,
+    )
+    (model,) = prod.models
+    assert (model.parameters_b, model.compute.shape, model.compute.replicas) == (13.0, "VM.GPU.A10.2", 2)
+
+
+def test_the_readme_settings_table_is_current() -> None:
+    readme = (PROJECT_DIR / "README.md").read_text(encoding="utf-8")
+    assert settings_table() in readme, "README settings table is stale: run `make docs`"
+    assert all(f"| `{doc.key}` |" in readme for doc in KEY_DOCS)
