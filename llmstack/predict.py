@@ -39,6 +39,7 @@ OCI_STREAM_ROUTE = "/predictWithResponseStream"
 TGI_PREDICT_ROUTE = "/generate"
 TGI_STREAM_ROUTE = "/generate_stream"
 OCI_HOST_PREFIX = "modeldeployment."
+OCI_DEPLOYMENT_OCID = "ocid1.datasciencemodeldeployment."
 CONNECT_TIMEOUT_S = 10.0
 _BODY_EXCERPT = 200
 
@@ -112,7 +113,8 @@ def endpoints_for(url: str) -> Endpoints:
     """The predict URL and its streaming sibling for a URL as the stack exports it or a local container's."""
     parts = _checked_url(url)
     path = parts.path.rstrip("/")
-    oci = (parts.hostname or "").startswith(OCI_HOST_PREFIX)
+    # A private endpoint has its own host name; the deployment's OCID in the path still says "OCI".
+    oci = (parts.hostname or "").startswith(OCI_HOST_PREFIX) or f"/{OCI_DEPLOYMENT_OCID}" in path
 
     def at(route: str) -> str:
         return urlunsplit((parts.scheme, parts.netloc, route, parts.query, ""))
@@ -295,10 +297,27 @@ def _retryable(exc: BaseException) -> bool:
     return is_retryable(exc)
 
 
+def wire_parameters(params: GenerationParams) -> dict[str, Any]:
+    """The `parameters` object as both engines accept it.
+
+    TGI refuses `temperature: 0` and `top_p: 1`, though both have a meaning every engine shares:
+    temperature 0 is greedy decoding, sent as `do_sample: false` with no sampling setting (TGI samples
+    whenever one is set; the vLLM adapter maps it back to temperature 0); top_p 1 is no nucleus cut,
+    every engine's default, so it is left out.
+    """
+    if params.temperature == 0:
+        return {"max_new_tokens": params.max_new_tokens, "do_sample": False}
+    wire: dict[str, Any] = {"max_new_tokens": params.max_new_tokens, "temperature": params.temperature}
+    if params.top_p < 1:
+        wire["top_p"] = params.top_p
+    return wire
+
+
 def _body(prompt: str, params: GenerationParams, *, stream: bool) -> bytes:
     if not isinstance(prompt, str) or not prompt.strip():
         raise UserError("the prompt is empty; pass the text the model should complete")
-    payload: dict[str, Any] = {"inputs": prompt, "parameters": params.as_json()}
+    parameters = wire_parameters(params)
+    payload: dict[str, Any] = {"inputs": prompt, "parameters": parameters}
     if stream:
         payload["stream"] = True
     return json.dumps(payload).encode("utf-8")
@@ -393,6 +412,8 @@ def _status_error(exc: _HttpStatus, url: str, *, stream: bool, oci: bool) -> Pre
             "the deployment answered without streaming; its container must stream when asked "
             "(MODEL_DEPLOY_ENABLE_STREAMING=true and an engine route that streams)"
         )
+    elif status in (400, 422):
+        meaning = "the model server refused the request"
     elif status == 413:
         meaning = "the prompt is larger than the 10 MB the endpoint accepts"
     elif status == 429:
@@ -402,6 +423,8 @@ def _status_error(exc: _HttpStatus, url: str, *, stream: bool, oci: bool) -> Pre
             "the model server is failing or not ready (still loading weights?) even after retries; "
             "see the deployment's predict log"
         )
+        if oci and status == 500 and not stream:
+            meaning += " (OCI also ends /predict after 60 s: ask for fewer tokens or stream)"
     else:
         meaning = "the request was refused"
     tail = f" ({_excerpt(detail)})" if detail and status not in (401, 404) else ""

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.fakeoci.fixtures import fake_oci, oci_identity  # noqa: F401  (the loopback fake OCI service)
+
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 TENANCY = "ocid1.tenancy.oc1..aaaaaaaa7mgkrn4hi7xmykn525wmqxf33yu75nhrk6n3onhhi7ezvq6mx4hq"

@@ -1,190 +1,262 @@
-"""The predict client and `llmstack predict` against a model server on 127.0.0.1 (signed with a test key)."""
+"""The predict client and `llmstack predict` against the loopback fake OCI (real signatures, both engines)."""
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
-from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fake_engine import FakeEngine, RunningEngine
-from oci_signature import SigningKey, make_test_key, write_oci_config
 
 from llmstack.cli import main
+from llmstack.errors import UserError
 from llmstack.oci_auth import Auth
-from llmstack.predict import (
-    GenerationParams,
-    InvalidParameter,
-    PredictClient,
-    PredictError,
-    endpoints_for,
-)
+from llmstack.predict import GenerationParams, InvalidParameter, PredictClient, PredictError, endpoints_for
 from llmstack.retry import Backoff
+from serving.adapter import Adapter, AdapterConfig
+from tests.fakeoci.core import FakeOci, Fault, TestIdentity
+from tests.fakeoci.inference import Inference
+from tests.fakeoci.modeldeployments import Deployment, Engine, ModelDeployments
 
 FAST = Backoff(attempts=4, base_s=0.01, cap_s=0.02, total_s=5)
-
-
-@pytest.fixture(scope="module")
-def test_key() -> SigningKey:
-    return make_test_key()
+NO_AUTH = Auth(mode="none")
+COMPLETION = "Hello there, friend."
 
 
 @pytest.fixture
-def api_key_auth(tmp_path: Path, test_key: SigningKey) -> Auth:
-    return Auth(mode="api_key", config_file=str(write_oci_config(tmp_path, test_key)))
+def api_key(oci_identity: TestIdentity) -> Auth:
+    return Auth(mode="api_key", config_file=str(oci_identity.config_file))
 
 
 @pytest.fixture
-def engine(test_key: SigningKey) -> Iterator[RunningEngine]:
-    running = RunningEngine(FakeEngine(public_key=test_key.public_key))
-    yield running
-    running.stop()
+def deployment(fake_oci: FakeOci) -> Deployment:
+    return fake_oci.service(ModelDeployments).script(polls=0)
 
 
-def client(engine: RunningEngine, path: str, auth: Auth, **kwargs: object) -> PredictClient:
-    return PredictClient(engine.url(path), auth=auth, backoff=FAST, timeout_s=5, **kwargs)  # type: ignore[arg-type]
+@pytest.fixture
+def container(fake_oci: FakeOci) -> Engine:
+    return fake_oci.service(Inference).container
+
+
+def client(url: str, auth: Auth, **kwargs: object) -> PredictClient:
+    return PredictClient(url, auth=auth, backoff=FAST, timeout_s=5, **kwargs)  # type: ignore[arg-type]
 
 
 def test_predict_sends_the_contract_signed_and_returns_the_completion(
-    engine: RunningEngine, api_key_auth: Auth, test_key: SigningKey
+    fake_oci: FakeOci, deployment: Deployment, api_key: Auth
 ) -> None:
     params = GenerationParams(max_new_tokens=32, temperature=0.2, top_p=0.5)
-    text = client(engine, "/predict", api_key_auth).predict("Say hello.", params)
 
-    assert text == "Hello there, friend."
-    [request] = engine.engine.received
-    assert request.path == "/predict"
-    assert request.body == {
-        "inputs": "Say hello.",
-        "parameters": {"max_new_tokens": 32, "temperature": 0.2, "top_p": 0.5},
-    }
-    assert (
-        request.signer
-        == f"ocid1.tenancy.oc1..aaaatesttenancy/ocid1.user.oc1..aaaatestuser/{test_key.fingerprint}"
+    text = client(f"{deployment.url}/predict", api_key).predict("Say hello.", params)
+
+    assert text == COMPLETION
+    assert deployment.engine.received == [
+        {"inputs": "Say hello.", "parameters": {"max_new_tokens": 32, "temperature": 0.2, "top_p": 0.5}}
+    ]
+    assert [r.status for r in fake_oci.requests("Predict")] == [200]  # the fake checked the signature
+
+
+def test_tgi_container_generate_route_gets_the_same_body(fake_oci: FakeOci, container: Engine) -> None:
+    text = client(f"{fake_oci.endpoint}/generate", NO_AUTH).predict("Say hello.")
+
+    assert text == COMPLETION
+    assert container.received[0]["parameters"] == {"max_new_tokens": 256, "temperature": 0.7, "top_p": 0.9}
+
+
+@pytest.mark.parametrize(
+    ("params", "wire"),
+    [
+        (GenerationParams(temperature=0.0, top_p=0.5), {"max_new_tokens": 256, "do_sample": False}),
+        (GenerationParams(temperature=0.3, top_p=1.0), {"max_new_tokens": 256, "temperature": 0.3}),
+    ],
+)
+def test_values_tgi_refuses_are_sent_in_the_form_it_accepts(
+    fake_oci: FakeOci, container: Engine, params: GenerationParams, wire: dict[str, object]
+) -> None:
+    # The fake's /generate checks parameters as TGI does: temperature > 0 and top_p < 1.
+    text = client(f"{fake_oci.endpoint}/generate", NO_AUTH).predict("hi", params)
+
+    assert text == COMPLETION
+    assert container.received[0]["parameters"] == wire
+
+
+@pytest.fixture
+def adapter_for_tgi(fake_oci: FakeOci) -> Iterator[str]:
+    """The serving images' adapter (engine: tgi) in front of the fake's TGI routes; yields its URL."""
+    adapter = Adapter(
+        AdapterConfig(engine="tgi", engine_url=fake_oci.endpoint, served_model="m", request_timeout_s=5)
     )
+    server = adapter.bind("127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
 
 
-def test_tgi_generate_route_gets_the_same_body(engine: RunningEngine, api_key_auth: Auth) -> None:
-    text = client(engine, "/generate", api_key_auth).predict("Say hello.")
+def test_client_and_serving_adapter_agree_on_the_contract(
+    fake_oci: FakeOci, container: Engine, adapter_for_tgi: str
+) -> None:
+    greedy = GenerationParams(max_new_tokens=8, temperature=0.0)
 
-    assert text == "Hello there, friend."
-    assert engine.engine.received[0].path == "/generate"
-    assert engine.engine.received[0].body["parameters"] == {
-        "max_new_tokens": 256,
-        "temperature": 0.7,
-        "top_p": 0.9,
-    }
+    assert client(f"{adapter_for_tgi}/predict", NO_AUTH).predict("hi", greedy) == COMPLETION
+    chunks = list(client(f"{adapter_for_tgi}/predict", NO_AUTH).stream("hi", greedy))
+
+    assert chunks == ["Hello", " there", ",", " friend", "."]
+    assert [r.status for r in fake_oci.requests("ContainerGenerate")] == [200]
+    assert [r.status for r in fake_oci.requests("ContainerGenerateStream")] == [200]
+    assert container.received[-1]["parameters"] == {"max_new_tokens": 8, "do_sample": False}
 
 
-def test_503_then_200_succeeds_after_a_retry(engine: RunningEngine, api_key_auth: Auth) -> None:
-    engine.engine.fail_first = deque([503, 503])
+def test_503_then_200_succeeds_after_retries(
+    fake_oci: FakeOci, deployment: Deployment, api_key: Auth
+) -> None:
+    fake_oci.faults.burst(503, ops=["Predict"], times=2)
     retries: list[int] = []
 
-    text = client(engine, "/predict", api_key_auth, on_retry=lambda n, exc, delay: retries.append(n)).predict(
-        "hi"
-    )
+    text = client(
+        f"{deployment.url}/predict", api_key, on_retry=lambda n, exc, delay: retries.append(n)
+    ).predict("hi")
 
-    assert text == "Hello there, friend."
-    assert len(engine.engine.received) == 3
+    assert text == COMPLETION
+    assert [r.status for r in fake_oci.requests("Predict")] == [503, 503, 200]
     assert retries == [1, 2]
 
 
-def test_503_that_never_ends_gives_up_with_one_line(engine: RunningEngine, api_key_auth: Auth) -> None:
-    engine.engine.status = 503
+def test_503_that_never_ends_gives_up_with_one_line(
+    fake_oci: FakeOci, deployment: Deployment, api_key: Auth
+) -> None:
+    fake_oci.faults.add(Fault(kind="status", status=503, ops=frozenset({"Predict"})))
 
     with pytest.raises(PredictError) as caught:
-        client(engine, "/predict", api_key_auth).predict("hi")
+        client(f"{deployment.url}/predict", api_key).predict("hi")
 
-    assert len(engine.engine.received) == FAST.attempts
+    assert len(fake_oci.requests("Predict")) == FAST.attempts
     message = str(caught.value)
-    assert message.startswith("503 Refused from http://127.0.0.1:")
+    assert message.startswith("503 ServiceUnavailable from http://127.0.0.1:")
     assert "not ready" in message and "\n" not in message
 
 
-def test_401_is_one_line_and_not_retried(engine: RunningEngine, api_key_auth: Auth) -> None:
-    engine.engine.status = 401
+def test_401_is_one_line_and_not_retried(fake_oci: FakeOci, deployment: Deployment, api_key: Auth) -> None:
+    fake_oci.faults.add(Fault(kind="status", status=401, code="NotAuthenticated", ops=frozenset({"Predict"})))
 
     with pytest.raises(PredictError) as caught:
-        client(engine, "/predict", api_key_auth).predict("hi")
+        client(f"{deployment.url}/predict", api_key).predict("hi")
 
     assert caught.value.status == 401
     assert "\n" not in str(caught.value) and "--auth" in str(caught.value)
-    assert len(engine.engine.received) == 1
+    assert len(fake_oci.requests("Predict")) == 1
 
 
-def test_a_bad_signature_is_refused_by_the_server(engine: RunningEngine, tmp_path: Path) -> None:
-    stranger = make_test_key()  # not the key the server trusts
-    auth = Auth(mode="api_key", config_file=str(write_oci_config(tmp_path, stranger)))
+def test_a_key_the_service_does_not_know_is_refused(
+    fake_oci: FakeOci, deployment: Deployment, tmp_path: Path
+) -> None:
+    stranger = TestIdentity.create(tmp_path / "stranger")  # a key the fake does not trust
+    auth = Auth(mode="api_key", config_file=str(stranger.config_file))
 
     with pytest.raises(PredictError) as caught:
-        client(engine, "/predict", auth).predict("hi")
+        client(f"{deployment.url}/predict", auth).predict("hi")
+
+    assert caught.value.status == 401 and "signature was not accepted" in str(caught.value)
+    assert deployment.engine.received == []
+
+
+def test_unsigned_requests_to_a_deployment_are_refused(fake_oci: FakeOci, deployment: Deployment) -> None:
+    with pytest.raises(PredictError) as caught:
+        client(f"{deployment.url}/predict", NO_AUTH).predict("hi")
 
     assert caught.value.status == 401
-    assert engine.engine.received == []
 
 
-def test_404_names_the_route(engine: RunningEngine, api_key_auth: Auth) -> None:
+def test_404_says_the_deployment_is_unknown_or_forbidden(fake_oci: FakeOci, api_key: Auth) -> None:
+    url = f"{fake_oci.endpoint}/ocid1.datasciencemodeldeployment.oc1.iad.gone/predict"
+
     with pytest.raises(PredictError) as caught:
-        client(engine, "/nowhere", api_key_auth).predict("hi")
+        client(url, api_key).predict("hi")
 
     assert caught.value.status == 404
-    assert "/nowhere" in str(caught.value)
+    assert str(caught.value).startswith("404 NotAuthorizedOrNotFound from ")
+    assert "check the URL (region, OCID)" in str(caught.value)
 
 
-def test_a_slow_answer_is_a_timeout_error_without_retries(engine: RunningEngine, api_key_auth: Auth) -> None:
-    engine.engine.delay_s = 1.0
-    slow = PredictClient(engine.url("/predict"), auth=api_key_auth, backoff=FAST, timeout_s=0.2)
+def test_a_slow_answer_is_a_timeout_error_without_retries(
+    fake_oci: FakeOci, deployment: Deployment, api_key: Auth
+) -> None:
+    slow = fake_oci.faults.add(Fault(kind="slow", delay_s=1.0, ops=frozenset({"Predict"})))
 
     with pytest.raises(PredictError) as caught:
-        slow.predict("hi")
+        PredictClient(f"{deployment.url}/predict", auth=api_key, backoff=FAST, timeout_s=0.2).predict("hi")
 
     assert "within 0.2 s" in str(caught.value)
-    assert len(engine.engine.received) == 1
+    assert slow.fired == 1  # asked once: a slow model is not asked again
 
 
 def test_a_closed_port_is_a_connection_error_after_retries() -> None:
-    closed = RunningEngine(FakeEngine())
-    url = closed.url("/predict")
-    closed.stop()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # free, and nothing listens once the socket closes
 
     with pytest.raises(PredictError) as caught:
-        PredictClient(url, auth=Auth(mode="none"), backoff=FAST, timeout_s=1).predict("hi")
+        PredictClient(f"http://127.0.0.1:{port}/predict", auth=NO_AUTH, backoff=FAST, timeout_s=1).predict(
+            "hi"
+        )
 
     assert "cannot reach" in str(caught.value) and "ConnectionRefusedError" in str(caught.value)
 
 
-@pytest.mark.parametrize("path", ["/predict", "/generate"])
+@pytest.mark.parametrize(
+    ("where", "route", "op"),
+    [
+        ("deployment", "/predict", "PredictWithResponseStream"),
+        ("container", "/generate", "ContainerGenerateStream"),
+        ("container", "/predict", "ContainerPredict"),
+    ],
+)
 def test_stream_yields_the_tokens_in_order_as_they_come(
-    engine: RunningEngine, api_key_auth: Auth, path: str
+    fake_oci: FakeOci,
+    deployment: Deployment,
+    container: Engine,
+    api_key: Auth,
+    where: str,
+    route: str,
+    op: str,
 ) -> None:
+    engine, base, auth = (
+        (deployment.engine, deployment.url, api_key)
+        if where == "deployment"
+        else (container, fake_oci.endpoint, NO_AUTH)
+    )
     hold = threading.Event()
-    engine.engine.hold_after_first = hold
-    chunks = client(engine, path, api_key_auth).stream("Say hello.")
+    engine.hold_after_first = hold
+    chunks = client(base + route, auth).stream("Say hello.")
 
     first = next(chunks)
     # The server still holds the rest: the first token reached us before the answer was complete.
-    assert first == "Hello" and not engine.engine.stream_done.is_set()
+    assert first == "Hello" and not engine.stream_done.is_set()
     hold.set()
     rest = list(chunks)
 
     assert [first, *rest] == ["Hello", " there", ",", " friend", "."]
-    [request] = engine.engine.received
-    assert request.path == {"/predict": "/predict", "/generate": "/generate_stream"}[path]
-    assert request.body["stream"] is True and request.signer is not None
+    assert [r.status for r in fake_oci.requests(op)] == [200]
+    assert engine.received[0]["stream"] is True
 
 
-def test_stream_from_a_server_that_cannot_stream_is_one_chunk(
-    engine: RunningEngine, api_key_auth: Auth
-) -> None:
-    chunks = list(
-        PredictClient(
-            engine.url("/generate"), auth=api_key_auth, stream_endpoint=engine.url("/generate")
-        ).stream("hi")
-    )
+def test_stream_from_a_route_that_cannot_stream_is_one_chunk(fake_oci: FakeOci) -> None:
+    url = f"{fake_oci.endpoint}/generate"
 
-    assert chunks == ["Hello there, friend."]
+    assert list(client(url, NO_AUTH, stream_endpoint=url).stream("hi")) == [COMPLETION]
+
+
+def test_a_deployment_that_cannot_stream_says_so(fake_oci: FakeOci, api_key: Auth) -> None:
+    deployment = fake_oci.service(ModelDeployments).script(engine=Engine(streams=False))
+
+    with pytest.raises(PredictError) as caught:
+        list(client(f"{deployment.url}/predict", api_key).stream("hi"))
+
+    assert caught.value.status == 409 and "MODEL_DEPLOY_ENABLE_STREAMING" in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -208,25 +280,33 @@ def test_bad_parameters_are_refused_with_their_name(kwargs: dict[str, float], na
 
 
 def test_edge_values_are_accepted() -> None:
-    assert GenerationParams(max_new_tokens=1, temperature=0, top_p=1).as_json() == {
-        "max_new_tokens": 1,
-        "temperature": 0,
-        "top_p": 1,
-    }
+    edge = GenerationParams(max_new_tokens=1, temperature=0, top_p=1)
+
+    assert edge.as_json() == {"max_new_tokens": 1, "temperature": 0, "top_p": 1}
+
+
+def test_an_empty_prompt_is_refused_before_any_request(fake_oci: FakeOci, container: Engine) -> None:
+    with pytest.raises(UserError, match="prompt is empty"):
+        client(f"{fake_oci.endpoint}/predict", NO_AUTH).predict("  ")
+
+    assert container.received == []
+
+
+OCI_MD = (
+    "https://modeldeployment.us-ashburn-1.oci.customer-oci.com/ocid1.datasciencemodeldeployment.oc1.iad.x"
+)
 
 
 @pytest.mark.parametrize(
     ("url", "predict", "stream"),
     [
+        (f"{OCI_MD}/predict", f"{OCI_MD}/predict", f"{OCI_MD}/predictWithResponseStream"),
+        (f"{OCI_MD}/", f"{OCI_MD}/predict", f"{OCI_MD}/predictWithResponseStream"),
+        (f"{OCI_MD}/predictWithResponseStream", f"{OCI_MD}/predict", f"{OCI_MD}/predictWithResponseStream"),
         (
-            "https://modeldeployment.us-ashburn-1.oci.customer-oci.com/ocid1.datasciencemodeldeployment.oc1.iad.x/predict",
-            "https://modeldeployment.us-ashburn-1.oci.customer-oci.com/ocid1.datasciencemodeldeployment.oc1.iad.x/predict",
-            "https://modeldeployment.us-ashburn-1.oci.customer-oci.com/ocid1.datasciencemodeldeployment.oc1.iad.x/predictWithResponseStream",
-        ),
-        (
-            "https://modeldeployment.eu-frankfurt-1.oci.customer-oci.com/ocid1.x/",
-            "https://modeldeployment.eu-frankfurt-1.oci.customer-oci.com/ocid1.x/predict",
-            "https://modeldeployment.eu-frankfurt-1.oci.customer-oci.com/ocid1.x/predictWithResponseStream",
+            "https://md.example.internal/ocid1.datasciencemodeldeployment.oc1.iad.x/predict",
+            "https://md.example.internal/ocid1.datasciencemodeldeployment.oc1.iad.x/predict",
+            "https://md.example.internal/ocid1.datasciencemodeldeployment.oc1.iad.x/predictWithResponseStream",
         ),
         (
             "http://localhost:8080/generate",
@@ -244,28 +324,29 @@ def test_stream_url_is_the_predict_urls_sibling(url: str, predict: str, stream: 
 
 
 def test_a_url_that_is_not_http_is_refused() -> None:
-    with pytest.raises(Exception, match="not an http"):
-        PredictClient("modeldeployment/predict", auth=Auth(mode="none"))
+    with pytest.raises(UserError, match="'modeldeployment/predict' is not an http"):
+        PredictClient("modeldeployment/predict", auth=NO_AUTH)
 
 
 # --- the command line ---------------------------------------------------------------------------
 
 
-def test_cli_prints_the_completion(
-    engine: RunningEngine,
-    api_key_auth: Auth,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("OCI_CLI_CONFIG_FILE", api_key_auth.config_file)
+@pytest.fixture
+def oci_config(monkeypatch: pytest.MonkeyPatch, oci_identity: TestIdentity) -> None:
+    monkeypatch.setenv("OCI_CLI_CONFIG_FILE", str(oci_identity.config_file))
+    monkeypatch.delenv("OCI_CLI_AUTH", raising=False)
+    monkeypatch.delenv("OCI_CLI_PROFILE", raising=False)
 
+
+@pytest.mark.usefixtures("oci_config")
+def test_cli_prints_the_completion(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(
         [
             "predict",
-            "--endpoint",
-            engine.url("/predict"),
             "--auth",
             "api_key",
+            "--endpoint",
+            f"{deployment.url}/predict",
             "--max-tokens",
             "8",
             "Say hello.",
@@ -273,88 +354,89 @@ def test_cli_prints_the_completion(
     )
 
     assert code == 0
-    assert capsys.readouterr().out == "Hello there, friend.\n"
-    assert engine.engine.received[0].body["parameters"]["max_new_tokens"] == 8
+    assert capsys.readouterr().out == f"{COMPLETION}\n"
+    assert deployment.engine.received[0]["parameters"]["max_new_tokens"] == 8
 
 
-def test_cli_streams_tokens(
-    engine: RunningEngine,
-    api_key_auth: Auth,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("OCI_CLI_CONFIG_FILE", api_key_auth.config_file)
-
-    code = main(
-        ["predict", "--endpoint", engine.url("/generate"), "--auth", "api_key", "--stream", "Say hello."]
-    )
+@pytest.mark.usefixtures("oci_config")
+def test_cli_streams_tokens(fake_oci: FakeOci, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["predict", "--endpoint", f"{fake_oci.endpoint}/generate", "--stream", "Say hello."])
 
     assert code == 0
-    assert capsys.readouterr().out == "Hello there, friend.\n"
-    assert engine.engine.received[0].path == "/generate_stream"
+    assert capsys.readouterr().out == f"{COMPLETION}\n"
+    assert [r.status for r in fake_oci.requests("ContainerGenerateStream")] == [200]
 
 
+@pytest.mark.usefixtures("oci_config")
 @pytest.mark.parametrize(
     ("flag", "value"),
     [("--temperature", "-1"), ("--top-p", "0"), ("--top-p", "1.01"), ("--max-tokens", "0")],
 )
 def test_cli_refuses_a_bad_parameter_before_any_request(
-    engine: RunningEngine, capsys: pytest.CaptureFixture[str], flag: str, value: str
+    fake_oci: FakeOci, deployment: Deployment, capsys: pytest.CaptureFixture[str], flag: str, value: str
 ) -> None:
-    code = main(["predict", "--endpoint", engine.url("/predict"), flag, value, "hi"])
+    code = main(["predict", "--endpoint", f"{deployment.url}/predict", flag, value, "hi"])
 
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith(f"llmstack predict: {flag}: ") and value in err
     assert err.count("\n") == 1
-    assert engine.engine.received == []
+    assert fake_oci.requests() == []
 
 
+@pytest.mark.usefixtures("oci_config")
 def test_cli_401_is_one_line_without_traceback(
-    engine: RunningEngine,
-    api_key_auth: Auth,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    fake_oci: FakeOci, deployment: Deployment, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("OCI_CLI_CONFIG_FILE", api_key_auth.config_file)
-    engine.engine.status = 401
+    fake_oci.faults.add(Fault(kind="status", status=401, code="NotAuthenticated", ops=frozenset({"Predict"})))
 
-    code = main(["predict", "--endpoint", engine.url("/predict"), "--auth", "api_key", "hi"])
+    code = main(["predict", "--auth", "api_key", "--endpoint", f"{deployment.url}/predict", "hi"])
 
     err = capsys.readouterr().err
     assert code == 1
-    assert err.startswith("llmstack predict: 401 ") and err.count("\n") == 1
+    assert err.startswith("llmstack predict: 401 NotAuthenticated from ") and err.count("\n") == 1
     assert "Traceback" not in err
 
 
-def test_cli_reads_the_url_from_saved_stack_outputs(
-    engine: RunningEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.usefixtures("oci_config")
+def test_cli_reads_the_urls_from_saved_stack_outputs(
+    fake_oci: FakeOci, deployment: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    engine.engine.public_key = None
     outputs = tmp_path / "outputs.json"
-    outputs.write_text(
-        json.dumps(
-            {
-                "models": {
-                    "llama2-7b-chat": {
-                        "predictUrl": engine.url("/predict"),
-                        "streamUrl": engine.url("/predict"),
-                        "deploymentId": "ocid1.datasciencemodeldeployment.oc1.iad.x",
-                        "catalogModelId": "ocid1.datasciencemodel.oc1.iad.y",
-                    },
-                    "llama2-13b-chat": {"predictUrl": engine.url("/other")},
-                }
-            }
-        )
-    )
+    models = {
+        "llama2-7b-chat": {
+            "predictUrl": f"{deployment.url}/predict",
+            "streamUrl": f"{deployment.url}/predictWithResponseStream",
+            "deploymentId": deployment.id,
+            "catalogModelId": "ocid1.datasciencemodel.oc1.iad.y",
+        },
+        "llama2-13b-chat": {"predictUrl": f"{fake_oci.endpoint}/other/predict"},
+    }
+    outputs.write_text(json.dumps({"projectId": "p", "models": models}))
 
-    code = main(["predict", "--outputs", str(outputs), "--model", "llama2-7b-chat", "hi"])
-    assert code == 0 and capsys.readouterr().out == "Hello there, friend.\n"
+    code = main(
+        [
+            "predict",
+            "--auth",
+            "api_key",
+            "--outputs",
+            str(outputs),
+            "--model",
+            "llama2-7b-chat",
+            "--stream",
+            "hi",
+        ]
+    )
+    assert code == 0 and capsys.readouterr().out == f"{COMPLETION}\n"
+    assert [r.status for r in fake_oci.requests("PredictWithResponseStream")] == [200]
 
     code = main(["predict", "--outputs", str(outputs), "--model", "mistral", "hi"])
     err = capsys.readouterr().err
     assert code == 2
     assert "'mistral' is not in" in err and "llama2-13b-chat, llama2-7b-chat" in err
+
+    code = main(["predict", "--outputs", str(outputs), "hi"])
+    assert code == 2 and "pick one with --model" in capsys.readouterr().err
 
 
 def test_cli_without_pulumi_says_how_to_pass_outputs(
@@ -366,3 +448,32 @@ def test_cli_without_pulumi_says_how_to_pass_outputs(
 
     err = capsys.readouterr().err
     assert code == 2 and "--outputs" in err and err.count("\n") == 1
+
+
+def test_cli_reads_stack_outputs_through_the_pulumi_cli(
+    fake_oci: FakeOci,
+    container: Engine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    outputs = {"models": {"m": {"predictUrl": f"{fake_oci.endpoint}/predict"}}}
+    fake_pulumi = tmp_path / "bin" / "pulumi"
+    fake_pulumi.parent.mkdir()
+    # Stands in for the real CLI: prints the outputs only for `stack output --json -s dev`.
+    fake_pulumi.write_text(
+        "#!/bin/sh\n"
+        f'[ "$*" = "stack output --json -s dev" ] && echo \'{json.dumps(outputs)}\' && exit 0\n'
+        'echo "error: no stack named $5" >&2; exit 255\n'
+    )
+    fake_pulumi.chmod(0o755)
+    monkeypatch.setenv("PATH", str(fake_pulumi.parent))
+
+    assert main(["predict", "--stack", "dev", "hi"]) == 0
+    assert capsys.readouterr().out == f"{COMPLETION}\n"
+
+    assert main(["predict", "--stack", "prod", "hi"]) == 2
+    assert (
+        capsys.readouterr().err
+        == "llmstack predict: `pulumi stack output -s prod` failed: error: no stack named prod\n"
+    )

@@ -1,0 +1,298 @@
+"""Is a model deployment ready? ACTIVE, and it has answered a real prompt; if not, why not.
+
+The Readiness dynamic provider runs `check_readiness` after each ModelDeployment. A deployment that goes
+ACTIVE may still fail its first request (weights loading, a crash on the first batch), so the check ends
+only with a non-empty completion from the predict URL. When the deployment fails, stalls or will not
+answer, the error carries what a user would otherwise dig out of the console: the lifecycle details, the
+last work request's errors, and the last lines of the predict and access logs (where "CUDA out of
+memory" or "401 from Hugging Face" shows up).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmstack.errors import UserError
+from llmstack.oci_auth import Auth, make_client
+from llmstack.predict import GenerationParams, PredictClient, PredictError
+from llmstack.retry import Backoff
+
+# What the SDK raises when it gets no answer at all (after its own retries): its vendored requests
+# exceptions, like the standard connection and timeout errors, are OSErrors.
+_UNREACHABLE = (OSError,)
+ACTIVE = "ACTIVE"
+FAILED_STATES = frozenset({"FAILED", "NEEDS_ATTENTION", "INACTIVE", "DELETING", "DELETED"})
+SMOKE_PARAMS = GenerationParams(max_new_tokens=16)  # values both engines accept
+SMOKE_REQUEST_TIMEOUT_S = 120.0  # a first request can be slow: compilation, cache warm-up
+LOG_LINES = 20
+WORK_REQUEST_ERRORS = 5
+
+
+@dataclass(frozen=True, kw_only=True)
+class Polling:
+    """Exponential backoff with full jitter between status reads: `first_s`, doubling, at most `cap_s`."""
+
+    first_s: float = 5.0
+    cap_s: float = 60.0
+
+    def delays(self, total_s: float) -> Iterator[float]:
+        return Backoff(attempts=1_000_000, base_s=self.first_s, cap_s=self.cap_s, total_s=total_s).delays()
+
+    def sdk_backoff(self) -> Backoff:
+        """Retries of one status or log read (429/5xx/connection errors) inside the SDK."""
+        return Backoff(attempts=4, base_s=self.first_s, cap_s=self.cap_s, total_s=max(4 * self.cap_s, 1.0))
+
+    def backoff(self, total_s: float) -> Backoff:
+        """The same schedule as a retry policy, for the smoke request (503s while the model loads)."""
+        return Backoff(attempts=1_000_000, base_s=self.first_s, cap_s=self.cap_s, total_s=max(total_s, 1e-3))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReadinessCheck:
+    """What to check. `endpoints` points services elsewhere ({"datascience", "loggingsearch"}: URL)."""
+
+    deployment_id: str
+    deployment_url: str
+    region: str
+    smoke_prompt: str
+    timeout_s: float
+    auth: Auth = field(default_factory=Auth)
+    log_group_id: str | None = None
+    predict_log_id: str | None = None
+    access_log_id: str | None = None
+    endpoints: Mapping[str, str] = field(default_factory=dict)
+    polling: Polling = field(default_factory=Polling)
+
+    @property
+    def predict_url(self) -> str:
+        return f"{self.deployment_url.rstrip('/')}/predict"
+
+    @property
+    def stream_url(self) -> str:
+        return f"{self.deployment_url.rstrip('/')}/predictWithResponseStream"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ready:
+    predict_url: str
+    stream_url: str
+    state: str
+    smoke_latency_ms: int
+    checked_at: str
+
+
+class NotReady(UserError):
+    """The deployment failed, stalled or did not answer; the message holds the diagnostics, one per line."""
+
+    exit_code = 1
+
+
+def check_readiness(
+    check: ReadinessCheck,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Ready:
+    """Wait for ACTIVE (bounded by `timeout_s`), then require a non-empty completion of the smoke prompt."""
+    import oci
+
+    started = clock()
+    deadline = started + check.timeout_s
+    began_at = dt.datetime.now(dt.UTC)
+    data_science = make_client(
+        oci.data_science.DataScienceClient,
+        check.auth,
+        region=check.region,
+        endpoint=check.endpoints.get("datascience"),
+        backoff=check.polling.sdk_backoff(),
+    )
+    deployment = _wait_until_active(check, data_science, deadline, clock, sleep, began_at)
+
+    latency_start = [clock()]
+
+    def restart_timer(_attempt: int, _exc: BaseException, delay: float) -> None:
+        latency_start[0] = clock() + delay
+
+    remaining = max(deadline - clock(), 0.0)
+    client = PredictClient(
+        check.predict_url,
+        auth=check.auth,
+        timeout_s=SMOKE_REQUEST_TIMEOUT_S,  # one answer may take this long, even near the deadline
+        backoff=check.polling.backoff(remaining),
+        stream_endpoint=check.stream_url,
+        on_retry=restart_timer,
+        sleep=sleep,
+    )
+    try:
+        completion = client.predict(check.smoke_prompt, SMOKE_PARAMS)
+    except PredictError as exc:
+        raise _not_ready(
+            f"model deployment {check.deployment_id} is ACTIVE but its smoke prompt failed: {exc}",
+            check,
+            data_science,
+            deployment,
+            began_at,
+        ) from None
+    latency_ms = round((clock() - latency_start[0]) * 1000)
+    if not completion.strip():
+        raise _not_ready(
+            f"model deployment {check.deployment_id} is ACTIVE but answered the smoke prompt with an empty "
+            f"completion",
+            check,
+            data_science,
+            deployment,
+            began_at,
+        )
+    return Ready(
+        predict_url=check.predict_url,
+        stream_url=check.stream_url,
+        state=ACTIVE,
+        smoke_latency_ms=max(latency_ms, 0),
+        checked_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+
+
+def _wait_until_active(
+    check: ReadinessCheck,
+    data_science: Any,
+    deadline: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    began_at: dt.datetime,
+) -> Any:
+    import oci
+
+    delays = check.polling.delays(check.timeout_s)
+    while True:
+        try:
+            deployment = data_science.get_model_deployment(check.deployment_id).data
+        except oci.exceptions.ServiceError as exc:
+            raise NotReady(
+                f"cannot read model deployment {check.deployment_id}: {exc.status} {exc.code}: {exc.message}"
+            ) from None
+        except _UNREACHABLE as exc:
+            raise NotReady(
+                f"cannot reach Data Science to read model deployment {check.deployment_id}: {_reason(exc)}"
+            ) from None
+        state = deployment.lifecycle_state
+        if state == ACTIVE:
+            return deployment
+        if state in FAILED_STATES:
+            raise _not_ready(
+                f"model deployment {check.deployment_id} is {state}",
+                check,
+                data_science,
+                deployment,
+                began_at,
+            )
+        left = deadline - clock()
+        if left <= 0:
+            minutes = check.timeout_s / 60
+            raise _not_ready(
+                f"model deployment {check.deployment_id} is still {state} after {minutes:g} minutes "
+                f"(readiness.timeoutMinutes)",
+                check,
+                data_science,
+                deployment,
+                began_at,
+            )
+        sleep(min(next(delays, check.polling.cap_s), left))
+
+
+def _not_ready(
+    headline: str, check: ReadinessCheck, data_science: Any, deployment: Any, began_at: dt.datetime
+) -> NotReady:
+    lines = [headline]
+    details = getattr(deployment, "lifecycle_details", None)
+    if details:
+        lines.append(f"lifecycle details: {details}")
+    lines += _work_request_errors(data_science, deployment, check.deployment_id)
+    lines += _log_tails(check, deployment, began_at)
+    return NotReady("\n".join(lines))
+
+
+def _work_request_errors(data_science: Any, deployment: Any, deployment_id: str) -> list[str]:
+    import oci
+
+    try:
+        requests = data_science.list_work_requests(
+            deployment.compartment_id,
+            resource_id=deployment_id,
+            sort_by="timeAccepted",
+            sort_order="DESC",
+            limit=1,
+        ).data
+        if not requests:
+            return []
+        latest = requests[0]
+        errors = data_science.list_work_request_errors(latest.id).data
+    except oci.exceptions.ServiceError as exc:
+        return [f"work requests: not readable ({exc.status} {exc.code})"]
+    except _UNREACHABLE as exc:
+        return [f"work requests: not readable ({_reason(exc)})"]
+    if not errors:
+        return [f"work request {latest.id} ({latest.operation_type}): {latest.status}, no errors recorded"]
+    lines = [f"work request {latest.id} ({latest.operation_type}) is {latest.status}:"]
+    lines += [f"  {error.code}: {error.message}" for error in errors[-WORK_REQUEST_ERRORS:]]
+    return lines
+
+
+def _log_tails(check: ReadinessCheck, deployment: Any, began_at: dt.datetime) -> list[str]:
+    import oci
+
+    logs = [("predict", check.predict_log_id), ("access", check.access_log_id)]
+    if not check.log_group_id or not any(log_id for _, log_id in logs):
+        return ["logs: none configured for this deployment"]
+    search = make_client(
+        oci.loggingsearch.LogSearchClient,
+        check.auth,
+        region=check.region,
+        endpoint=check.endpoints.get("loggingsearch"),
+        backoff=check.polling.sdk_backoff(),
+    )
+    since = began_at - dt.timedelta(minutes=10)
+    lines: list[str] = []
+    for label, log_id in logs:
+        if not log_id:
+            continue
+        query = f'search "{deployment.compartment_id}/{check.log_group_id}/{log_id}" | sort by datetime desc'
+        try:
+            found = search.search_logs(
+                oci.loggingsearch.models.SearchLogsDetails(
+                    time_start=since,
+                    time_end=dt.datetime.now(dt.UTC),
+                    search_query=query,
+                    is_return_field_info=False,
+                ),
+                limit=LOG_LINES,
+            ).data.results
+        except oci.exceptions.ServiceError as exc:
+            lines.append(f"{label} log {log_id}: not readable ({exc.status} {exc.code})")
+            continue
+        except _UNREACHABLE as exc:
+            lines.append(f"{label} log {log_id}: not readable ({_reason(exc)})")
+            continue
+        messages = [_message(result.data) for result in reversed(found or [])]
+        if not messages:
+            lines.append(f"{label} log {log_id}: no lines since {since:%H:%M:%S} UTC")
+            continue
+        lines.append(f"last {len(messages)} lines of the {label} log {log_id}:")
+        lines += [f"  {message}" for message in messages]
+    return lines
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+
+
+def _message(data: Any) -> str:
+    """The text of one log record (custom logs keep it at logContent.data.message)."""
+    content = data.get("logContent", {}) if isinstance(data, dict) else {}
+    body = content.get("data", {}) if isinstance(content, dict) else {}
+    if isinstance(body, dict) and "message" in body:
+        return " ".join(str(body["message"]).split())
+    return " ".join(str(body or data).split())

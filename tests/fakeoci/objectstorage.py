@@ -1,0 +1,419 @@
+"""Fake Object Storage: namespace, buckets, objects (HEAD/GET/PUT/DELETE/list) and multipart uploads.
+
+Bytes live on disk. A committed multipart object keeps its parts as segments (no copy at commit, as in
+the real service); GET streams the segments in order. MD5s and ETags follow the service's rules:
+`opc-content-md5` per PUT and part, `opc-multipart-md5` = md5(concatenated part digests)-N.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+from tests.fakeoci.core import (
+    HttpError,
+    Request,
+    Response,
+    Service,
+    empty_response,
+    http_date,
+    json_response,
+    now_rfc3339,
+    route,
+)
+
+MAX_PARTS = 10_000
+
+
+def _key(name: str) -> str:
+    return hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()
+
+
+def _b64md5(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
+
+
+class ObjectStorage(Service):
+    name = "objectstorage"
+    prefix = ""
+
+    # -- helpers for tests and other services
+    def create_bucket(
+        self, bucket: str, *, versioning: bool = False, compartment_id: str = ""
+    ) -> dict[str, Any]:
+        with self.lock:
+            folder = self._bucket_dir(bucket)
+            if (folder / "bucket.json").exists():
+                raise HttpError(409, "BucketAlreadyExists", f"bucket {bucket!r} already exists")
+            (folder / "objects").mkdir(parents=True)
+            (folder / "uploads").mkdir()
+            info = {
+                "namespace": self.fake.namespace,
+                "name": bucket,
+                "compartmentId": compartment_id or "ocid1.compartment.oc1..fake",
+                "createdBy": "ocid1.user.oc1..fakeuser",
+                "timeCreated": now_rfc3339(),
+                "etag": uuid.uuid4().hex,
+                "versioning": "Enabled" if versioning else "Disabled",
+                "publicAccessType": "NoPublicAccess",
+                "storageTier": "Standard",
+            }
+            (folder / "bucket.json").write_text(json.dumps(info))
+            return info
+
+    def get_bucket_info(self, bucket: str) -> dict[str, Any]:
+        return dict(json.loads((self._bucket(bucket) / "bucket.json").read_text()))
+
+    def object_info(self, bucket: str, name: str) -> dict[str, Any] | None:
+        path = self._bucket(bucket) / "objects" / f"{_key(name)}.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def object_segments(self, bucket: str, name: str) -> list[Path]:
+        info = self.object_info(bucket, name)
+        if info is None:
+            raise HttpError(404, "ObjectNotFound", f"object {name!r} not found in bucket {bucket!r}")
+        folder = self._bucket(bucket) / "objects"
+        return [folder / s for s in info["segments"]]
+
+    def object_bytes(self, bucket: str, name: str) -> bytes:
+        return b"".join(p.read_bytes() for p in self.object_segments(bucket, name))
+
+    def uploads(self, bucket: str) -> list[dict[str, Any]]:
+        folder = self._bucket(bucket) / "uploads"
+        return [json.loads((d / "upload.json").read_text()) for d in sorted(folder.iterdir())]
+
+    # -- layout
+    def _bucket_dir(self, bucket: str) -> Path:
+        return self.root / self.fake.namespace / bucket
+
+    def _bucket(self, bucket: str, namespace: str | None = None) -> Path:
+        if namespace is not None and namespace != self.fake.namespace:
+            raise HttpError(404, "NamespaceNotFound", f"namespace {namespace!r} not found")
+        folder = self._bucket_dir(bucket)
+        if not (folder / "bucket.json").exists():
+            raise HttpError(
+                404, "BucketNotFound", f"bucket {bucket!r} does not exist in namespace {namespace!r}"
+            )
+        return folder
+
+    def _upload_dir(self, req: Request) -> Path:
+        upload_id = req.query.get("uploadId", "")
+        folder = self._bucket(req.params["bucket"], req.params["ns"]) / "uploads" / upload_id
+        meta = folder / "upload.json"
+        if (
+            not upload_id
+            or not meta.exists()
+            or json.loads(meta.read_text())["object"] != req.params["object"]
+        ):
+            raise HttpError(
+                404, "NoSuchUpload", f"no multipart upload {upload_id!r} for {req.params['object']!r}"
+            )
+        return folder
+
+    def _write_object(
+        self, bucket_dir: Path, name: str, segments: list[Path], info: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Move `segments` under the object's name and replace whatever was there (metadata last)."""
+        objects = bucket_dir / "objects"
+        key = _key(name)
+        version = uuid.uuid4().hex
+        names = []
+        for i, seg in enumerate(segments):
+            target = f"{key}.{version}.{i:05d}"
+            os.replace(seg, objects / target)
+            names.append(target)
+        old = self.object_info(bucket_dir.name, name)
+        info = {
+            **info,
+            "name": name,
+            "segments": names,
+            "etag": uuid.uuid4().hex,
+            "versionId": version,
+            "lastModified": http_date(),
+            "timeCreated": now_rfc3339(),
+        }
+        tmp = objects / f".{key}.json.tmp"
+        tmp.write_text(json.dumps(info))
+        os.replace(tmp, objects / f"{key}.json")
+        if old is not None:
+            for seg_name in old["segments"]:
+                (objects / seg_name).unlink(missing_ok=True)
+        return info
+
+    @staticmethod
+    def _object_headers(info: dict[str, Any]) -> dict[str, str]:
+        headers = {
+            "etag": info["etag"],
+            "last-modified": info["lastModified"],
+            "version-id": info["versionId"],
+            "content-type": info.get("contentType") or "application/octet-stream",
+            "storage-tier": "Standard",
+        }
+        if info.get("multipartMd5"):
+            headers["opc-multipart-md5"] = info["multipartMd5"]
+        else:
+            headers["content-md5"] = info["md5"]
+        for k, v in (info.get("metadata") or {}).items():
+            headers[k if k.startswith("opc-meta-") else f"opc-meta-{k}"] = v
+        return headers
+
+    # -- namespace and buckets
+    @route("GET", "/n", op="GetNamespace")
+    def get_namespace(self, req: Request) -> Response:
+        return json_response(200, self.fake.namespace)
+
+    @route("GET", "/n/{ns}/b/{bucket}", op="GetBucket")
+    def get_bucket(self, req: Request) -> Response:
+        info = json.loads((self._bucket(req.params["bucket"], req.params["ns"]) / "bucket.json").read_text())
+        return json_response(200, info, {"etag": info["etag"]})
+
+    @route("POST", "/n/{ns}/b", op="CreateBucket")
+    def post_bucket(self, req: Request) -> Response:
+        body = req.json() or {}
+        if req.params["ns"] != self.fake.namespace:
+            raise HttpError(404, "NamespaceNotFound", f"namespace {req.params['ns']!r} not found")
+        if not body.get("name") or not body.get("compartmentId"):
+            raise HttpError(400, "InvalidParameter", "name and compartmentId are required")
+        info = self.create_bucket(
+            body["name"], versioning=body.get("versioning") == "Enabled", compartment_id=body["compartmentId"]
+        )
+        return json_response(200, info, {"etag": info["etag"]})
+
+    # -- objects
+    @route("GET", "/n/{ns}/b/{bucket}/o", op="ListObjects")
+    def list_objects(self, req: Request) -> Response:
+        folder = self._bucket(req.params["bucket"], req.params["ns"]) / "objects"
+        prefix = req.query.get("prefix", "")
+        start = req.query.get("start", "")
+        limit = int(req.query.get("limit", "1000"))
+        infos = sorted(
+            (json.loads(p.read_text()) for p in folder.glob("*.json")), key=lambda i: str(i["name"])
+        )
+        infos = [i for i in infos if i["name"].startswith(prefix) and i["name"] >= start]
+        objects = [
+            {
+                "name": i["name"],
+                "size": i["size"],
+                "md5": i.get("md5") or i.get("multipartMd5"),
+                "etag": i["etag"],
+                "timeCreated": i["timeCreated"],
+            }
+            for i in infos[:limit]
+        ]
+        data: dict[str, Any] = {"objects": objects, "prefixes": []}
+        if len(infos) > limit:
+            data["nextStartWith"] = infos[limit]["name"]
+        return json_response(200, data)
+
+    @route("HEAD", "/n/{ns}/b/{bucket}/o/{object+}", op="HeadObject")
+    def head_object(self, req: Request) -> Response:
+        info, segments = self._current(req)
+        return Response(200, self._object_headers(info), files=segments, head=True)
+
+    @route("GET", "/n/{ns}/b/{bucket}/o/{object+}", op="GetObject")
+    def get_object(self, req: Request) -> Response:
+        info, segments = self._current(req)
+        return Response(200, self._object_headers(info), files=segments)
+
+    def _current(self, req: Request) -> tuple[dict[str, Any], list[Path]]:
+        bucket = self._bucket(req.params["bucket"], req.params["ns"])
+        info = self.object_info(bucket.name, req.params["object"])
+        if info is None or req.query.get("versionId", info["versionId"]) != info["versionId"]:
+            raise HttpError(404, "ObjectNotFound", f"object {req.params['object']!r} not found")
+        return info, [bucket / "objects" / s for s in info["segments"]]
+
+    @route("PUT", "/n/{ns}/b/{bucket}/o/{object+}", op="PutObject", sign_body=False, stream_body=True)
+    def put_object(self, req: Request) -> Response:
+        bucket = self._bucket(req.params["bucket"], req.params["ns"])
+        name = req.params["object"]
+        with self.lock:
+            current = self.object_info(bucket.name, name)
+        if req.headers.get("if-none-match") == "*" and current is not None:
+            raise HttpError(412, "IfNoneMatchFailed", f"object {name!r} already exists")
+        if_match = req.headers.get("if-match")
+        if if_match and (current is None or current["etag"] != if_match):
+            raise HttpError(412, "IfMatchFailed", f"the etag of {name!r} does not match")
+        tmp = bucket / "objects" / f".put-{uuid.uuid4().hex}"
+        md5 = hashlib.md5(usedforsecurity=False)
+        with tmp.open("wb") as out:
+            size = req.copy_body(out, md5)
+        digest = _b64md5(md5.digest())
+        sent_md5 = req.headers.get("content-md5")
+        if sent_md5 and sent_md5 != digest:
+            tmp.unlink()
+            raise HttpError(
+                400, "UnmatchedContentMD5", f"content-md5 {sent_md5} does not match the body ({digest})"
+            )
+        metadata = {k.lower(): v for k, v in req.headers.items() if k.lower().startswith("opc-meta-")}
+        with self.lock:
+            info = self._write_object(
+                bucket,
+                name,
+                [tmp],
+                {
+                    "size": size,
+                    "md5": digest,
+                    "metadata": metadata,
+                    "contentType": req.headers.get("content-type"),
+                },
+            )
+        return empty_response(
+            200,
+            {
+                "etag": info["etag"],
+                "opc-content-md5": digest,
+                "last-modified": info["lastModified"],
+                "version-id": info["versionId"],
+            },
+        )
+
+    @route("DELETE", "/n/{ns}/b/{bucket}/o/{object+}", op="DeleteObject")
+    def delete_object(self, req: Request) -> Response:
+        bucket = self._bucket(req.params["bucket"], req.params["ns"])
+        with self.lock:
+            info = self.object_info(bucket.name, req.params["object"])
+            if info is None:
+                raise HttpError(404, "ObjectNotFound", f"object {req.params['object']!r} not found")
+            for seg in info["segments"]:
+                (bucket / "objects" / seg).unlink(missing_ok=True)
+            (bucket / "objects" / f"{_key(info['name'])}.json").unlink()
+        return empty_response(204, {"last-modified": http_date()})
+
+    # -- multipart uploads
+    @route("POST", "/n/{ns}/b/{bucket}/u", op="CreateMultipartUpload")
+    def create_multipart(self, req: Request) -> Response:
+        bucket = self._bucket(req.params["bucket"], req.params["ns"])
+        body = req.json() or {}
+        if not body.get("object"):
+            raise HttpError(400, "InvalidParameter", "object is required")
+        upload_id = uuid.uuid4().hex
+        info = {
+            "namespace": self.fake.namespace,
+            "bucket": bucket.name,
+            "object": body["object"],
+            "uploadId": upload_id,
+            "timeCreated": now_rfc3339(),
+            "storageTier": "Standard",
+            "contentType": body.get("contentType"),
+            "metadata": {
+                (k.lower() if k.lower().startswith("opc-meta-") else f"opc-meta-{k.lower()}"): v
+                for k, v in (body.get("metadata") or {}).items()
+            },
+        }
+        folder = bucket / "uploads" / upload_id
+        folder.mkdir()
+        (folder / "upload.json").write_text(json.dumps(info))
+        public = {
+            k: info[k] for k in ("namespace", "bucket", "object", "uploadId", "timeCreated", "storageTier")
+        }
+        return json_response(200, public, {"location": f"/n/{self.fake.namespace}/b/{bucket.name}/u"})
+
+    @route("GET", "/n/{ns}/b/{bucket}/u", op="ListMultipartUploads")
+    def list_multipart(self, req: Request) -> Response:
+        self._bucket(req.params["bucket"], req.params["ns"])
+        keys = ("namespace", "bucket", "object", "uploadId", "timeCreated", "storageTier")
+        return json_response(200, [{k: u[k] for k in keys} for u in self.uploads(req.params["bucket"])])
+
+    @route("PUT", "/n/{ns}/b/{bucket}/u/{object+}", op="UploadPart", sign_body=False, stream_body=True)
+    def upload_part(self, req: Request) -> Response:
+        folder = self._upload_dir(req)
+        try:
+            num = int(req.query.get("uploadPartNum", ""))
+        except ValueError:
+            num = 0
+        if not 1 <= num <= MAX_PARTS:
+            raise HttpError(400, "InvalidParameter", f"uploadPartNum must be 1..{MAX_PARTS}")
+        tmp = folder / f".part-{num:05d}-{uuid.uuid4().hex}"
+        md5 = hashlib.md5(usedforsecurity=False)
+        try:
+            with tmp.open("wb") as out:
+                size = req.copy_body(out, md5)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        digest = _b64md5(md5.digest())
+        sent_md5 = req.headers.get("content-md5")
+        if sent_md5 and sent_md5 != digest:
+            tmp.unlink()
+            raise HttpError(400, "UnmatchedContentMD5", f"content-md5 {sent_md5} does not match part {num}")
+        etag = uuid.uuid4().hex
+        with self.lock:
+            if not (folder / "upload.json").exists():  # aborted meanwhile
+                tmp.unlink()
+                raise HttpError(404, "NoSuchUpload", "the multipart upload was aborted")
+            os.replace(tmp, folder / f"part-{num:05d}")
+            (folder / f"part-{num:05d}.json").write_text(
+                json.dumps({"partNumber": num, "etag": etag, "md5": digest, "size": size})
+            )
+        return empty_response(200, {"etag": etag, "opc-content-md5": digest, "last-modified": http_date()})
+
+    def _parts(self, folder: Path) -> list[dict[str, Any]]:
+        return sorted(
+            (json.loads(p.read_text()) for p in folder.glob("part-*.json")),
+            key=lambda p: int(p["partNumber"]),
+        )
+
+    @route("GET", "/n/{ns}/b/{bucket}/u/{object+}", op="ListMultipartUploadParts")
+    def list_parts(self, req: Request) -> Response:
+        folder = self._upload_dir(req)
+        parts = self._parts(folder)
+        limit = int(req.query.get("limit", "1000"))
+        after = int(req.query.get("page", "0"))
+        parts = [p for p in parts if p["partNumber"] > after]
+        headers = {"opc-next-page": str(parts[limit - 1]["partNumber"])} if len(parts) > limit else {}
+        return json_response(200, parts[:limit], headers)
+
+    @route("POST", "/n/{ns}/b/{bucket}/u/{object+}", op="CommitMultipartUpload")
+    def commit(self, req: Request) -> Response:
+        folder = self._upload_dir(req)
+        body = req.json() or {}
+        wanted = sorted(body.get("partsToCommit") or [], key=lambda p: int(p["partNum"]))
+        if not wanted:
+            raise HttpError(400, "InvalidParameter", "partsToCommit is empty")
+        with self.lock:
+            stored = {p["partNumber"]: p for p in self._parts(folder)}
+            for w in wanted:
+                part = stored.get(int(w["partNum"]))
+                if part is None or part["etag"] != w.get("etag"):
+                    raise HttpError(
+                        400, "InvalidUploadPart", f"part {w['partNum']} is missing or its etag differs"
+                    )
+            parts = [stored[int(w["partNum"])] for w in wanted]
+            multipart_md5 = hashlib.md5(usedforsecurity=False)
+            for p in parts:
+                multipart_md5.update(base64.b64decode(p["md5"]))
+            upload = json.loads((folder / "upload.json").read_text())
+            info = self._write_object(
+                folder.parent.parent,
+                req.params["object"],
+                [folder / f"part-{p['partNumber']:05d}" for p in parts],
+                {
+                    "size": sum(int(p["size"]) for p in parts),
+                    "multipartMd5": f"{_b64md5(multipart_md5.digest())}-{len(parts)}",
+                    "metadata": upload.get("metadata") or {},
+                    "contentType": upload.get("contentType"),
+                },
+            )
+            shutil.rmtree(folder)
+        return empty_response(
+            200,
+            {
+                "etag": info["etag"],
+                "opc-multipart-md5": info["multipartMd5"],
+                "last-modified": info["lastModified"],
+                "version-id": info["versionId"],
+            },
+        )
+
+    @route("DELETE", "/n/{ns}/b/{bucket}/u/{object+}", op="AbortMultipartUpload")
+    def abort(self, req: Request) -> Response:
+        folder = self._upload_dir(req)
+        with self.lock:
+            shutil.rmtree(folder)
+        return empty_response(204)
