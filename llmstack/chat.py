@@ -219,12 +219,12 @@ def build_app(settings: ChatSettings, client: StreamingClient) -> gr.Blocks:
                     elem_id="max-tokens",
                 )
                 temperature = gr.Slider(
-                    0.05,
+                    0.0,
                     2.0,
                     value=settings.params.temperature,
                     step=0.05,
                     label=CONTROL_LABELS["temperature"],
-                    info="higher: more varied; lower: more predictable",
+                    info="higher: more varied; 0: always the likeliest token",
                     elem_id="temperature",
                 )
                 top_p = gr.Slider(

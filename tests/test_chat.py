@@ -17,8 +17,6 @@ import pytest
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 pytest.importorskip("gradio", reason="the chat extra is not installed: pip install -e '.[chat]'")
 
-from chat_fake import FakePredictServer
-
 from llmstack import chat
 from llmstack.chat import ERROR_MARK, ChatSettings, params_from_controls, reply, turns_from_history
 from llmstack.errors import UserError
@@ -26,6 +24,7 @@ from llmstack.oci_auth import Auth
 from llmstack.predict import GenerationParams, PredictClient, PredictError
 from llmstack.prompting import Turn, template_for
 from llmstack.retry import Backoff
+from tests.chat_fake import FakePredictServer
 
 
 class FakeClient:

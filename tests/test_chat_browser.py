@@ -63,7 +63,6 @@ if _reason is not None:
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from chat_fake import FakePredictServer
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
@@ -77,6 +76,7 @@ from llmstack.oci_auth import Auth
 from llmstack.predict import PredictClient
 from llmstack.prompting import template_for
 from llmstack.retry import Backoff
+from tests.chat_fake import FakePredictServer
 
 
 @dataclass
