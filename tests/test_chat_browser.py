@@ -106,10 +106,14 @@ class Page:
         messages = self.bot_messages()
         return messages[-1] if messages else ""
 
-    def send(self, text: str) -> None:
-        """Type into the message box once the previous reply is over (Gradio re-renders the box meanwhile)."""
+    def idle(self) -> None:
+        """Wait, as a person would, until the last reply is over and the message box is back."""
         self.wait("the page to take a message", lambda: self.find("#message textarea").is_enabled())
         self.wait("the previous reply to end", lambda: not self.stop_button_shown())
+
+    def send(self, text: str) -> None:
+        """Type into the message box once the previous reply is over (Gradio re-renders the box meanwhile)."""
+        self.idle()
 
         def typed() -> bool:
             box = self.find("#message textarea")
@@ -207,9 +211,13 @@ def test_a_conversation_in_the_browser(page: Page, tmp_path: Path) -> None:
 
     # Retry after the endpoint recovers: the failed exchange is not sent back to the model.
     page.fake.fail_status = None
+    page.idle()
     retry = page.driver.find_elements(By.CSS_SELECTOR, '#chatbot button[aria-label="Retry"]')[-1]
     retry.click()
-    page.wait("the retried reply", lambda: page.last_bot() == page.fake.reply)
+    # Until the retried reply starts, the last reply on the page is the first one: wait for the request.
+    page.wait("the retried request", lambda: len(page.fake.requests) == 3)
+    page.wait("the retried reply", lambda: page.bot_messages() == [page.fake.reply, page.fake.reply])
+    page.idle()
     assert page.fake.requests[-1]["inputs"] == (
         "[INST] <<SYS>>\nAnswer in one sentence.\n<</SYS>>\n\nWhat does a model deployment give me? [/INST] "
         f"{''.join(REPLY)} </s>"
