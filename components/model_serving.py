@@ -49,13 +49,16 @@ from pulumi_oci.datascience import (
     ModelDeploymentModelDeploymentConfigurationDetailsModelConfigurationDetailsScalingPolicyAutoScalingPolicyRuleScaleOutConfigurationArgs as ScaleOutArgs,  # noqa: E501
 )
 
+from components import sizing
 from components.container_env import container_env
 from components.context import (
+    TAG_ARCHITECTURE,
     TAG_ENGINE,
     TAG_MAX_MODEL_LEN,
     TAG_MODEL,
     TAG_PARAMETERS,
     TAG_QUANTIZATION,
+    TAG_SHAPE_HOURLY_USD,
     TAG_SOURCE,
     TAG_TENSOR_PARALLELISM,
     Context,
@@ -86,11 +89,13 @@ class ModelServingArgs:
     auth: AuthSettings
     hf_token: pulumi.Output[str] | None = None
     token_secret_id: str | None = None
+    shape_hourly_usd: float | None = None  # the stack's own price for the shape, when it sets one
     depends_on: Sequence[pulumi.Resource] = ()
 
 
-def model_tags(ctx: Context, model: ModelSettings) -> dict[str, str]:
+def model_tags(ctx: Context, model: ModelSettings, shape_hourly_usd: float | None = None) -> dict[str, str]:
     """The stack's tags plus the facts the policy pack needs to judge this model."""
+    price = {TAG_SHAPE_HOURLY_USD: f"{shape_hourly_usd:g}"} if shape_hourly_usd is not None else {}
     return ctx.freeform_tags(
         **{
             TAG_MODEL: model.name,
@@ -100,8 +105,23 @@ def model_tags(ctx: Context, model: ModelSettings) -> dict[str, str]:
             TAG_MAX_MODEL_LEN: str(model.serving.max_model_len),
             TAG_TENSOR_PARALLELISM: str(model.serving.tensor_parallelism),
             TAG_SOURCE: model.source.method,
+            **_architecture_tag(model),
+            **price,
         }
     )
+
+
+def _architecture_tag(model: ModelSettings) -> dict[str, str]:
+    """The architecture from config.json or the known-model table, for the GPU-fit policy."""
+    source = model.source
+    architecture, origin = sizing.resolve_architecture(
+        local_path=source.local_path,
+        model_id=source.huggingface or (source.object_storage.object_name if source.object_storage else None),
+        other_names=(model.name,),
+    )
+    if architecture is None or origin.startswith("approximation"):
+        return {}
+    return {TAG_ARCHITECTURE: sizing.architecture_tag(architecture)}
 
 
 def scaling_policy(compute: ComputeSettings) -> ScalingArgs:
@@ -151,7 +171,7 @@ class ModelServing(pulumi.ComponentResource):
         super().__init__("oci-llm-stack:serving:ModelServing", name, None, opts)
         ctx, model = args.context, args.model
         child = pulumi.ResourceOptions(parent=self)
-        tags = model_tags(ctx, model)
+        tags = model_tags(ctx, model, args.shape_hourly_usd)
         # Online with a token in Pulumi config: the token travels as a file in the catalog model's artifact.
         token_in_artifact = (
             model.source.method == "online" and not args.token_secret_id and args.hf_token is not None

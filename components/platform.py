@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_oci as oci
 
-from components.context import Context
+from components.context import TAG_BUDGET, Context
 from components.iam import DeploymentIdentity, DeploymentIdentityArgs
 from components.logging import DeploymentLogs, DeploymentLogsArgs
 from components.model_serving import ModelServing, ModelServingArgs
@@ -103,11 +103,14 @@ class LlmPlatform(pulumi.ComponentResource):
             )
             project_id = project.id
 
+        # The monthly-budget policy reads the budget from the deployments' tags (policies see only inputs).
+        budget = s.budget.monthly_usd
+        serving_ctx = ctx.with_tags(**{TAG_BUDGET: f"{budget:g}"}) if budget is not None else ctx
         self.models = {
             model.name: ModelServing(
                 model.name,
                 ModelServingArgs(
-                    context=ctx,
+                    context=serving_ctx,
                     model=model,
                     region=s.region,
                     compartment_id=s.compartment_id,
@@ -121,6 +124,7 @@ class LlmPlatform(pulumi.ComponentResource):
                     auth=s.auth,
                     hf_token=args.hf_token,
                     token_secret_id=s.hf_token_secret_id,
+                    shape_hourly_usd=s.shape_hourly_usd(model.compute.shape),
                     depends_on=[identity],
                 ),
                 opts=child,

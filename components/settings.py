@@ -30,6 +30,7 @@ from components.container_env import (
     container_env,
     env_problems,
 )
+from components.pricing import DEFAULT_PRICES, PriceTable, with_overrides
 from components.shapes import SHAPES, known_shape_names
 
 PROJECT = "oci-llm-stack"
@@ -284,6 +285,12 @@ class Settings:
     hf_token: Secret | None
     hf_token_secret_id: str | None
     models: tuple[ModelSettings, ...]
+    prices: PriceTable = DEFAULT_PRICES
+    price_overrides: bool = False
+
+    def shape_hourly_usd(self, shape: str) -> float | None:
+        """The hourly price of `shape` when the stack sets prices, else None (the price table decides)."""
+        return self.prices.shape_hourly_usd(shape) if self.price_overrides else None
 
     @property
     def environment(self) -> str:
@@ -372,6 +379,13 @@ KEY_DOCS: tuple[KeyDoc, ...] = (
     KeyDoc(
         "hfTokenSecretId", "OCID", "none", "Vault secret holding the token instead (read by the container)"
     ),
+    KeyDoc(
+        "pricing.shapes",
+        "map",
+        "list prices",
+        "USD per hour for a whole shape, e.g. `{VM.GPU.A10.1: 1.6}` (negotiated rates), for cost and budget",
+    ),
+    KeyDoc("pricing.gpus", "map", "list prices", "USD per GPU-hour by GPU, e.g. `{A10: 1.6}`"),
     KeyDoc("models.<name>", "map", "required", "one entry per deployed model; `<name>`: 2-32 of `a-z 0-9 -`"),
     KeyDoc(
         "models.<name>.source.localPath", "path", "one source", "offline: a model folder, zipped and uploaded"
@@ -573,6 +587,7 @@ def load_settings(
     registry = _registry(p, raw.get("registry"))
     bucket = _bucket(p, raw.get("artifactBucket"), stack)
     budget = _budget(p, raw.get("budget"))
+    prices = _prices(p, raw.get("pricing"))
     identity = _identity(p, raw.get("identity"))
     auth = _auth(p, raw.get("auth"))
     tags = _tags(p, raw.get("tags"))
@@ -600,6 +615,8 @@ def load_settings(
         hf_token=hf_token,
         hf_token_secret_id=hf_token_secret_id,
         models=models,
+        prices=prices or DEFAULT_PRICES,
+        price_overrides=prices is not None,
     )
 
 
@@ -718,6 +735,24 @@ def _budget(p: _Parser, raw: Any) -> BudgetSettings:
         p.fail(f"{path}.monthlyUsd", value, "a number of US dollars >= 0")
         return BudgetSettings()
     return BudgetSettings(monthly_usd=float(value))
+
+
+def _prices(p: _Parser, raw: Any) -> PriceTable | None:
+    s = p.section(raw, "pricing", ["shapes", "gpus"])
+    if not s:
+        return None
+    for name in s.get("shapes") or {}:
+        if name not in SHAPES:
+            p.fail(f"pricing.shapes.{name}", name, ", ".join(known_shape_names()), "unknown shape")
+    gpus = sorted({shape.gpu for shape in SHAPES.values()})
+    for name in s.get("gpus") or {}:
+        if name not in gpus:
+            p.fail(f"pricing.gpus.{name}", name, ", ".join(gpus), "unknown GPU")
+    try:
+        return with_overrides(DEFAULT_PRICES, s)
+    except ValueError as exc:
+        p.problems.append(Problem("pricing", f"{exc}"))
+        return None
 
 
 def _identity(p: _Parser, raw: Any) -> IdentitySettings:

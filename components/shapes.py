@@ -1,9 +1,15 @@
 """GPU shapes that OCI Data Science model deployments can run on.
 
-Source: OCI Compute "GPU shapes" reference
-(https://docs.oracle.com/en-us/iaas/Content/Compute/References/computeshapes.htm#gpushapes) and the Data
-Science "supported compute shapes" list for model deployments, read 2026-11. GPU memory is per GPU, in GB
-as the vendors state it (the A10's 24 GB is 24 GiB of HBM/GDDR, the figure the engines see).
+Sources, read 2026-11:
+- Shape names and GPU memory: Oracle's own Data Science tooling, oracle/accelerated-data-science
+  `ads/aqua/resources/gpu_shapes_index.json` and `shapes.json` (the shapes AI Quick Actions offers for
+  model deployments), cross-checked with the OCI Compute "GPU shapes" reference
+  (https://docs.oracle.com/en-us/iaas/Content/Compute/References/computeshapes.htm#bm-gpu).
+- OCPUs and host memory: the same Compute reference.
+
+Names are exact and case-sensitive. The L40S bare-metal shape has two names: Data Science lists
+`BM.GPU.L40S-NC.4` (no cluster network), Compute also sells `BM.GPU.L40S.4`; both are kept. GPU memory is
+per GPU, in GB as the vendors state it.
 """
 
 from __future__ import annotations
@@ -42,9 +48,12 @@ SHAPES: dict[str, GpuShape] = {
         _shape("VM.GPU.A10.2", "A10", 2, 24, 30, 480),
         _shape("BM.GPU.A10.4", "A10", 4, 24, 64, 1024),
         _shape("BM.GPU4.8", "A100-40GB", 8, 40, 64, 2048),
+        _shape("BM.GPU.B4.8", "A100-40GB", 8, 40, 64, 2048),
         _shape("BM.GPU.A100-v2.8", "A100-80GB", 8, 80, 128, 2048),
+        _shape("BM.GPU.L40S-NC.4", "L40S", 4, 48, 112, 1024),
         _shape("BM.GPU.L40S.4", "L40S", 4, 48, 112, 1024),
         _shape("BM.GPU.H100.8", "H100", 8, 80, 112, 2048),
+        _shape("BM.GPU.H200.8", "H200", 8, 141, 112, 3072),
     )
 }
 

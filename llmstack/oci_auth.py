@@ -129,6 +129,8 @@ def make_client(
     backoff: Backoff = DEFAULT_BACKOFF,
 ) -> C:
     """An oci SDK client with the project's retry policy, built fresh for the caller."""
+    if auth.mode == "none":
+        raise UserError("auth mode 'none' is for a local container; OCI services need signed requests")
     creds = credentials(auth, region)
     kwargs: dict[str, Any] = {"retry_strategy": oci_retry_strategy(backoff)}
     if creds.signer is not None:

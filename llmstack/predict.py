@@ -2,7 +2,8 @@
 
 One client for the CLI (`llmstack predict`), the readiness check and the chat app. The contract is the
 one both serving images speak (the vLLM sample's `/predict` and TGI's `/generate`):
-`{"inputs": prompt, "parameters": {"max_new_tokens", "temperature", "top_p"}}` -> `{"generated_text"}`.
+`{"inputs": prompt, "parameters": {"max_new_tokens", "temperature", "top_p"}}` -> `{"generated_text"}`
+(temperature 0 and top_p 1 go in the form TGI accepts: see `wire_parameters`).
 
 Streaming sends the same body plus `"stream": true` and reads Server-Sent Events in TGI's
 `generate_stream` shape (`data: {"token": {"text": ...}, "generated_text": null}`, the last event carrying
@@ -11,7 +12,7 @@ Streaming sends the same body plus `"stream": true` and reads Server-Sent Events
   `.../predictWithResponseStream`; OCI forwards that call to the container's predict route, which is why
   the body asks for a stream;
 - a local container at `.../generate` (TGI): TGI's own `.../generate_stream`;
-- a local container at any other route (the vLLM adapter's `/predict`): the same route, exactly the
+- a local container at any other route (the serving adapter's `/predict`): the same route, exactly the
   call OCI would make on it.
 A server that answers a stream request with plain JSON is read as one chunk, so streaming never fails
 just because a server cannot stream.

@@ -534,3 +534,16 @@ def test_a_public_online_model_gets_no_token_file(config: dict[str, Any], plan_o
     assert env["MODEL"] == "TinyLlama/TinyLlama-1.1B-Chat-v1.0"
     assert "TOKEN_FILE" not in env and "TOKEN_SECRET_ID" not in env
     assert "hfToken" not in one(plan, CATALOG).inputs
+
+
+def test_negotiated_prices_travel_to_the_cost_figures(config: dict[str, Any], plan_of: PlanOf) -> None:
+    from llmstack import guardrails
+    from policy.rules import PolicyConfig
+
+    list_price = guardrails.review(plan_of(config), PolicyConfig()).monthly_usd
+    config["oci-llm-stack:pricing"] = {"shapes": {"VM.GPU.A10.1": 1.0}}
+    plan = plan_of(config)
+    assert one(plan, DEPLOYMENT).inputs["freeformTags"]["llmstack-shape-hourly-usd"] == "1"
+    negotiated = guardrails.review(plan, PolicyConfig()).monthly_usd
+    assert list_price is not None and negotiated is not None
+    assert list_price - negotiated == pytest.approx(730.0)  # $1/h less for a 730-hour month

@@ -477,3 +477,13 @@ def test_cli_reads_stack_outputs_through_the_pulumi_cli(
         capsys.readouterr().err
         == "llmstack predict: `pulumi stack output -s prod` failed: error: no stack named prod\n"
     )
+
+
+def test_sdk_clients_refuse_unsigned_auth() -> None:
+    import oci
+
+    from llmstack.errors import UserError
+    from llmstack.oci_auth import Auth, make_client
+
+    with pytest.raises(UserError, match="auth mode 'none' is for a local container"):
+        make_client(oci.object_storage.ObjectStorageClient, Auth(mode="none"), region="us-ashburn-1")

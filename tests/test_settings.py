@@ -155,8 +155,9 @@ CASES = [
         "unknown shape",
         set_model("compute.shape", "VM.GPU.A10.3"),
         f"{MODEL}.compute.shape: unknown shape 'VM.GPU.A10.3'; accepted: BM.GPU.A10.4, BM.GPU.A100-v2.8, "
-        "BM.GPU.H100.8, BM.GPU.L40S.4, BM.GPU2.2, BM.GPU3.8, BM.GPU4.8, VM.GPU.A10.1, VM.GPU.A10.2, VM.GPU2.1, "
-        "VM.GPU3.1, VM.GPU3.2, VM.GPU3.4 (did you mean VM.GPU.A10.2?)",
+        "BM.GPU.B4.8, BM.GPU.H100.8, BM.GPU.H200.8, BM.GPU.L40S-NC.4, BM.GPU.L40S.4, BM.GPU2.2, BM.GPU3.8, "
+        "BM.GPU4.8, VM.GPU.A10.1, VM.GPU.A10.2, VM.GPU2.1, VM.GPU3.1, VM.GPU3.2, VM.GPU3.4 "
+        "(did you mean VM.GPU.A10.2?)",
     ),
     (
         "no replicas",
@@ -203,7 +204,7 @@ CASES = [
         "unknown top-level key",
         set_top("budgett", {"monthlyUsd": 1}),
         "budgett: unknown key; did you mean 'budget'? known keys: tenancyId, compartmentId, projectId, network, "
-        "logging, registry, artifactBucket, budget, identity, auth, tags, hfToken, hfTokenSecretId, models",
+        "logging, registry, artifactBucket, budget, identity, auth, tags, hfToken, hfTokenSecretId, pricing, models",
     ),
     (
         "model name that cannot be a resource name",
@@ -278,6 +279,17 @@ CASES = [
         set_model("source", {"objectStorage": "oci://models@ns/final.zip"}),
         f"{MODEL}.parameters: missing, and the size cannot be read from oci://models@ns/final.zip; accepted: a "
         "size such as 7B, 13B, 350M, or a number (billions below 10000, else a count)",
+    ),
+    (
+        "price for a shape that does not exist",
+        set_top("pricing", {"shapes": {"VM.GPU.A10.9": 1.0}}),
+        "pricing.shapes.VM.GPU.A10.9: unknown shape 'VM.GPU.A10.9'; accepted: "
+        + ", ".join(__import__("components.shapes").shapes.known_shape_names()),
+    ),
+    (
+        "negative price",
+        set_top("pricing", {"gpus": {"A10": -2}}),
+        "pricing: pricing.gpus.A10 must be a non-negative number of USD, got -2",
     ),
     (
         "autoscaling below its minimum",

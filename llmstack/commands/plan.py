@@ -32,6 +32,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--project-dir", metavar="DIR", type=Path, help="project root (default: found from here)"
     )
+    parser.add_argument(
+        "--policy-config",
+        metavar="FILE",
+        type=Path,
+        help="policy levels and settings (default: policy/config/<stack>.json when present)",
+    )
 
 
 def find_project_dir(start: Path) -> Path:
@@ -46,6 +52,7 @@ def find_project_dir(start: Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from components.settings import SettingsError
+    from llmstack import guardrails
     from llmstack.plan import ProgramError, run_plan
 
     project_dir = (args.project_dir or find_project_dir(Path.cwd())).resolve()
@@ -69,13 +76,29 @@ def run(args: argparse.Namespace) -> int:
         print(f"llmstack plan: {exc}", file=sys.stderr)
         return EXIT_PROGRAM
 
+    if args.policy_config is not None and not args.policy_config.is_file():
+        raise UserError(f"--policy-config {args.policy_config}: no such file")
+    config_path = args.policy_config or guardrails.policy_config_path(project_dir, plan.stack)
+    checked = guardrails.review(
+        plan, guardrails.load_config(config_path), _shown(config_path, project_dir) if config_path else None
+    )
+
     if args.dot is not None:
         args.dot.write_text(to_dot(plan), encoding="utf-8")
     if args.json:
-        print(json.dumps(plan.as_json(), indent=2, sort_keys=False))
+        print(json.dumps({**plan.as_json(), **checked.as_json()}, indent=2, sort_keys=False))
     else:
         print(render_tree(plan))
-    return EXIT_CLEAN
+        print()
+        print(guardrails.render_review(checked))
+    return EXIT_POLICY if checked.mandatory else EXIT_CLEAN
+
+
+def _shown(path: Path, project_dir: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(project_dir))
+    except ValueError:
+        return str(path)
 
 
 # ---------------------------------------------------------------------------------------------------------

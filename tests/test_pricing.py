@@ -1,0 +1,101 @@
+"""Monthly cost estimates from the dated price table, with settings overrides."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.pricing import (
+    DEFAULT_PRICES,
+    HOURS_PER_MONTH,
+    estimate_monthly_cost,
+    with_overrides,
+)
+from components.shapes import SHAPES
+
+
+def test_every_shape_has_a_price() -> None:
+    for name in SHAPES:
+        assert DEFAULT_PRICES.shape_hourly_usd(name) > 0
+
+
+def test_shape_price_is_gpu_count_times_gpu_price() -> None:
+    assert DEFAULT_PRICES.shape_hourly_usd("VM.GPU.A10.1") == 2.0
+    assert DEFAULT_PRICES.shape_hourly_usd("VM.GPU.A10.2") == 4.0
+    assert DEFAULT_PRICES.shape_hourly_usd("BM.GPU.H100.8") == 80.0
+
+
+def test_one_a10_for_a_month() -> None:
+    cost = estimate_monthly_cost(shape="VM.GPU.A10.1", replicas=1, bandwidth_mbps=10)
+    assert cost.compute_usd == pytest.approx(2.0 * 730)
+    assert cost.load_balancer_usd == pytest.approx((0.0113 + 10 * 0.0001) * 730)
+    assert cost.monthly_usd == pytest.approx(1460 + 8.979)
+
+
+def test_autoscaling_is_priced_at_its_maximum() -> None:
+    fixed = estimate_monthly_cost(shape="VM.GPU.A10.2", replicas=2)
+    scaling = estimate_monthly_cost(shape="VM.GPU.A10.2", replicas=2, max_replicas=4)
+    assert scaling.instances == 4
+    assert scaling.compute_usd == pytest.approx(2 * fixed.compute_usd)
+
+
+def test_storage_is_priced_per_gb_month() -> None:
+    cost = estimate_monthly_cost(shape="VM.GPU.A10.1", storage_gb=13.5)
+    assert cost.storage_usd == pytest.approx(13.5 * 0.0255)
+
+
+def test_a100_at_two_replicas_costs_thousands() -> None:
+    cost = estimate_monthly_cost(shape="BM.GPU.A100-v2.8", replicas=2)
+    assert cost.monthly_usd == pytest.approx(2 * 8 * 4.0 * HOURS_PER_MONTH, rel=0.01)
+    assert cost.monthly_usd > 40_000
+
+
+def test_settings_overrides_replace_shape_gpu_and_network_prices() -> None:
+    table = with_overrides(
+        DEFAULT_PRICES,
+        {"shapes": {"VM.GPU.A10.1": 1.5}, "gpus": {"H100": 6.0}, "loadBalancerMbpsHour": 0},
+    )
+    assert table.shape_hourly_usd("VM.GPU.A10.1") == 1.5
+    assert table.shape_hourly_usd("VM.GPU.A10.2") == 4.0
+    assert table.shape_hourly_usd("BM.GPU.H100.8") == 48.0
+    assert table.load_balancer_mbps_hour == 0
+    assert DEFAULT_PRICES.shape_hourly_usd("VM.GPU.A10.1") == 2.0
+
+
+def test_a_price_for_an_unlisted_shape_comes_from_overrides() -> None:
+    with pytest.raises(ValueError, match=r"shape 'VM\.GPU\.X\.1' has no price"):
+        DEFAULT_PRICES.shape_hourly_usd("VM.GPU.X.1")
+    table = with_overrides(DEFAULT_PRICES, {"shapes": {"VM.GPU.X.1": 3.25}})
+    assert estimate_monthly_cost(shape="VM.GPU.X.1", prices=table).compute_usd == pytest.approx(3.25 * 730)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"shape": {}}, "pricing.shape is not a price setting; accepted: gpus, shapes, loadBalancerHour"),
+        ({"shapes": {"VM.GPU.A10.1": -1}}, "pricing.shapes.VM.GPU.A10.1 must be a non-negative number"),
+        ({"shapes": {"VM.GPU.A10.1": "2"}}, "pricing.shapes.VM.GPU.A10.1 must be a non-negative number"),
+        ({"gpus": [2.0]}, "pricing.gpus must be a mapping"),
+        ({"objectStorageGbMonth": True}, "pricing.objectStorageGbMonth must be a non-negative number"),
+    ],
+)
+def test_bad_overrides_name_the_key(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        with_overrides(DEFAULT_PRICES, overrides)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"replicas": 0}, "replicas 0 must be at least 1"),
+        ({"replicas": 3, "max_replicas": 2}, "max replicas 2 must be at least replicas 3"),
+        ({"bandwidth_mbps": -1}, "must not be negative"),
+    ],
+)
+def test_impossible_counts_are_rejected(kwargs: dict[str, int], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        estimate_monthly_cost(shape="VM.GPU.A10.1", **kwargs)
+
+
+def test_the_table_is_dated_and_sourced() -> None:
+    assert DEFAULT_PRICES.as_of == "2026-06-04"
+    assert "Oracle Cloud price list" in DEFAULT_PRICES.source
