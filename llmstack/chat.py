@@ -51,7 +51,8 @@ class ChatSettings:
     def __post_init__(self) -> None:
         if self.context_tokens < 2 * TOKEN_STEP:
             raise UserError(
-                f"context length must be at least {2 * TOKEN_STEP} tokens, got {self.context_tokens}"
+                f"context length (--context-length) must be at least {2 * TOKEN_STEP} tokens, "
+                f"got {self.context_tokens}"
             )
 
     @property

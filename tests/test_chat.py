@@ -215,7 +215,9 @@ def test_bad_controls_and_too_long_messages_are_reported_in_the_chat_before_any_
 
 
 def test_a_context_too_small_for_the_sliders_is_refused() -> None:
-    with pytest.raises(UserError, match="context length must be at least 32 tokens, got 8"):
+    with pytest.raises(
+        UserError, match=r"context length \(--context-length\) must be at least 32 tokens, got 8"
+    ):
         settings(context=8)
     assert settings(context=4096).max_tokens_limit == 2048
     assert settings(context=100).max_tokens_limit == 48

@@ -216,3 +216,12 @@ def test_a_taken_port_is_one_line(
     assert main(["chat", "--endpoint", "http://127.0.0.1:1/predict", "--port", "7999"]) == 2
     assert capsys.readouterr().err == "llmstack chat: port 7999 on 127.0.0.1 is in use: pick another --port\n"
     assert "ran" not in served
+
+
+def test_a_context_too_small_for_the_page_is_one_line(
+    served: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["chat", "--endpoint", "http://127.0.0.1:1/predict", "--context-length", "8"]) == 2
+    assert capsys.readouterr().err == (
+        "llmstack chat: context length (--context-length) must be at least 32 tokens, got 8\n"
+    )
