@@ -5,25 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass
-from urllib.parse import urlsplit
 
-from llmstack.commands.predict import _default_mode, model_urls, read_outputs, stack_outputs
+from llmstack.endpoints import add_target_arguments, auth_for, resolve_target, retry_notice
 from llmstack.errors import UserError
-from llmstack.oci_auth import AUTH_MODES
 from llmstack.prompting import FAMILIES
 
 HELP = "open a chat page (Gradio) on a deployed model"
 
 DEFAULT_PORT = 7860
-
-
-@dataclass(frozen=True, kw_only=True)
-class Target:
-    model: str
-    """The stack's name for the model, or a label for a bare URL."""
-    predict_url: str
-    stream_url: str | None
 
 
 def _port(text: str) -> int:
@@ -47,26 +36,7 @@ def _positive_int(text: str) -> int:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    where = parser.add_argument_group("which deployment (one of)")
-    where.add_argument(
-        "--endpoint", metavar="URL", help="the predict URL (…/predict) or a local container's URL"
-    )
-    where.add_argument("--stack", metavar="NAME", help="read the URL from this stack's outputs (pulumi CLI)")
-    where.add_argument(
-        "--outputs", metavar="FILE", help="read the URL from `pulumi stack output --json` saved here"
-    )
-    where.add_argument(
-        "--model", metavar="NAME", help="the model entry in the stack (optional with one model)"
-    )
-    auth = parser.add_argument_group("signing")
-    auth.add_argument(
-        "--auth",
-        choices=AUTH_MODES,
-        help="how to sign (default: $OCI_CLI_AUTH, else none for localhost and api_key otherwise)",
-    )
-    auth.add_argument(
-        "--profile", help="profile in the OCI config file (default: $OCI_CLI_PROFILE or DEFAULT)"
-    )
+    add_target_arguments(parser)
     talk = parser.add_argument_group("conversation")
     talk.add_argument(
         "--template",
@@ -93,22 +63,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from llmstack.oci_auth import Auth
     from llmstack.predict import PredictClient
     from llmstack.prompting import family_of, template_for
 
     target = resolve_target(args)
     family = family_of(target.model) if args.template == "auto" else args.template
     template = template_for(family)
-    auth = Auth.from_env(
-        args.auth or os.environ.get("OCI_CLI_AUTH") or _default_mode(target.predict_url), args.profile
-    )
     client = PredictClient(
         target.predict_url,
-        auth=auth,
+        auth=auth_for(args, target.predict_url),
         timeout_s=args.timeout,
         stream_endpoint=target.stream_url,
-        on_retry=_say_retry,
+        on_retry=retry_notice("chat"),
     )
     _quiet_gradio()
     try:
@@ -143,30 +109,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def resolve_target(args: argparse.Namespace) -> Target:
-    """The model's name and URLs from --endpoint, or from the stack's `models` output."""
-    from_stack = args.stack or args.outputs
-    if args.endpoint and (from_stack or args.model):
-        raise UserError("pass either --endpoint URL or --stack/--outputs with --model, not both")
-    if args.endpoint:
-        return Target(
-            model=f"model at {urlsplit(args.endpoint).netloc}", predict_url=args.endpoint, stream_url=None
-        )
-    if not from_stack:
-        raise UserError(
-            "say which deployment: --endpoint URL, or --stack NAME (or --outputs FILE) and --model NAME"
-        )
-    outputs = read_outputs(args.outputs) if args.outputs else stack_outputs(args.stack)
-    predict_url, stream_url = model_urls(outputs, args.model, source=args.outputs or f"stack {args.stack}")
-    model = args.model or next(iter(outputs["models"]))
-    return Target(model=model, predict_url=predict_url, stream_url=stream_url)
-
-
 def _quiet_gradio() -> None:
     """Gradio phones home (usage analytics, a version check) unless told not to before it is imported."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-
-
-def _say_retry(attempt: int, exc: BaseException, delay: float) -> None:
-    print(f"llmstack chat: {exc}; retrying in {delay:.1f} s (attempt {attempt + 1})", file=sys.stderr)
