@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CHAT_STAMP := $(VENV)/.installed-chat
 STACK ?= dev
 
 .PHONY: help install preview plan test lint typecheck unit clean docs actionlint
@@ -29,10 +30,10 @@ lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP) ## mypy --strict on the project's packages
+typecheck: $(STAMP) $(CHAT_STAMP) ## mypy --strict on the project's packages
 	$(BIN)/mypy components llmstack serving training __main__.py $(wildcard policy/*.py)
 
-unit: $(STAMP) ## the pytest suite
+unit: $(STAMP) $(CHAT_STAMP) browser ## the pytest suite (the chat page's browser test when Chromium is here)
 	$(BIN)/pytest -q
 
 test: lint typecheck unit lint-docker actionlint ## everything CI runs
@@ -81,3 +82,42 @@ install-train: $(TRAIN_STAMP) ## add the train extra (torch CPU, transformers, p
 test-train: $(TRAIN_STAMP) ## the fine-tuning entrypoint end to end on a tiny model, on the CPU
 	$(BIN)/mypy training
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q tests/training
+
+bench-upload: $(STAMP) ## streaming upload vs the seed's zip-then-upload, same loopback fake (ARGS="--size-mib 4096 --rate-mbps 1000")
+	PYTHONPATH=. $(BIN)/python bench/upload.py $(ARGS)
+
+$(CHAT_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,chat]'
+	@touch $@
+
+.PHONY: install-chat browser test-browser chat-screenshot
+install-chat: $(CHAT_STAMP) ## add the chat extra (gradio) to .venv; make test does it too
+
+# The chat page's browser test drives Debian's Chromium. `make test` installs it when it is missing and
+# carries on without it where apt cannot (the test then skips, saying why); `make test-browser` insists.
+BROWSER_PACKAGES := chromium chromium-driver
+CHROMIUM ?= /usr/bin/chromium
+CHROMEDRIVER ?= /usr/bin/chromedriver
+APT_GET ?= apt-get
+
+browser: ## install Debian's chromium + chromium-driver if missing (prints why when it cannot)
+	@if [ -x $(CHROMIUM) ] && [ -x $(CHROMEDRIVER) ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ] || ! command -v $(APT_GET) >/dev/null; then \
+		echo "browser: no chromium, and apt-get is not usable here: the browser test will be skipped"; exit 0; \
+	fi; \
+	echo "browser: installing $(BROWSER_PACKAGES) with apt-get"; \
+	log=$$(mktemp); \
+	if ! { DEBIAN_FRONTEND=noninteractive timeout 600 $(APT_GET) update -qq \
+		&& DEBIAN_FRONTEND=noninteractive timeout 900 $(APT_GET) install -y -qq --no-install-recommends \
+			$(BROWSER_PACKAGES); } >"$$log" 2>&1; then \
+		said=$$(tail -n 1 "$$log"); \
+		echo "browser: apt-get could not install $(BROWSER_PACKAGES)$${said:+ ($$said)}:" \
+			"the browser test will be skipped"; \
+	fi; \
+	rm -f "$$log"
+
+test-browser: $(CHAT_STAMP) browser ## the chat page in headless Chromium against a fake model server
+	LLMSTACK_REQUIRE_BROWSER=1 $(BIN)/pytest -q -m browser
+
+chat-screenshot: $(CHAT_STAMP) browser ## refresh docs/chat.png from the browser test
+	LLMSTACK_REQUIRE_BROWSER=1 LLMSTACK_CHAT_SCREENSHOT=docs/chat.png $(BIN)/pytest -q -m browser

@@ -1,14 +1,19 @@
 """ModelArtifact: a local model folder, zipped (stored, files at the root) and uploaded to Object Storage.
 
-Inputs carry a cheap manifest digest of the folder (paths, sizes, modification times) so that a preview
-notices a changed folder without reading every byte; the provider computes the content fingerprint
-(sha-256 of the zip) while it uploads.
+Inputs carry a cheap manifest digest of the folder (paths, sizes, modification times, see
+`llmstack.zipstream.Manifest`) so that a preview notices a changed folder without reading every byte; the
+provider computes the content fingerprint (sha-256 of the zip) while it streams the upload
+(`llmstack.upload.upload_folder`: parallel multipart, resumable, skipped when the folder is already there).
+
+A changed folder updates the resource in place: the upload runs again and the outputs follow the new
+bytes. The object name is the fingerprint, so a folder whose files were only touched keeps its object
+and the catalog model that uses it. Deleting the resource keeps the zip: a catalog model may reference
+it, and it is the user's data (the bucket is versioned; clean old zips with a lifecycle rule).
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,19 +23,17 @@ import pulumi.dynamic
 
 from components.providers.base import DynamicResource, ProviderBase
 from components.settings import AuthSettings
+from llmstack.oci_auth import Auth, make_client
+from llmstack.retry import Backoff
+from llmstack.upload import Destination, Tuning, Uploaded, head_object, upload_folder
+from llmstack.zipstream import scan
+
+OUTPUT_KEYS = ("uri", "objectName", "fingerprint", "sizeBytes")
 
 
 def manifest_digest(folder: Path) -> str:
-    """sha-256 over (relative path, size, mtime in ns) of every file, in sorted order."""
-    digest = hashlib.sha256()
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        for name in sorted(files):
-            path = Path(root) / name
-            stat = path.stat()
-            rel = path.relative_to(folder).as_posix()
-            digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
+    """The digest the upload records for `folder`: names, sizes and mtimes of the files it would zip."""
+    return scan(folder).digest
 
 
 def auth_inputs(auth: AuthSettings) -> dict[str, str]:
@@ -45,9 +48,12 @@ class ModelArtifactArgs:
     object_prefix: str
     region: str
     auth: AuthSettings
+    endpoints: Mapping[str, str] | None = None  # {"objectstorage": URL}, e.g. a private endpoint
 
     def props(self) -> dict[str, Any]:
+        endpoints = {"endpoints": dict(self.endpoints)} if self.endpoints else {}
         return {
+            **endpoints,
             "localPath": str(self.local_path),
             "namespace": self.namespace,
             "bucket": self.bucket,
@@ -59,11 +65,73 @@ class ModelArtifactArgs:
 
 
 class ModelArtifactProvider(ProviderBase):
-    replace_on = ("localPath", "namespace", "bucket", "objectPrefix", "region", "manifestDigest")
+    """Uploads in create and update; OCI clients are built inside each call (they do not pickle)."""
+
+    replace_on = ("localPath", "namespace", "bucket", "objectPrefix", "region")
     required = ("localPath", "namespace", "bucket", "region")
 
+    def __init__(self, tuning: Tuning | None = None, backoff: Backoff | None = None) -> None:
+        super().__init__()
+        self.tuning = tuning or Tuning()
+        self.backoff = backoff or Backoff()
+
     def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
-        raise NotImplementedError("artifact upload is implemented by the artifact upload provider")
+        outs = self._upload(props)
+        return pulumi.dynamic.CreateResult(outs["uri"], outs)
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.UpdateResult:
+        return pulumi.dynamic.UpdateResult(self._upload(news))
+
+    def read(self, id_: str, props: dict[str, Any]) -> pulumi.dynamic.ReadResult:
+        """Refresh: a zip deleted behind Pulumi's back makes the resource gone, so `up` uploads it again."""
+        if not props.get("objectName"):
+            return pulumi.dynamic.ReadResult(id_, props)
+        client = self._client(props)
+        head = head_object(client, str(props["namespace"]), str(props["bucket"]), str(props["objectName"]))
+        if head is None or int(head.get("content-length", -1)) != props.get("sizeBytes"):
+            return pulumi.dynamic.ReadResult("", {})
+        return pulumi.dynamic.ReadResult(id_, props)
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        """Keep the zip (see the module docstring); there is nothing else to remove."""
+
+    def _client(self, props: Mapping[str, Any]) -> Any:
+        import oci
+
+        endpoint = (props.get("endpoints") or {}).get("objectstorage")
+        auth = Auth.from_inputs(props.get("auth"))
+        return make_client(
+            oci.object_storage.ObjectStorageClient,
+            auth,
+            region=str(props["region"]),
+            endpoint=endpoint,
+            backoff=self.backoff,
+        )
+
+    def _upload(self, props: dict[str, Any]) -> dict[str, Any]:
+        dest = Destination(
+            namespace=str(props["namespace"]),
+            bucket=str(props["bucket"]),
+            prefix=str(props.get("objectPrefix") or ""),
+        )
+        result = upload_folder(
+            Path(str(props["localPath"])),
+            dest,
+            lambda: self._client(props),
+            tuning=self.tuning,
+            progress=False,
+        )
+        return {**props, **_outs(result)}
+
+
+def _outs(result: Uploaded) -> dict[str, Any]:
+    return {
+        "manifestDigest": result.manifest_digest,
+        "uri": result.uri,
+        "objectName": result.object_name,
+        "fingerprint": result.fingerprint,
+        "sizeBytes": result.size_bytes,
+    }
 
 
 class ModelArtifact(DynamicResource, module="artifacts", name="ModelArtifact"):
@@ -73,7 +141,11 @@ class ModelArtifact(DynamicResource, module="artifacts", name="ModelArtifact"):
     sizeBytes: pulumi.Output[int]
 
     def __init__(
-        self, name: str, args: ModelArtifactArgs, opts: pulumi.ResourceOptions | None = None
+        self,
+        name: str,
+        args: ModelArtifactArgs,
+        opts: pulumi.ResourceOptions | None = None,
+        provider: ModelArtifactProvider | None = None,
     ) -> None:
-        outputs = {"uri": None, "objectName": None, "fingerprint": None, "sizeBytes": None}
-        super().__init__(ModelArtifactProvider(), name, {**args.props(), **outputs}, opts)
+        outputs = dict.fromkeys(OUTPUT_KEYS)
+        super().__init__(provider or ModelArtifactProvider(), name, {**args.props(), **outputs}, opts)

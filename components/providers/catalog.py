@@ -1,13 +1,26 @@
 """CatalogModel: a Data Science model catalog entry whose artifact comes from Object Storage or is inline.
 
-Offline models point at a stored zip (`objectStorage`): the catalog copies it in (export from Object
-Storage, or a reference for a versioned bucket) and the source object stays where it is. Online models get
-a tiny inline artifact holding the Hugging Face token file (`hfToken`, a secret input, never a plain
-output), or no token when the container reads it from Vault.
+Offline models point at a stored zip (`objectStorage`): the catalog copies it in (`export_model_artifact`,
+then the work request is polled with backoff until it ends or the wait times out) or, for a versioned
+bucket with `byReference`, registers it in place. The source object is checked first (HEAD) and never
+deleted. Online models get a tiny inline artifact holding the Hugging Face token file (`hfToken`, a
+secret input, never a plain output), or no token when the container reads it from Vault.
+
+A create that fails after the model exists deletes that half-made model, and the error names the model,
+the work request and OCI's own message. Diff: a new artifact (or fingerprint in the custom metadata) or a
+new compartment, project or region replaces the model; display name, description, tags and the other
+metadata update it in place. Delete is idempotent.
+
+Why not pulumi_oci's native `datascience.ModelArtifactExport` for the copy: see docs/offline-method.md.
 """
 
 from __future__ import annotations
 
+import io
+import json
+import time
+import zipfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,8 +28,14 @@ import pulumi
 import pulumi.dynamic
 
 from components.providers.artifact import auth_inputs
-from components.providers.base import DynamicResource, ProviderBase
+from components.providers.base import DynamicResource, ProviderBase, partial_diff
 from components.settings import AuthSettings
+from llmstack.oci_auth import Auth, make_client
+from llmstack.retry import Backoff
+from llmstack.upload import head_object
+
+TERMINAL = ("SUCCEEDED", "FAILED", "CANCELED")
+METADATA_CATEGORY = "Other"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,9 +77,12 @@ class CatalogModelArgs:
     artifact: ObjectStorageArtifact | InlineArtifact
     custom_metadata: dict[str, pulumi.Input[str]] = field(default_factory=dict)
     hf_token: pulumi.Output[str] | None = None  # written as `token` into an inline artifact
+    endpoints: Mapping[str, str] | None = None  # {"datascience" | "objectstorage": URL}
 
     def props(self) -> dict[str, Any]:
+        endpoints = {"endpoints": dict(self.endpoints)} if self.endpoints else {}
         return {
+            **endpoints,
             "compartmentId": self.compartment_id,
             "projectId": self.project_id,
             "displayName": self.display_name,
@@ -74,22 +96,299 @@ class CatalogModelArgs:
         }
 
 
+@dataclass(frozen=True, kw_only=True)
+class WorkRequestWait:
+    """Polls of a work request: `first_s`, doubling up to `cap_s` (with jitter), for at most `timeout_s`.
+
+    The default allows an hour: the catalog copies a 140 GB zip at some hundreds of MB/s."""
+
+    first_s: float = 5.0
+    cap_s: float = 30.0
+    timeout_s: float = 3600.0
+
+
+class ArtifactFailed(Exception):
+    """Raised by create: the message says what failed and that the half-made model is gone."""
+
+
 class CatalogModelProvider(ProviderBase):
-    replace_on = ("compartmentId", "projectId", "region", "artifact", "customMetadata", "hfToken")
+    replace_on = ("compartmentId", "projectId", "region", "artifact", "hfToken")
     required = ("compartmentId", "projectId", "displayName", "region", "artifact")
 
+    def __init__(
+        self,
+        wait: WorkRequestWait | None = None,
+        backoff: Backoff | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__()
+        self.wait = wait or WorkRequestWait()
+        self.backoff = backoff or Backoff()
+        self.sleep = sleep
+
+    # -- diff
+    def validate(self, news: Mapping[str, Any]) -> list[pulumi.dynamic.CheckFailure]:
+        failures = super().validate(news)
+        kind = (news.get("artifact") or {}).get("kind")
+        if news.get("artifact") and kind not in ("objectStorage", "inline"):
+            failures.append(
+                pulumi.dynamic.CheckFailure(
+                    "artifact", f"artifact.kind {kind!r} is not one of: objectStorage, inline"
+                )
+            )
+        return failures
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.DiffResult:
+        result = partial_diff(olds, news, replace_on=self.replace_on)
+        old_fp = (olds.get("customMetadata") or {}).get("fingerprint")
+        new_fp = (news.get("customMetadata") or {}).get("fingerprint")
+        replaces = list(result.replaces or [])
+        if old_fp != new_fp and "customMetadata" not in replaces:
+            result.replaces = sorted([*replaces, "customMetadata"])
+        return result
+
+    # -- lifecycle
     def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
-        raise NotImplementedError("catalog registration is implemented by the catalog provider")
+        import oci
+
+        artifact = dict(props["artifact"])
+        if artifact["kind"] == "objectStorage":
+            self._check_source(props, artifact)
+        ds = self._data_science(props)
+        models = oci.data_science.models
+        details = models.CreateModelDetails(
+            compartment_id=props["compartmentId"],
+            project_id=props["projectId"],
+            display_name=props["displayName"],
+            description=props.get("description") or None,
+            freeform_tags=dict(props.get("freeformTags") or {}),
+            custom_metadata_list=_metadata(props.get("customMetadata")),
+        )
+        model = ds.create_model(details).data
+        try:
+            if artifact["kind"] == "objectStorage":
+                self._copy_in(ds, model.id, artifact)
+            else:
+                ds.create_model_artifact(
+                    model.id,
+                    inline_artifact(props.get("hfToken"), props.get("customMetadata")),
+                    content_disposition="attachment; filename=artifact.zip",
+                )
+            state = ds.get_model(model.id).data.lifecycle_state
+        except BaseException as exc:
+            gone = self._delete_quietly(ds, model.id)
+            if not isinstance(exc, Exception):  # Ctrl-C: clean up, then stop as asked
+                raise
+            raise ArtifactFailed(f"{_reason(exc, model.id)}; {gone}") from exc
+        return pulumi.dynamic.CreateResult(model.id, {**props, "modelId": model.id, "state": state})
+
+    def update(self, id_: str, _olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.UpdateResult:
+        import oci
+
+        details = oci.data_science.models.UpdateModelDetails(
+            display_name=news["displayName"],
+            description=news.get("description") or None,
+            freeform_tags=dict(news.get("freeformTags") or {}),
+            custom_metadata_list=_metadata(news.get("customMetadata")),
+        )
+        model = self._data_science(news).update_model(id_, details).data
+        return pulumi.dynamic.UpdateResult({**news, "modelId": id_, "state": model.lifecycle_state})
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        import oci
+
+        try:
+            self._data_science(props).delete_model(id_)
+        except oci.exceptions.ServiceError as exc:
+            if exc.status != 404:  # already gone is what delete wants
+                raise
+
+    def read(self, id_: str, props: dict[str, Any]) -> pulumi.dynamic.ReadResult:
+        import oci
+
+        try:
+            model = self._data_science(props).get_model(id_).data
+        except oci.exceptions.ServiceError as exc:
+            if exc.status == 404:
+                return pulumi.dynamic.ReadResult("", {})
+            raise
+        if model.lifecycle_state == "DELETED":
+            return pulumi.dynamic.ReadResult("", {})
+        metadata = {m.key: m.value for m in model.custom_metadata_list or []}
+        outs = {
+            **props,
+            "displayName": model.display_name,
+            "description": model.description or "",
+            "freeformTags": dict(model.freeform_tags or {}),
+            "customMetadata": metadata,
+            "modelId": id_,
+            "state": model.lifecycle_state,
+        }
+        return pulumi.dynamic.ReadResult(id_, outs)
+
+    # -- helpers
+    def _data_science(self, props: Mapping[str, Any]) -> Any:
+        import oci
+
+        return make_client(
+            oci.data_science.DataScienceClient,
+            Auth.from_inputs(props.get("auth")),
+            region=str(props["region"]),
+            endpoint=(props.get("endpoints") or {}).get("datascience"),
+            backoff=self.backoff,
+        )
+
+    def _check_source(self, props: Mapping[str, Any], artifact: Mapping[str, Any]) -> None:
+        """The zip must exist before a model is made for it; by reference needs a versioned bucket."""
+        import oci
+
+        client = make_client(
+            oci.object_storage.ObjectStorageClient,
+            Auth.from_inputs(props.get("auth")),
+            region=str(artifact.get("region") or props["region"]),
+            endpoint=(props.get("endpoints") or {}).get("objectstorage"),
+            backoff=self.backoff,
+        )
+        ns, bucket, name = str(artifact["namespace"]), str(artifact["bucket"]), str(artifact["objectName"])
+        uri = f"oci://{bucket}@{ns}/{name}"
+        try:
+            head = head_object(client, ns, bucket, name)
+            versioning = (
+                client.get_bucket(ns, bucket).data.versioning if artifact.get("byReference") else None
+            )
+        except oci.exceptions.ServiceError as exc:
+            raise ArtifactFailed(
+                f"cannot read the model artifact {uri}: {exc.status} {exc.code}: {exc.message}"
+            ) from exc
+        if head is None:
+            raise ArtifactFailed(
+                f"the model artifact {uri} does not exist (HEAD 404); upload it or fix source.objectStorage"
+            )
+        if artifact.get("byReference") and versioning != "Enabled":
+            raise ArtifactFailed(
+                f"byReference needs a versioned bucket, and {bucket!r} has versioning {versioning!r}; "
+                "enable versioning or let the catalog copy the zip"
+            )
+
+    def _copy_in(self, ds: Any, model_id: str, artifact: Mapping[str, Any]) -> None:
+        import oci
+
+        models = oci.data_science.models
+        if artifact.get("byReference"):
+            details = models.RegisterModelArtifactReferenceDetails(
+                model_artifact_references=[
+                    models.OSSModelArtifactReferenceDetails(
+                        namespace=artifact["namespace"],
+                        bucket_name=artifact["bucket"],
+                        prefix=artifact["objectName"],
+                    )
+                ]
+            )
+            response = ds.register_model_artifact_reference(details, model_id)
+            what = "artifact reference"
+        else:
+            details = models.ExportModelArtifactDetails(
+                artifact_export_details=models.ArtifactExportDetailsObjectStorage(
+                    namespace=artifact["namespace"],
+                    source_bucket=artifact["bucket"],
+                    source_object_name=artifact["objectName"],
+                    source_region=artifact["region"],
+                )
+            )
+            response = ds.export_model_artifact(model_id, details)
+            what = "artifact export"
+        self._wait(ds, response.headers["opc-work-request-id"], what)
+
+    def _wait(self, ds: Any, work_request_id: str, what: str) -> None:
+        """Poll until the work request ends; FAILED or CANCELED or a timeout raises, naming it."""
+        delays = Backoff(
+            attempts=1_000_000, base_s=self.wait.first_s, cap_s=self.wait.cap_s, total_s=self.wait.timeout_s
+        ).delays()
+        deadline = time.monotonic() + self.wait.timeout_s
+        while True:
+            status = ds.get_work_request(work_request_id).data.status
+            if status == "SUCCEEDED":
+                return
+            if status in TERMINAL:
+                errors = ds.list_work_request_errors(work_request_id).data
+                said = "; ".join(f"{e.code}: {e.message}" for e in errors) or "no error details"
+                raise WorkRequestFailed(f"{what} work request {work_request_id} ended {status}: {said}")
+            if time.monotonic() > deadline:
+                raise WorkRequestFailed(
+                    f"{what} work request {work_request_id} still {status} after {self.wait.timeout_s:.0f} s"
+                )
+            self.sleep(next(delays, self.wait.cap_s))
+
+    def _delete_quietly(self, ds: Any, model_id: str) -> str:
+        import oci
+
+        try:
+            ds.delete_model(model_id)
+        except oci.exceptions.ServiceError as exc:
+            if exc.status != 404:
+                return (
+                    f"the half-made model {model_id} could not be deleted ({exc.status} {exc.code}): "
+                    "delete it by hand"
+                )
+        return f"the half-made model {model_id} was deleted"
+
+
+class WorkRequestFailed(Exception):
+    pass
+
+
+def _reason(exc: BaseException, model_id: str) -> str:
+    if isinstance(exc, WorkRequestFailed):
+        return f"catalog model {model_id}: {exc}"
+    status, code, message = (getattr(exc, k, None) for k in ("status", "code", "message"))
+    if status is not None:
+        return f"catalog model {model_id}: adding the artifact failed: {status} {code}: {message}"
+    return f"catalog model {model_id}: adding the artifact failed: {type(exc).__name__}: {exc}"
+
+
+def _metadata(custom: Mapping[str, Any] | None) -> list[Any]:
+    import oci
+
+    return [
+        oci.data_science.models.Metadata(key=str(k), value=str(v), category=METADATA_CATEGORY)
+        for k, v in sorted((custom or {}).items())
+        if v is not None
+    ]
+
+
+def inline_artifact(hf_token: str | None, custom_metadata: Mapping[str, Any] | None) -> bytes:
+    """A small deterministic zip: `token` (when given, for TOKEN_FILE) and a note of the model's source."""
+    files: dict[str, bytes] = {
+        "llmstack.json": json.dumps(
+            {k: v for k, v in sorted((custom_metadata or {}).items()) if k in ("source", "method", "engine")},
+            sort_keys=True,
+        ).encode()
+    }
+    if hf_token:
+        files["token"] = str(hf_token).encode()
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as z:
+        for name in sorted(files):
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o100644 << 16
+            z.writestr(info, files[name])
+    return out.getvalue()
 
 
 class CatalogModel(DynamicResource, module="catalog", name="CatalogModel"):
     modelId: pulumi.Output[str]
     state: pulumi.Output[str]
 
-    def __init__(self, name: str, args: CatalogModelArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: CatalogModelArgs,
+        opts: pulumi.ResourceOptions | None = None,
+        provider: CatalogModelProvider | None = None,
+    ) -> None:
         secret = pulumi.ResourceOptions(additional_secret_outputs=["hfToken"])
         super().__init__(
-            CatalogModelProvider(),
+            provider or CatalogModelProvider(),
             name,
             {**args.props(), "modelId": None, "state": None},
             pulumi.ResourceOptions.merge(secret, opts),

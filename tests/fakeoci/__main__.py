@@ -25,12 +25,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--namespace", default="testns")
     parser.add_argument("--bucket", action="append", default=[], help="create this bucket (repeatable)")
     parser.add_argument("--rate-mbps", type=float, default=None, help="throttle bodies to this link speed")
+    parser.add_argument(
+        "--fast-digests",
+        action="store_true",
+        help="benchmarks: no MD5 on the fake's side (see objectstorage.py)",
+    )
     parser.add_argument("--lifetime", type=float, default=3600.0, help="stop after this many seconds")
     args = parser.parse_args(argv)
 
     identity = TestIdentity.create(args.data / "auth")
     fake = FakeOci(args.data / "store", namespace=args.namespace, rate_mbps=args.rate_mbps)
     fake.trust(identity)
+    fake.fast_digests = args.fast_digests
     store = fake.service(ObjectStorage)
     existing = (
         {p.name for p in (store.root / args.namespace).glob("*")}

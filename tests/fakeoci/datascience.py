@@ -253,7 +253,7 @@ class DataScience(Service):
         return empty_response(204)
 
     # -- artifacts
-    @route("PUT", "/models/{modelId}/artifact", op="CreateModelArtifact", sign_body=False, stream_body=True)
+    @route("POST", "/models/{modelId}/artifact", op="CreateModelArtifact", sign_body=False, stream_body=True)
     def create_artifact(self, req: Request) -> Response:
         model = self._model(req)
         if model.get("_hasArtifact"):

@@ -1,0 +1,244 @@
+"""Benchmark: the seed's offline upload against the streaming upload, both into the same loopback fake.
+
+    python bench/upload.py [--size-mib 1024] [--rate-mbps 1000] [--repeat 3]
+
+baseline  = what the seed does: write a stored zip to disk with `zipfile`, then upload it the way
+            `oci os object put` does (UploadManager, 10 parallel parts of 128 MiB: oci-cli's defaults).
+streaming = `llmstack.upload.upload_folder`: zip parts streamed straight into a parallel multipart upload.
+Each side runs in its own process (timed around the work only, not the interpreter start); the fake runs
+in a third, with `--fast-digests` so that its own MD5 work (done by the real service on its own machines)
+does not steal the client's CPU, and optionally throttled to `--rate-mbps`. The last line of output is one
+JSON object: {"baseline_s", "streaming_s", "speedup", "peak_rss_mib", "unchanged_rerun_s"}.
+Targets: speedup >= 2.0, peak RSS <= 512 MiB, unchanged re-run <= 5% of the first upload.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BUCKET = "bench"
+
+
+def make_model(folder: Path, size_mib: int) -> None:
+    """Safetensors-like shards (at most 256 MiB each) plus the small JSON files a HF model folder has."""
+    folder.mkdir(parents=True)
+    shards = max(1, -(-size_mib // 256))
+    block = bytearray(os.urandom(1 << 20))
+    left = size_mib
+    for i in range(shards):
+        mib = min(256, left) if i < shards - 1 else left
+        left -= mib
+        with (folder / f"model-{i + 1:05d}-of-{shards:05d}.safetensors").open("wb") as fh:
+            for j in range(mib):
+                block[:8] = (i * 1_000_003 + j).to_bytes(8, "little")  # no two MiB alike
+                fh.write(block)
+    for name, data in {
+        "config.json": {"architectures": ["LlamaForCausalLM"], "hidden_size": 4096, "num_hidden_layers": 32},
+        "generation_config.json": {"temperature": 0.6, "top_p": 0.9},
+        "tokenizer_config.json": {"model_max_length": 4096},
+        "special_tokens_map.json": {"bos_token": "<s>", "eos_token": "</s>"},
+        "model.safetensors.index.json": {"metadata": {"total_size": size_mib << 20}},
+    }.items():
+        (folder / name).write_text(json.dumps(data))
+
+
+def start_fake(data: Path, rate_mbps: float | None) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    argv = [sys.executable, "-m", "tests.fakeoci", "--data", str(data), "--bucket", BUCKET, "--fast-digests"]
+    argv += ["--lifetime", "3600"] + (["--rate-mbps", str(rate_mbps)] if rate_mbps else [])
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    return proc, json.loads(proc.stdout.readline())
+
+
+# ------------------------------------------------------------------------------------ the two sides
+
+
+def side_baseline(folder: Path, work: Path, fake: dict[str, Any], name: str) -> dict[str, float]:
+    import zipfile
+
+    import oci
+
+    start = time.perf_counter()
+    zip_path = work / "my_large_model.zip"
+    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_STORED) as z:  # `zip my_large_model.zip * -0`
+        for path in sorted(folder.iterdir()):
+            z.write(path, arcname=path.name)
+    zipped = time.perf_counter()
+    config = oci.config.from_file(fake["config_file"], fake["profile"])
+    client = oci.object_storage.ObjectStorageClient(config, service_endpoint=fake["endpoint"])
+    manager = oci.object_storage.UploadManager(client, allow_parallel_uploads=True, parallel_process_count=10)
+    manager.upload_file(fake["namespace"], BUCKET, name, str(zip_path), part_size=128 * 1024 * 1024)
+    done = time.perf_counter()
+    zip_path.unlink()
+    return {"seconds": done - start, "zip_s": zipped - start, "upload_s": done - zipped}
+
+
+def side_streaming(
+    folder: Path, fake: dict[str, Any], prefix: str, workers: int, part_mib: int
+) -> dict[str, float]:
+    import oci
+
+    from llmstack.oci_auth import Auth, make_client
+    from llmstack.upload import Destination, Tuning, upload_folder
+
+    auth = Auth(config_file=fake["config_file"], profile=fake["profile"])
+
+    def client() -> Any:
+        return make_client(oci.object_storage.ObjectStorageClient, auth, endpoint=fake["endpoint"])
+
+    dest = Destination(namespace=fake["namespace"], bucket=BUCKET, prefix=prefix)
+    tuning = Tuning(part_size=part_mib << 20, workers=workers)
+    start = time.perf_counter()
+    first = upload_folder(folder, dest, client, tuning=tuning, progress=False)
+    mid = time.perf_counter()
+    again = upload_folder(folder, dest, client, tuning=tuning, progress=False)
+    end = time.perf_counter()
+    assert again.skipped and again.fingerprint == first.fingerprint
+    return {
+        "seconds": mid - start,
+        "unchanged_s": end - mid,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "size_bytes": first.size_bytes,
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_side(argv: list[str], fake_pid: int) -> dict[str, float]:
+    os.sync()  # start each side without the other's dirty pages still being written back
+    fake_before = cpu_seconds(fake_pid)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run(
+        [sys.executable, __file__, *argv],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    result["cpu_s"] = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    result["fake_cpu_s"] = cpu_seconds(fake_pid) - fake_before
+    return result
+
+
+# ------------------------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=1024, help="size of the generated model folder")
+    parser.add_argument("--rate-mbps", type=float, default=None, help="throttle the fake's link (e.g. 1000)")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run both sides this many times; report medians"
+    )
+    parser.add_argument("--workers", type=int, default=6, help="streaming: parts in flight")
+    parser.add_argument("--part-size-mib", type=int, default=32, help="streaming: part size")
+    parser.add_argument(
+        "--fake-store",
+        type=Path,
+        default=Path("/dev/shm") if Path("/dev/shm").is_dir() else None,
+        help="where the fake keeps uploaded bytes (default: /dev/shm, memory, so that the fake's disk "
+        "writeback does not slow both sides alike; the baseline's zip stays on the temp disk)",
+    )
+    parser.add_argument("--side", choices=["baseline", "streaming"], help=argparse.SUPPRESS)
+    parser.add_argument("--fake", help=argparse.SUPPRESS)
+    parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--name", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.side == "baseline":
+        print(json.dumps(side_baseline(args.folder, args.work, json.loads(args.fake), args.name)))
+        return 0
+    if args.side == "streaming":
+        result = side_streaming(
+            args.folder, json.loads(args.fake), args.name, args.workers, args.part_size_mib
+        )
+        print(json.dumps(result))
+        return 0
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-upload-"))
+    fake_dir = (
+        Path(tempfile.mkdtemp(prefix="bench-upload-fake-", dir=args.fake_store))
+        if args.fake_store
+        else tmp / "fake"
+    )
+    fake_proc = None
+    try:
+        folder = tmp / "model"
+        print(f"generating a {args.size_mib} MiB model folder in {folder}", file=sys.stderr)
+        make_model(folder, args.size_mib)
+        fake_proc, fake = start_fake(fake_dir, args.rate_mbps)
+        link = f"{args.rate_mbps:g} Mbps" if args.rate_mbps else "unthrottled loopback"
+        print(
+            f"fake OCI at {fake['endpoint']} ({link}), storing in {fake_dir}; {os.cpu_count()} CPUs",
+            file=sys.stderr,
+        )
+        common = ["--folder", str(folder), "--fake", json.dumps(fake), "--work", str(tmp)]
+        baseline, streaming = [], []
+        for i in range(args.repeat):
+            b = run_side(
+                ["--side", "baseline", *common, "--name", f"baseline-{i}/my_large_model.zip"], fake_proc.pid
+            )
+            s = run_side(
+                [
+                    "--side",
+                    "streaming",
+                    *common,
+                    "--name",
+                    f"streaming-{i}/",
+                    "--workers",
+                    str(args.workers),
+                    "--part-size-mib",
+                    str(args.part_size_mib),
+                ],
+                fake_proc.pid,
+            )
+            baseline.append(b)
+            streaming.append(s)
+            print(
+                f"run {i + 1}: baseline {b['seconds']:.2f} s (zip to disk {b['zip_s']:.2f} s + upload "
+                f"{b['upload_s']:.2f} s), streaming {s['seconds']:.2f} s, unchanged re-run "
+                f"{s['unchanged_s'] * 1000:.0f} ms, streaming peak RSS {s['peak_rss_mib']:.0f} MiB; CPU s "
+                f"(client + fake): baseline {b['cpu_s']:.1f} + {b['fake_cpu_s']:.1f}, "
+                f"streaming {s['cpu_s']:.1f} + {s['fake_cpu_s']:.1f}",
+                file=sys.stderr,
+            )
+        baseline_s = statistics.median(b["seconds"] for b in baseline)
+        streaming_s = statistics.median(s["seconds"] for s in streaming)
+        result = {
+            "baseline_s": round(baseline_s, 3),
+            "streaming_s": round(streaming_s, 3),
+            "speedup": round(baseline_s / streaming_s, 2),
+            "peak_rss_mib": round(max(s["peak_rss_mib"] for s in streaming), 1),
+            "unchanged_rerun_s": round(statistics.median(s["unchanged_s"] for s in streaming), 3),
+        }
+        print(json.dumps(result))
+        return 0
+    finally:
+        if fake_proc is not None:
+            fake_proc.terminate()
+            fake_proc.wait(timeout=10)
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(fake_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

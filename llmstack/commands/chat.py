@@ -1,0 +1,115 @@
+"""`llmstack chat`: a chat page in the browser on a deployed model (Gradio, from the `chat` extra)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from llmstack.endpoints import add_target_arguments, auth_for, resolve_target, retry_notice
+from llmstack.errors import UserError
+from llmstack.prompting import FAMILIES
+
+HELP = "open a chat page (Gradio) on a deployed model"
+
+DEFAULT_PORT = 7860
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1024 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number from 1024 to 65535")
+    return port
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_target_arguments(parser)
+    talk = parser.add_argument_group("conversation")
+    talk.add_argument(
+        "--template",
+        choices=("auto", *FAMILIES),
+        default="auto",
+        help="chat format (default: from the model's name; generic when it says nothing)",
+    )
+    talk.add_argument(
+        "--context-length",
+        type=_positive_int,
+        metavar="N",
+        help="the model's context in tokens; older turns are left out to fit (default: the family's)",
+    )
+    talk.add_argument("--system", metavar="TEXT", help="the system prompt the page starts with")
+    talk.add_argument(
+        "--timeout", type=float, default=120.0, metavar="S", help="seconds to wait for a reply to start (120)"
+    )
+    page = parser.add_argument_group("page")
+    page.add_argument(
+        "--host", default="127.0.0.1", help="address to serve on (127.0.0.1: this machine only)"
+    )
+    page.add_argument("--port", type=_port, default=DEFAULT_PORT, metavar="N", help=f"port ({DEFAULT_PORT})")
+    page.add_argument("--share", action="store_true", help="also publish a temporary public gradio.live link")
+
+
+def run(args: argparse.Namespace) -> int:
+    from llmstack.predict import PredictClient
+    from llmstack.prompting import family_of, template_for
+
+    target = resolve_target(args)
+    family = family_of(target.model) if args.template == "auto" else args.template
+    template = template_for(family)
+    client = PredictClient(
+        target.predict_url,
+        auth=auth_for(args, target.predict_url),
+        timeout_s=args.timeout,
+        stream_endpoint=target.stream_url,
+        on_retry=retry_notice("chat"),
+    )
+    _quiet_gradio()
+    try:
+        from llmstack import chat
+    except ImportError as exc:
+        raise UserError(
+            f"the chat page needs the chat extra ({exc.name or exc} is missing): "
+            "pip install 'oci-llm-stack[chat]'"
+        ) from exc
+    settings = chat.ChatSettings(
+        model=target.model,
+        endpoint=client.stream_url,
+        template=template,
+        context_tokens=args.context_length or template.context_tokens,
+        system_prompt=chat.DEFAULT_SYSTEM_PROMPT if args.system is None else args.system,
+    )
+    app = chat.build_app(settings, client)
+    try:
+        local_url, share_url = chat.serve(app, host=args.host, port=args.port, share=args.share)
+    except OSError as exc:
+        if "empty port" in str(exc):  # Gradio's words for "taken"
+            raise UserError(f"port {args.port} on {args.host} is in use: pick another --port") from exc
+        raise UserError(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}") from exc
+    where = f"{local_url} or {share_url}" if share_url else local_url
+    print(f"llmstack chat: {target.model} ({template.family} format) at {client.stream_url}", file=sys.stderr)
+    if args.share and not share_url:
+        print(
+            "llmstack chat: no public link could be made; the page is on this machine only", file=sys.stderr
+        )
+    print(f"llmstack chat: open {where} (Ctrl-C stops)", file=sys.stderr)
+    chat.run_until_interrupted(app)
+    return 0
+
+
+def _quiet_gradio() -> None:
+    """Gradio phones home (usage analytics, a version check) unless told not to before it is imported."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")

@@ -1,0 +1,596 @@
+"""Upload a model folder to Object Storage as a stored zip, streamed: no zip on disk, bounded memory.
+
+    folder --scan--> manifest (names, sizes, mtimes) --> already uploaded? (sidecar + HEAD) --> done
+                                                     \\-> zip parts --> parallel multipart upload --> commit
+                                                                    \\-> sha-256 (the fingerprint)
+
+- Memory: at most `workers + 3` parts exist at once (being sent or hashed, being filled, being handed over).
+- Unchanged folder: a sidecar object `<prefix>.manifests/<manifest digest>.json` records what an upload of
+  exactly this folder state produced; when it and the object it names (same size and multipart MD5) are
+  there, nothing is read or sent. Any file whose size or modification time changed gives a new digest.
+- Resume: the multipart upload is named after the manifest digest (`<prefix>.staging/<digest>.zip`), so a
+  run after an interruption finds it, recomputes each part, keeps the stored parts whose MD5 matches and
+  sends only the rest. Interrupted runs (Ctrl-C, network loss after retries) keep the upload for that;
+  any other failure aborts it, so nothing is left behind.
+- The committed object is renamed to `<prefix><fingerprint[:16]>.zip`: the same bytes always get the same
+  name, whatever the folder's timestamps.
+- Each part carries a CRC32C that the service checks (`opc-content-crc32c`); SDK calls retry 429, 5xx and
+  connection errors with the project's backoff (llmstack/retry.py, through `make_client`).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import queue
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from llmstack.errors import UserError
+from llmstack.retry import is_retryable
+from llmstack.zipstream import (
+    LAYOUT_VERSION,
+    ZIP64_LIMIT,
+    Manifest,
+    ZipLayout,
+    part_size_for,
+    scan,
+    write_zip,
+)
+
+ClientFactory = Callable[[], Any]  # returns an oci.object_storage.ObjectStorageClient
+SIDECAR_DIR = ".manifests/"
+STAGING_DIR = ".staging/"
+_URI = re.compile(
+    r"^oci://(?P<bucket>[A-Za-z0-9._-]{1,256})@(?P<namespace>[a-z0-9-]{1,64})(?:/(?P<prefix>.*))?$"
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Destination:
+    namespace: str
+    bucket: str
+    prefix: str = ""
+
+    def __post_init__(self) -> None:
+        if self.prefix and not self.prefix.endswith("/"):
+            object.__setattr__(self, "prefix", self.prefix + "/")
+
+    @classmethod
+    def parse(cls, uri: str, *, what: str = "--to") -> Destination:
+        m = _URI.match(uri)
+        if not m:
+            raise UserError(
+                f"{what} {uri!r} is not an Object Storage location: expected oci://BUCKET@NAMESPACE/PREFIX/"
+            )
+        return cls(namespace=m["namespace"], bucket=m["bucket"], prefix=m["prefix"] or "")
+
+    def uri(self, object_name: str) -> str:
+        return f"oci://{self.bucket}@{self.namespace}/{object_name}"
+
+    def sidecar(self, digest: str) -> str:
+        return f"{self.prefix}{SIDECAR_DIR}{digest}.json"
+
+    def staging(self, digest: str) -> str:
+        return f"{self.prefix}{STAGING_DIR}{digest[:32]}.zip"
+
+    def final(self, fingerprint: str) -> str:
+        return f"{self.prefix}{fingerprint[:16]}.zip"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tuning:
+    """How the upload runs. Memory is about (workers + 3) x part size: 288 MiB by default."""
+
+    part_size: int | None = None  # None: 32 MiB, doubled until the zip fits in 10,000 parts
+    workers: int = 6
+    zip64_limit: int = ZIP64_LIMIT
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise UserError(f"workers must be at least 1, got {self.workers}")
+        if self.part_size is not None and not (1 <= self.part_size <= 50 << 30):
+            raise UserError(f"part size must be between 1 byte and 50 GiB, got {self.part_size}")
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    object_name: str
+    uri: str
+    fingerprint: str
+    size_bytes: int
+    manifest_digest: str
+    sent_bytes: int = 0  # bytes sent by this run: 0 when the folder was already there
+    reused_parts: int = 0  # parts found stored (resume) and verified
+    skipped: bool = False
+
+
+class Progress:
+    """Bytes, rate and ETA on one terminal line; silent when the stream is not a terminal."""
+
+    def __init__(
+        self,
+        label: str,
+        total: int,
+        stream: TextIO | None = None,
+        enabled: bool | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.clock = clock
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self.label = label
+        self.total = total
+        self.done = 0
+        self._start = clock()
+        self._shown = -1.0
+        self._lock = threading.Lock()
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self.done += n
+            now = self.clock()
+            if self.enabled and (now - self._shown >= 0.25 or self.done >= self.total):
+                self._shown = now
+                self.stream.write("\r" + self.line(now) + "\x1b[K")
+                self.stream.flush()
+
+    def line(self, now: float | None = None) -> str:
+        elapsed = max((self.clock() if now is None else now) - self._start, 1e-6)
+        rate = self.done / elapsed
+        eta = (self.total - self.done) / rate if rate > 0 else 0.0
+        return (
+            f"{self.label} {_size(self.done)} / {_size(self.total)}  {_size(rate)}/s  "
+            f"ETA {int(eta // 60)}:{int(eta % 60):02d}"
+        )
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+# ------------------------------------------------------------------------------------ zip to a file
+
+
+def write_zip_file(
+    folder: Path, output: Path, *, zip64_limit: int = ZIP64_LIMIT, progress: bool | None = None
+) -> Uploaded:
+    """The same bytes an upload sends, into `output`; returns their sha-256 and size."""
+    manifest = scan(folder)
+    layout = ZipLayout.of(manifest, zip64_limit=zip64_limit)
+    sha = hashlib.sha256()
+    bar = Progress(f"writing {output.name}", layout.total_size, enabled=progress)
+    tmp = output.with_name(f".{output.name}.partial")
+    try:
+        with tmp.open("wb") as out:
+
+            def emit(_n: int, data: bytes) -> None:
+                sha.update(data)
+                out.write(data)
+                bar.add(len(data))
+
+            write_zip(manifest, 8 << 20, emit, zip64_limit=zip64_limit)
+        tmp.replace(output)
+    except OSError as exc:
+        raise UserError(f"cannot write {output}: {exc.strerror}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+        bar.close()
+    return Uploaded(
+        object_name=output.name,
+        uri=str(output),
+        fingerprint=sha.hexdigest(),
+        size_bytes=layout.total_size,
+        manifest_digest=manifest.digest,
+    )
+
+
+# ----------------------------------------------------------------------------------- unchanged check
+
+
+def find_uploaded(client: Any, dest: Destination, manifest: Manifest) -> Uploaded | None:
+    """What an earlier upload of exactly this folder state produced, if its object is still there."""
+    import oci
+
+    digest = manifest.digest
+    try:
+        data = client.get_object(dest.namespace, dest.bucket, dest.sidecar(digest)).data.content
+        record = json.loads(data)
+    except oci.exceptions.ServiceError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    except ValueError:
+        return None
+    if record.get("layout") != LAYOUT_VERSION or record.get("manifestDigest") != digest:
+        return None
+    head = head_object(client, dest.namespace, dest.bucket, record["objectName"])
+    if head is None or int(head.get("content-length", -1)) != record["sizeBytes"]:
+        return None
+    if _content_md5(head) != record.get("contentMd5"):
+        return None
+    return Uploaded(
+        object_name=record["objectName"],
+        uri=dest.uri(record["objectName"]),
+        fingerprint=record["fingerprint"],
+        size_bytes=record["sizeBytes"],
+        manifest_digest=digest,
+        skipped=True,
+    )
+
+
+def head_object(client: Any, namespace: str, bucket: str, name: str) -> dict[str, str] | None:
+    """The object's headers (lower-case keys), or None when it does not exist."""
+    import oci
+
+    try:
+        response = client.head_object(namespace, bucket, name)
+    except oci.exceptions.ServiceError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return {k.lower(): v for k, v in response.headers.items()}
+
+
+def _content_md5(head: dict[str, str]) -> str | None:
+    return head.get("opc-multipart-md5") or head.get("content-md5")
+
+
+# -------------------------------------------------------------------------------------------- upload
+
+
+@dataclass
+class _Part:
+    number: int
+    data: bytes
+    users: int = 2  # the hasher and the sender
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass
+class _Stored:
+    size: int
+    md5: str
+    etag: str
+
+
+class _Upload:
+    """One streaming multipart upload: producer (zip), hasher (sha-256, in order), senders (parallel)."""
+
+    def __init__(
+        self,
+        client_factory: ClientFactory,
+        dest: Destination,
+        manifest: Manifest,
+        tuning: Tuning,
+        progress: Progress,
+        on_part: Callable[[int], None] | None,
+    ) -> None:
+        self.client_factory = client_factory
+        self.dest = dest
+        self.manifest = manifest
+        self.tuning = tuning
+        self.layout = ZipLayout.of(manifest, zip64_limit=tuning.zip64_limit)
+        self.part_size = tuning.part_size or part_size_for(self.layout.total_size)
+        self.parts_total = max(1, -(-self.layout.total_size // self.part_size))
+        self.object_name = dest.staging(manifest.digest)
+        self.progress = progress
+        self.on_part = on_part
+        self.upload_id = ""
+        self.stored: dict[int, _Stored] = {}
+        self.etags: dict[int, str] = {}
+        self.sent_bytes = 0
+        self.reused = 0
+        self._local = threading.local()
+        self._slots = threading.Semaphore(tuning.workers + 1)
+        self._failed: list[BaseException] = []
+        self._lock = threading.Lock()
+
+    # -- clients, one per thread
+    def client(self) -> Any:
+        c = getattr(self._local, "client", None)
+        if c is None:
+            c = self._local.client = self.client_factory()
+        return c
+
+    # -- start or resume
+    def open(self) -> None:
+        import oci
+
+        client = self.client()
+        uploads = oci.pagination.list_call_get_all_results(
+            client.list_multipart_uploads, self.dest.namespace, self.dest.bucket
+        ).data
+        ours = sorted(
+            (u for u in uploads if u.object == self.object_name), key=lambda u: u.time_created, reverse=True
+        )
+        for upload in ours:
+            parts = oci.pagination.list_call_get_all_results(
+                client.list_multipart_upload_parts,
+                self.dest.namespace,
+                self.dest.bucket,
+                self.object_name,
+                upload.upload_id,
+            ).data
+            stored = {p.part_number: _Stored(p.size, p.md5, p.etag) for p in parts}
+            if not self.upload_id and all(self._fits(n, s.size) for n, s in stored.items()):
+                self.upload_id, self.stored = upload.upload_id, stored
+            else:  # a duplicate, or laid out with another part size: it can never be completed
+                self._abort(upload.upload_id)
+        if not self.upload_id:
+            details = oci.object_storage.models.CreateMultipartUploadDetails(
+                object=self.object_name,
+                content_type="application/zip",
+                metadata={"manifest-digest": self.manifest.digest, "layout": LAYOUT_VERSION},
+            )
+            self.upload_id = client.create_multipart_upload(
+                self.dest.namespace, self.dest.bucket, details
+            ).data.upload_id
+
+    def _fits(self, number: int, size: int) -> bool:
+        if not 1 <= number <= self.parts_total:
+            return False
+        last = self.layout.total_size - self.part_size * (self.parts_total - 1)
+        return size == (last if number == self.parts_total else self.part_size)
+
+    def _abort(self, upload_id: str) -> None:
+        import oci
+
+        try:
+            self.client().abort_multipart_upload(
+                self.dest.namespace, self.dest.bucket, self.object_name, upload_id
+            )
+        except oci.exceptions.ServiceError as exc:
+            if exc.status != 404:
+                raise
+
+    # -- the pipeline
+    def run(self) -> str:
+        sha = hashlib.sha256()
+        hash_q: queue.Queue[_Part | None] = queue.Queue()
+        hasher = threading.Thread(target=self._hash, args=(hash_q, sha), name="zip-sha256", daemon=True)
+        hasher.start()
+        futures: list[Future[None]] = []
+        pool = ThreadPoolExecutor(max_workers=self.tuning.workers, thread_name_prefix="upload-part")
+
+        def emit(number: int, data: bytes) -> None:
+            self._slots.acquire()
+            if self._failed:
+                self._slots.release()
+                raise self._failed[0]
+            part = _Part(number, data)
+            hash_q.put(part)
+            futures.append(pool.submit(self._send, part))
+
+        ok = False
+        try:
+            write_zip(self.manifest, self.part_size, emit, zip64_limit=self.tuning.zip64_limit)
+            ok = True
+        finally:
+            pool.shutdown(wait=True, cancel_futures=not ok)
+            hash_q.put(None)
+            hasher.join()
+        for f in futures:
+            f.result()
+        if self._failed:
+            raise self._failed[0]
+        return sha.hexdigest()
+
+    def _done_with(self, part: _Part) -> None:
+        with part.lock:
+            part.users -= 1
+            last = part.users == 0
+        if last:
+            part.data = b""
+            self._slots.release()
+
+    def _hash(self, hash_q: queue.Queue[_Part | None], sha: Any) -> None:
+        while (part := hash_q.get()) is not None:
+            sha.update(part.data)
+            self._done_with(part)
+
+    def _send(self, part: _Part) -> None:
+        try:
+            if self._failed:
+                return
+            stored = self.stored.get(part.number)
+            md5 = (
+                base64.b64encode(hashlib.md5(part.data, usedforsecurity=False).digest()).decode()
+                if stored
+                else ""
+            )
+            if stored is not None and stored.size == len(part.data) and stored.md5 == md5:
+                etag = stored.etag
+                with self._lock:
+                    self.reused += 1
+            else:
+                etag = self._put(part)
+                with self._lock:
+                    self.sent_bytes += len(part.data)
+            with self._lock:
+                self.etags[part.number] = etag
+            self.progress.add(len(part.data))
+            if self.on_part is not None:
+                self.on_part(part.number)
+        except BaseException as exc:
+            with self._lock:
+                self._failed.append(exc)
+            raise
+        finally:
+            self._done_with(part)
+
+    def _put(self, part: _Part) -> str:
+        crc = _crc32c(part.data)
+        response = self.client().upload_part(
+            self.dest.namespace,
+            self.dest.bucket,
+            self.object_name,
+            self.upload_id,
+            part.number,
+            part.data,
+            opc_checksum_algorithm="CRC32C" if crc else None,
+            opc_content_crc32c=crc,
+        )
+        return str(response.headers["etag"])
+
+    def commit(self) -> dict[str, str]:
+        import oci
+
+        models = oci.object_storage.models
+        details = models.CommitMultipartUploadDetails(
+            parts_to_commit=[
+                models.CommitMultipartUploadPartDetails(part_num=n, etag=self.etags[n])
+                for n in sorted(self.etags)
+            ]
+        )
+        response = self.client().commit_multipart_upload(
+            self.dest.namespace, self.dest.bucket, self.object_name, self.upload_id, details
+        )
+        return {k.lower(): v for k, v in response.headers.items()}
+
+
+def _crc32c(data: bytes) -> str | None:
+    try:
+        import crc32c
+    except ImportError:  # pragma: no cover - crc32c comes with the oci SDK
+        return None
+    return base64.b64encode(crc32c.crc32c(data).to_bytes(4, "big")).decode()
+
+
+def upload_folder(
+    folder: Path,
+    dest: Destination,
+    client_factory: ClientFactory,
+    *,
+    tuning: Tuning = Tuning(),
+    progress: bool | None = None,
+    on_part: Callable[[int], None] | None = None,
+) -> Uploaded:
+    """Make sure the zip of `folder` is in `dest`; upload (or finish uploading) it only when needed."""
+    import oci
+
+    manifest = scan(folder)
+    client = client_factory()
+    try:
+        found = find_uploaded(client, dest, manifest)
+    except oci.exceptions.ServiceError as exc:
+        raise _service_error(exc, dest, "look up earlier uploads in") from exc
+    if found is not None:
+        return found
+
+    job: _Upload | None = None
+    finished = keep_for_resume = False
+    bar = Progress(f"uploading {dest.uri(dest.prefix)}", 0, enabled=progress)
+    try:
+        job = _Upload(client_factory, dest, manifest, tuning, bar, on_part)
+        bar.total = job.layout.total_size
+        job.open()
+        try:
+            fingerprint = job.run()
+        finally:
+            bar.close()
+        committed = job.commit()
+        finished = True
+    except KeyboardInterrupt:
+        keep_for_resume = True
+        raise
+    except oci.exceptions.ServiceError as exc:
+        keep_for_resume = is_retryable(exc)
+        raise _service_error(exc, dest, "upload to", job, keep_for_resume) from exc
+    except (
+        oci.exceptions.RequestException,
+        oci.exceptions.ConnectTimeout,
+        ConnectionError,
+        TimeoutError,
+    ) as exc:
+        keep_for_resume = True
+        raise UserError(
+            f"upload to {dest.uri(dest.prefix)} interrupted ({type(exc).__name__}); "
+            f"{_kept(job)}run the same command again to resume"
+        ) from exc
+    finally:
+        if job is not None and job.upload_id and not finished and not keep_for_resume:
+            with contextlib.suppress(Exception):  # the first error matters more; a lifecycle rule cleans up
+                job._abort(job.upload_id)
+
+    final = dest.final(fingerprint)
+    try:
+        _place(client, dest, job.object_name, final, committed)
+        record = {
+            "layout": LAYOUT_VERSION,
+            "manifestDigest": manifest.digest,
+            "objectName": final,
+            "fingerprint": fingerprint,
+            "sizeBytes": job.layout.total_size,
+            "contentMd5": _content_md5(committed),
+            "partSize": job.part_size,
+            "entries": manifest.as_json(),
+        }
+        client.put_object(
+            dest.namespace,
+            dest.bucket,
+            dest.sidecar(manifest.digest),
+            json.dumps(record).encode(),
+            content_type="application/json",
+        )
+    except oci.exceptions.ServiceError as exc:
+        raise _service_error(exc, dest, "finish the upload in") from exc
+    return Uploaded(
+        object_name=final,
+        uri=dest.uri(final),
+        fingerprint=fingerprint,
+        size_bytes=job.layout.total_size,
+        manifest_digest=manifest.digest,
+        sent_bytes=job.sent_bytes,
+        reused_parts=job.reused,
+    )
+
+
+def _place(client: Any, dest: Destination, staging: str, final: str, committed: dict[str, str]) -> None:
+    """Give the committed object its content name; when that name already holds the same bytes, keep it."""
+    import oci
+
+    existing = head_object(client, dest.namespace, dest.bucket, final)
+    if existing is not None and _content_md5(existing) == _content_md5(committed):
+        client.delete_object(dest.namespace, dest.bucket, staging)
+        return
+    details = oci.object_storage.models.RenameObjectDetails(source_name=staging, new_name=final)
+    client.rename_object(dest.namespace, dest.bucket, details)
+
+
+def _kept(job: _Upload | None) -> str:
+    if job is None or not job.upload_id:
+        return ""
+    return f"{len(job.etags)} of {job.parts_total} parts are stored (multipart upload {job.upload_id}); "
+
+
+def _service_error(
+    exc: Any, dest: Destination, doing: str, job: _Upload | None = None, kept: bool = False
+) -> UserError:
+    where = dest.uri(dest.prefix)
+    what = f"cannot {doing} {where}: {exc.status} {exc.code}: {exc.message}"
+    if job is not None and job.upload_id:
+        what += (
+            f"; {_kept(job)}run again to resume"
+            if kept
+            else f"; multipart upload {job.upload_id} was aborted"
+        )
+    return UserError(what)
