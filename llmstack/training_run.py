@@ -22,6 +22,7 @@ from llmstack.errors import UserError
 from llmstack.logsearch import UNREACHABLE, LogSource, log_tails, reason
 from llmstack.oci_auth import Auth, make_client
 from llmstack.readiness import Polling
+from llmstack.upload import head_object
 
 SUCCEEDED = "SUCCEEDED"
 RUNNING_STATES = frozenset({"ACCEPTED", "IN_PROGRESS"})
@@ -237,21 +238,21 @@ def _artifact_size(run: TrainingRun, job_run_id: str, job_run: Any, began_at: dt
     )
     artifact = run.artifact
     try:
-        head = storage.head_object(artifact.namespace, artifact.bucket, artifact.name)
-    except oci.exceptions.ServiceError as exc:
-        if exc.status == 404:
-            raise _failed(
-                f"job run {job_run_id} SUCCEEDED but left no {artifact}: does the job's image run "
-                "`python -m training.finetune` (with --zip)?",
-                run,
-                job_run_id,
-                job_run,
-                began_at,
-            ) from None
+        head = head_object(storage, artifact.namespace, artifact.bucket, artifact.name)
+    except oci.exceptions.ServiceError:
         return None  # not readable by whoever runs `up`; the catalog registration will say more
     except UNREACHABLE:
         return None
-    length = head.headers.get("content-length")
+    if head is None:
+        raise _failed(
+            f"job run {job_run_id} SUCCEEDED but left no {artifact}: does the job's image run "
+            "`python -m training.finetune` (with --zip)?",
+            run,
+            job_run_id,
+            job_run,
+            began_at,
+        )
+    length = head.get("content-length")
     return int(length) if length and str(length).isdigit() else None
 
 

@@ -141,8 +141,10 @@ def test_a_run_that_outlasts_the_wait_is_cancelled_and_explained(
 
     assert time.monotonic() - started < 3
     run_id = latest_run(runs)
-    assert message.splitlines()[0] == (
-        f"job run {run_id} is still IN_PROGRESS after 0.000833333 minutes (fineTune.timeoutMinutes plus 60 "
+    headline = message.splitlines()[0]
+    state = "ACCEPTED" if "still ACCEPTED" in headline else "IN_PROGRESS"  # how far it got depends on load
+    assert headline == (
+        f"job run {run_id} is still {state} after 0.000833333 minutes (fineTune.timeoutMinutes plus 60 "
         "to start); it has been cancelled"
     )
     assert len(fake_oci.requests("CancelJobRun")) == 1
