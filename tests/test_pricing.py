@@ -99,3 +99,14 @@ def test_impossible_counts_are_rejected(kwargs: dict[str, int], message: str) ->
 def test_the_table_is_dated_and_sourced() -> None:
     assert DEFAULT_PRICES.as_of == "2026-06-04"
     assert "Oracle Cloud price list" in DEFAULT_PRICES.source
+
+
+def test_a_training_run_costs_at_most_its_shape_for_its_maximum_runtime() -> None:
+    from components.pricing import estimate_training_cost
+
+    cost = estimate_training_cost(shape="VM.GPU.A10.2", max_minutes=480)
+    assert (cost.hourly_usd, cost.max_hours, cost.max_usd) == (4.0, 8.0, 32.0)  # 2 x A10 at $2/GPU-hour
+    negotiated = with_overrides(DEFAULT_PRICES, {"shapes": {"VM.GPU.A10.2": 3.0}})
+    assert estimate_training_cost(shape="VM.GPU.A10.2", max_minutes=90, prices=negotiated).max_usd == 4.5
+    with pytest.raises(ValueError, match="maximum runtime 0 must be a positive number of minutes"):
+        estimate_training_cost(shape="VM.GPU.A10.1", max_minutes=0)

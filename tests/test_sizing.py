@@ -263,3 +263,64 @@ class TestArchitectureTag:
     @pytest.mark.parametrize("text", ["", "32x32", "0x8x128", "32x8x128x1", "Llama-2-34B"])
     def test_anything_else_is_none(self, text: str) -> None:
         assert architecture_from_tag(text) is None
+
+
+# -- fine-tuning: one training process on one GPU ----------------------------------------------------------
+
+
+def test_lora_adapters_on_every_linear_layer_match_peft_for_llama_2_7b() -> None:
+    """PEFT reports 39,976,960 trainable parameters for Llama-2-7B at r=16 on all linear layers."""
+    from components.sizing import lora_parameters
+
+    llama = known_architecture("meta-llama/Llama-2-7b-hf")
+    assert llama is not None
+    assert lora_parameters(llama, 16) == 39_976_960
+    assert lora_parameters(llama, 64) == 4 * 39_976_960
+
+
+def test_training_memory_follows_the_method() -> None:
+    from components.sizing import TrainingFitReport, estimate_training_fit
+
+    llama = known_architecture("meta-llama/Llama-2-7b-hf")
+
+    def fit(method: str, checkpointing: bool = True) -> TrainingFitReport:
+        return estimate_training_fit(
+            shape="VM.GPU.A10.1",
+            method=method,
+            parameters_b=7.0,
+            architecture=llama,
+            batch_size=2,
+            gradient_checkpointing=checkpointing,
+        )
+
+    lora, qlora, full = fit("lora"), fit("qlora"), fit("full")
+    assert (round(lora.weights_gb, 1), round(lora.trainable_state_gb, 2)) == (13.5, 0.64)
+    assert round(qlora.weights_gb, 1) == 3.8  # 4-bit, with embeddings and head at 2 bytes
+    assert (full.weights_gb, round(full.trainable_state_gb, 1)) == (0.0, 107.8)  # 16 bytes a parameter
+    assert (lora.fits, qlora.fits, full.fits) == (True, True, False)
+    # Without gradient checkpointing every layer's activations stay: about 7 times the checkpointed figure.
+    without = fit("lora", checkpointing=False)
+    assert round(without.activations_gb / lora.activations_gb) == 7 and not without.fits
+
+
+def test_training_fit_is_per_gpu_whatever_the_shape_has() -> None:
+    from components.sizing import estimate_training_fit
+
+    one = estimate_training_fit(
+        shape="VM.GPU.A10.1", method="lora", parameters_b=13.0, gradient_checkpointing=True
+    )
+    four = estimate_training_fit(
+        shape="BM.GPU.A10.4", method="lora", parameters_b=13.0, gradient_checkpointing=True
+    )
+    assert one.required_gpu_memory_gb == four.required_gpu_memory_gb and four.gpus == 4
+    assert (one.usable_gpu_memory_gb, four.usable_gpu_memory_gb) == (21.6, 21.6)
+    with pytest.raises(ValueError, match="method 'dpo' is not one of lora, qlora, full"):
+        estimate_training_fit(shape="VM.GPU.A10.1", method="dpo", parameters_b=7.0)
+
+
+def test_a_training_job_gets_disk_for_the_base_the_model_and_its_zip() -> None:
+    from components.sizing import training_disk_gb
+
+    assert training_disk_gb(0.1) == 50  # OCI's minimum
+    assert training_disk_gb(6.74) == 80  # 3 x 13.5 GB + 30 GB, rounded up to 10
+    assert training_disk_gb(70) == 450
