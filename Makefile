@@ -42,7 +42,7 @@ test: lint typecheck unit lint-docker actionlint ## everything CI runs
 SERVING_DOCKERFILES := serving/vllm/Dockerfile serving/tgi/Dockerfile
 
 lint-docker: $(STAMP) ## hadolint and the serving images' own rules on the Dockerfiles
-	$(BIN)/hadolint $(SERVING_DOCKERFILES)
+	$(BIN)/hadolint $(SERVING_DOCKERFILES) training/Dockerfile
 	$(BIN)/python -m serving.dockerfile_check $(SERVING_DOCKERFILES)
 
 image: $(STAMP) ## build and push a serving image: ENGINE=vllm|tgi [STACK=dev] [REPO=...] [TAG=...] [DRY_RUN=1]

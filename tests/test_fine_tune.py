@@ -505,3 +505,42 @@ def test_bad_fine_tune_settings_exit_2_like_any_other(
     assert (code, out) == (2, "")
     assert f"{FT}.learningRate: invalid value -1; accepted: a number above 0 and at most 1 (e.g. 2e-4)" in err
     assert "Traceback" not in err
+
+
+# -- the training image -------------------------------------------------------------------------------------
+
+
+def test_the_training_image_holds_everything_the_entrypoint_imports(tmp_path: Path) -> None:
+    """Copy what training/Dockerfile copies, nothing else, and import the entrypoint from there alone."""
+    import shutil
+    import subprocess
+    import sys
+
+    from serving.dockerfile_check import instructions
+
+    for instruction in instructions((PROJECT_DIR / "training" / "Dockerfile").read_text()):
+        if instruction.keyword != "COPY":
+            continue
+        *sources, dest = instruction.arguments.split()
+        for source in sources:
+            origin = PROJECT_DIR / source
+            if origin.is_dir():
+                shutil.copytree(origin, tmp_path / dest, dirs_exist_ok=True)
+            else:
+                (tmp_path / dest).mkdir(parents=True, exist_ok=True)
+                shutil.copy(origin, tmp_path / dest)
+    # -S: no site-packages, so nothing comes from this checkout's editable install.
+    code = (
+        "import sys, training.finetune, training.vault; "
+        f"assert training.finetune.__file__.startswith({str(tmp_path)!r}); "
+        "assert not any(m.split('.')[0] in ('components', 'policy', 'serving') for m in sys.modules); print('ok')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "ok"), done.stderr
