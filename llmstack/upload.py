@@ -182,7 +182,7 @@ def write_zip_file(
     try:
         with tmp.open("wb") as out:
 
-            def emit(_n: int, data: bytes) -> None:
+            def emit(_n: int, data: memoryview) -> None:
                 sha.update(data)
                 out.write(data)
                 bar.add(len(data))
@@ -260,7 +260,7 @@ def _content_md5(head: dict[str, str]) -> str | None:
 @dataclass
 class _Part:
     number: int
-    data: bytes
+    data: memoryview  # a view of a pooled buffer, handed back when the hasher and the sender are done
     users: int = 2  # the hasher and the sender
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -301,6 +301,7 @@ class _Upload:
         self.reused = 0
         self._local = threading.local()
         self._slots = threading.Semaphore(tuning.workers + 1)
+        self._buffers: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         self._failed: list[BaseException] = []
         self._lock = threading.Lock()
 
@@ -371,7 +372,7 @@ class _Upload:
         futures: list[Future[None]] = []
         pool = ThreadPoolExecutor(max_workers=self.tuning.workers, thread_name_prefix="upload-part")
 
-        def emit(number: int, data: bytes) -> None:
+        def emit(number: int, data: memoryview) -> None:
             self._slots.acquire()
             if self._failed:
                 self._slots.release()
@@ -382,7 +383,13 @@ class _Upload:
 
         ok = False
         try:
-            write_zip(self.manifest, self.part_size, emit, zip64_limit=self.tuning.zip64_limit)
+            write_zip(
+                self.manifest,
+                self.part_size,
+                emit,
+                zip64_limit=self.tuning.zip64_limit,
+                take_buffer=self._take_buffer,
+            )
             ok = True
         finally:
             pool.shutdown(wait=True, cancel_futures=not ok)
@@ -394,12 +401,21 @@ class _Upload:
             raise self._failed[0]
         return sha.hexdigest()
 
+    def _take_buffer(self) -> bytearray:
+        try:
+            return self._buffers.get_nowait()
+        except queue.Empty:
+            return bytearray(self.part_size)
+
     def _done_with(self, part: _Part) -> None:
         with part.lock:
             part.users -= 1
             last = part.users == 0
         if last:
-            part.data = b""
+            buffer = part.data.obj
+            part.data.release()
+            if isinstance(buffer, bytearray) and len(buffer) == self.part_size:
+                self._buffers.put(buffer)
             self._slots.release()
 
     def _hash(self, hash_q: queue.Queue[_Part | None], sha: Any) -> None:
@@ -445,7 +461,7 @@ class _Upload:
             self.object_name,
             self.upload_id,
             part.number,
-            part.data,
+            PartBody(part.data),
             opc_checksum_algorithm="CRC32C" if crc else None,
             opc_content_crc32c=crc,
         )
@@ -467,7 +483,39 @@ class _Upload:
         return {k.lower(): v for k, v in response.headers.items()}
 
 
-def _crc32c(data: bytes) -> str | None:
+class PartBody:
+    """A part as the SDK takes a body, without copying it: `read()`, and `tell()`/`seek()` so that a retry
+    can send it again. `read` hands out up to 1 MiB at a time (http.client asks for 8 KiB)."""
+
+    CHUNK = 1 << 20
+
+    def __init__(self, view: memoryview) -> None:
+        self._view = view
+        self._pos = 0
+
+    def __len__(self) -> int:  # the whole part, as a file's size (requests subtracts `tell()` itself)
+        return len(self._view)
+
+    def read(self, size: int = -1) -> memoryview:
+        end = (
+            len(self._view)
+            if size is None or size < 0
+            else min(len(self._view), self._pos + max(size, self.CHUNK))
+        )
+        chunk = self._view[self._pos : end]
+        self._pos = end
+        return chunk
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: len(self._view)}[whence]
+        self._pos = max(0, min(len(self._view), base + offset))
+        return self._pos
+
+
+def _crc32c(data: memoryview) -> str | None:
     try:
         import crc32c
     except ImportError:  # pragma: no cover - crc32c comes with the oci SDK

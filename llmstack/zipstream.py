@@ -329,10 +329,23 @@ class _CrcAhead:
 
 
 class PartWriter:
-    """Fills one part buffer at a time; calls `emit(part_number, data)` for every full part and the last."""
+    """Fills one part buffer at a time; calls `emit(part_number, view)` for every full part and the last.
 
-    def __init__(self, part_size: int, emit: Callable[[int, bytes], None]) -> None:
-        self._buf = bytearray(part_size)
+    `view` is a memoryview of the part's buffer. Without `take_buffer` the same buffer is refilled once
+    `emit` returns (for consumers that are done with the bytes by then, such as a file); with it, every
+    part gets a buffer of its own from `take_buffer` and the consumer hands buffers back when done with
+    them (a pool: big buffers are reused instead of being allocated and page-faulted for every part).
+    """
+
+    def __init__(
+        self,
+        part_size: int,
+        emit: Callable[[int, memoryview], None],
+        take_buffer: Callable[[], bytearray] | None = None,
+    ) -> None:
+        self._take = take_buffer or (lambda: bytearray(part_size))
+        self._reuse = take_buffer is None
+        self._buf = self._take()
         self._view = memoryview(self._buf)
         self._size = part_size
         self._fill = 0
@@ -340,9 +353,13 @@ class PartWriter:
         self._emit = emit
 
     def _flush(self) -> None:
-        self._emit(self._number, bytes(self._view[: self._fill]))
+        self._emit(self._number, self._view[: self._fill])
         self._number += 1
         self._fill = 0
+        if not self._reuse:
+            self._view.release()
+            self._buf = self._take()
+            self._view = memoryview(self._buf)
 
     def write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -383,17 +400,19 @@ class PartWriter:
 def write_zip(
     manifest: Manifest,
     part_size: int,
-    emit: Callable[[int, bytes], None],
+    emit: Callable[[int, memoryview], None],
     *,
     zip64_limit: int = ZIP64_LIMIT,
     crc_ahead_bytes: int = 2 << 30,
+    take_buffer: Callable[[], bytearray] | None = None,
 ) -> ZipLayout:
     """Produce the zip of `manifest` as parts of `part_size` bytes (the last may be shorter), in order.
 
     `emit` may block (that is how memory stays bounded: the caller decides how many parts may wait).
+    `take_buffer`: see `PartWriter`.
     """
     layout = ZipLayout.of(manifest, zip64_limit=zip64_limit)
-    writer = PartWriter(part_size, emit)
+    writer = PartWriter(part_size, emit, take_buffer)
     ahead = _CrcAhead(manifest.entries, crc_ahead_bytes)
     crcs: list[int] = []
     try:

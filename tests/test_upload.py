@@ -466,3 +466,16 @@ def test_progress_shows_bytes_rate_and_eta_on_a_terminal_only() -> None:
     quiet = io.StringIO()  # not a terminal
     Progress("uploading", 10, stream=quiet).add(10)
     assert quiet.getvalue() == ""
+
+
+def test_part_body_rewinds_for_a_retry_and_reads_in_large_blocks() -> None:
+    from llmstack.upload import PartBody
+
+    data = bytes(range(256)) * 8192  # 2 MiB
+    body = PartBody(memoryview(data))
+    assert len(body) == len(data)
+    first = bytes(body.read(8192))  # http.client asks for 8 KiB; a part goes out in 1 MiB blocks
+    assert first == data[: 1 << 20] and body.tell() == 1 << 20
+    body.seek(0)
+    assert b"".join(bytes(body.read(8192)) for _ in range(3)) == data
+    assert bytes(body.read(8192)) == b""
