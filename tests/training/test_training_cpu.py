@@ -313,3 +313,67 @@ def test_torchrun_with_two_processes_trains_once_and_writes_once(
     assert SECRET not in done.stdout + done.stderr
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(out))
     assert answers(load_causal_lm(out), tokenizer) == FACTS
+
+
+def test_the_stack_job_command_writes_one_catalog_zip_that_loads_and_answers(
+    tiny_base: Path,
+    qa_dataset: Path,
+    tmp_path: Path,
+    memory_store: MemoryStore,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """What a `fineTune` source's job runs: buckets in, `<output>/model.zip` (files at its root) out.
+
+    The Hugging Face token comes from a Vault secret (read by the secret reader, never printed); the zip is
+    what the model catalog registers and a deployment unpacks into its model folder.
+    """
+    import zipfile
+
+    from training.args import FineTuneArgs, job_command, parse_args
+
+    for file in tiny_base.iterdir():
+        memory_store.put("acme", "models", f"base/tiny/{file.name}", file.read_bytes())
+    memory_store.put("acme", "data", "sets/qa/train.jsonl", (qa_dataset / "train.jsonl").read_bytes())
+    secret_id = "ocid1.vaultsecret.oc1.iad.amaaaaaabbbbbbbbccccccccddddddddeeee"
+    args = FineTuneArgs(
+        base_model="oci://models@acme/base/tiny",
+        dataset="oci://data@acme/sets/qa",
+        output="oci://models@acme/ft/dev-qa-0123456789ab",
+        method="lora",
+        epochs=30,
+        learning_rate=2e-2,
+        lr_scheduler="constant",
+        batch_size=4,
+        lora_r=8,
+        lora_alpha=16,
+        lora_dropout=0.0,
+        seed=0,
+        zip="model.zip",
+        overwrite=True,
+        hf_token_secret_id=secret_id,
+        work_dir=str(tmp_path / "work"),
+    )
+    command = job_command(args, gpus=1)
+    read: list[str | None] = []
+
+    def secret_reader(a: FineTuneArgs) -> str:
+        read.append(a.hf_token_secret_id)
+        return SECRET
+
+    assert main(command[6:], store_factory=lambda _: memory_store, secret_reader=secret_reader) == 0
+    captured = capfd.readouterr()
+    assert read == [secret_id] and SECRET not in captured.out + captured.err
+    assert parse_args(command[6:]) == args
+
+    written = [n for n in memory_store.names("acme", "models") if n.startswith("ft/")]
+    assert written == ["ft/dev-qa-0123456789ab/finetune.json", "ft/dev-qa-0123456789ab/model.zip"]
+    assert memory_store.uploads[-1] == "ft/dev-qa-0123456789ab/finetune.json"
+    archive = tmp_path / "model.zip"
+    archive.write_bytes(memory_store.objects[("acme", "models", "ft/dev-qa-0123456789ab/model.zip")])
+    deployed = tmp_path / "deployed_model"  # where a deployment unpacks its artifact
+    with zipfile.ZipFile(archive) as packed:
+        assert all("/" not in e.filename and e.compress_type == zipfile.ZIP_STORED for e in packed.infolist())
+        packed.extractall(deployed)
+    assert (deployed / "config.json").read_bytes() == (tiny_base / "config.json").read_bytes()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(deployed))
+    assert answers(load_causal_lm(deployed), tokenizer) == FACTS
