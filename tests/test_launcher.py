@@ -519,3 +519,36 @@ def test_the_image_flow_serves_health_then_predict_and_stops_on_sigterm(engine: 
         if engine == "vllm"
         else ["--model-id", "/opt/ds/model/deployed_model"]
     )
+
+
+def test_a_signal_while_the_engine_starts_is_forwarded_not_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM lands while Popen runs (OCI stopping a deployment that is just starting): the launcher must
+    already be forwarding, or it dies and leaves the engine running in its own process group."""
+
+    class Engine:
+        def __init__(self) -> None:
+            self.signals: list[int] = []
+            os.kill(os.getpid(), signal.SIGTERM)  # handled in this thread before Popen returns
+
+        def send_signal(self, signum: int) -> None:
+            self.signals.append(signum)
+
+        def poll(self) -> int | None:
+            return -self.signals[0] if self.signals else None
+
+        def wait(self) -> int:
+            return -self.signals[0] if self.signals else 0
+
+    engines: list[Engine] = []
+
+    def popen(*args: Any, **kwargs: Any) -> Engine:
+        engines.append(Engine())
+        return engines[-1]
+
+    monkeypatch.setattr(launcher.subprocess, "Popen", popen)
+    config = read_config({"ENGINE": "vllm", "PORT": str(free_port())})
+    before = signal.getsignal(signal.SIGTERM)
+    code = launcher.run(config, engine_command(config, 8000), {}, engine_port=free_port())
+    assert [engine.signals for engine in engines] == [[signal.SIGTERM]]
+    assert code == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) == before
