@@ -47,6 +47,8 @@ VLLM_PARAMETERS = {
     "stop": "stop",
 }
 VLLM_FLAGS = ("do_sample", "return_full_text")  # mapped to temperature 0 and echo
+# What makes TGI sample: with `do_sample: false` (or temperature 0) they are left out, so greedy means greedy.
+TGI_SAMPLING = ("temperature", "top_p", "top_k", "typical_p")
 _EXCERPT = 300
 
 
@@ -138,7 +140,7 @@ class Adapter:
         if self.config.engine == "tgi":
             return ("/generate_stream" if stream else "/generate"), {
                 "inputs": inputs,
-                "parameters": parameters,
+                "parameters": tgi_parameters(parameters),
             }
         request: dict[str, Any] = {"model": self.config.served_model, "prompt": inputs, "stream": stream}
         for name, value in parameters.items():
@@ -225,6 +227,33 @@ class Adapter:
 
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
         return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+
+
+def tgi_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
+    """The parameters as TGI takes them: the same meaning as on the vLLM image.
+
+    TGI refuses `temperature: 0`, `top_p: 1` and `top_k: 0`, values with one meaning on every engine:
+    greedy decoding, no nucleus cut, no top-k cut. And TGI samples whenever any sampling setting is
+    present, even with `do_sample: false`. So greedy (temperature 0 or `do_sample: false`) is sent as
+    `do_sample: false` alone, and the no-op cuts are left out. Anything else goes through unchanged, and
+    TGI's own checks answer for it.
+    """
+    sent = dict(parameters)
+    if _number(sent.get("temperature")) == 0 or sent.get("do_sample") is False:
+        for name in TGI_SAMPLING:
+            sent.pop(name, None)
+        sent["do_sample"] = False
+        return sent
+    top_p, top_k = _number(sent.get("top_p")), _number(sent.get("top_k"))
+    if top_p is not None and top_p >= 1:
+        del sent["top_p"]
+    if top_k is not None and top_k <= 0:
+        del sent["top_k"]
+    return sent
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def engine_problem(status: int, raw: bytes) -> RequestProblem:
@@ -444,6 +473,11 @@ class _Handler(BaseHTTPRequestHandler):
             raise RequestProblem(
                 400, f"Content-Length {length_header!r} is not a number", "validation"
             ) from None
+        if length < 0:
+            self.close_connection = True
+            raise RequestProblem(
+                400, f"Content-Length {length_header!r} is negative; accepted: the body's size", "validation"
+            )
         if length > self.adapter.config.max_body_bytes:
             self.close_connection = True
             raise RequestProblem(

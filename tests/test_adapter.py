@@ -200,6 +200,52 @@ def test_predict_passes_the_contract_through_to_tgi_generate_on_both_routes() ->
 
 
 @pytest.mark.parametrize(
+    ("parameters", "sent"),
+    [
+        # TGI refuses these values (temperature must be > 0, top_p < 1, top_k > 0); each means the same
+        # on every engine, so TGI gets it in the form it takes.
+        ({"max_new_tokens": 8, "temperature": 0, "top_p": 0.9}, {"max_new_tokens": 8, "do_sample": False}),
+        ({"temperature": 0.0, "top_k": 40, "typical_p": 0.5}, {"do_sample": False}),
+        ({"do_sample": False, "temperature": 0.7}, {"do_sample": False}),  # greedy, as on the vLLM image
+        ({"temperature": 0.7, "top_p": 1.0, "top_k": 0}, {"temperature": 0.7}),
+        ({"temperature": 0.7, "top_p": 1, "top_k": -1}, {"temperature": 0.7}),
+        # Everything else goes through as it came, TGI's own checks included.
+        (
+            {"temperature": 0.7, "top_p": 0.9, "top_k": 40, "do_sample": True},
+            {"temperature": 0.7, "top_p": 0.9, "top_k": 40, "do_sample": True},
+        ),
+        ({"temperature": -1, "top_p": 1.5}, {"temperature": -1}),
+        ({"temperature": True, "top_p": "1"}, {"temperature": True, "top_p": "1"}),
+    ],
+)
+def test_tgi_gets_greedy_and_no_op_cuts_in_the_form_it_accepts(
+    parameters: dict[str, Any], sent: dict[str, Any]
+) -> None:
+    engine = FakeEngine("tgi").start()
+    adapter = Running(engine)
+    try:
+        status, _ = adapter.predict({"inputs": "x", "parameters": parameters})
+    finally:
+        adapter.stop()
+        engine.stop()
+    assert status == 200
+    assert engine.requests == [("/generate", {"inputs": "x", "parameters": sent})]
+
+
+def test_a_negative_content_length_is_a_400_not_a_wait(running: Running) -> None:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", running.port), timeout=SOCKET_TIMEOUT_S) as raw:
+        raw.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n")
+        chunks = []
+        while chunk := raw.recv(65536):  # the adapter closes the connection after the answer
+            chunks.append(chunk)
+    answer = b"".join(chunks).decode()
+    assert answer.startswith("HTTP/1.1 400 ") and "is negative" in answer
+    assert running.engine.requests == []
+
+
+@pytest.mark.parametrize(
     ("body", "message"),
     [
         ({"parameters": {}}, "'inputs' must be a non-empty string"),
