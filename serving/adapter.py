@@ -223,7 +223,7 @@ class Adapter:
         except TimeoutError:
             yield {"error": "the engine sent nothing for too long", "error_type": "timeout"}
         except (OSError, http.client.HTTPException) as exc:
-            yield {"error": f"the engine stream broke ({type(exc).__name__})", "error_type": "engine"}
+            yield _engine_error(f"the engine stream broke ({type(exc).__name__})")
 
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
         return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
@@ -326,19 +326,16 @@ def _vllm_events(response: http.client.HTTPResponse) -> Iterator[dict[str, Any] 
         try:
             chunk = json.loads(data)
         except ValueError:
-            yield {
-                "error": f"the engine sent an event that is not JSON: {_excerpt(data.encode())}",
-                "error_type": "engine",
-            }
+            yield _engine_error(f"the engine sent an event that is not JSON: {_excerpt(data.encode())}")
             return
         if isinstance(chunk, dict) and ("error" in chunk or chunk.get("object") == "error"):
-            yield {"error": f"the engine failed: {_error_message(data.encode())}", "error_type": "engine"}
+            yield _engine_error(f"the engine failed: {_error_message(data.encode())}")
             return
         text = _vllm_text(chunk)
         if text:
             pieces.append(text)
             yield {"token": {"text": text, "special": False}, "generated_text": None}
-    yield {"error": "the engine closed the stream before it finished", "error_type": "engine"}
+    yield _engine_error("the engine closed the stream before it finished")
 
 
 def _tgi_events(response: http.client.HTTPResponse) -> Iterator[dict[str, Any] | str]:
@@ -349,10 +346,7 @@ def _tgi_events(response: http.client.HTTPResponse) -> Iterator[dict[str, Any] |
         try:
             event = json.loads(data)
         except ValueError:
-            yield {
-                "error": f"the engine sent an event that is not JSON: {_excerpt(data.encode())}",
-                "error_type": "engine",
-            }
+            yield _engine_error(f"the engine sent an event that is not JSON: {_excerpt(data.encode())}")
             return
         if not isinstance(event, dict):
             continue
@@ -362,7 +356,12 @@ def _tgi_events(response: http.client.HTTPResponse) -> Iterator[dict[str, Any] |
             return
         if event.get("error"):
             return
-    yield {"error": "the engine closed the stream before it finished", "error_type": "engine"}
+    yield _engine_error("the engine closed the stream before it finished")
+
+
+def _engine_error(message: str) -> dict[str, Any]:
+    """The stream's last event when the engine's side fails."""
+    return {"error": message, "error_type": "engine"}
 
 
 def _drain(response: http.client.HTTPResponse) -> None:

@@ -62,6 +62,12 @@ class FakeEngine:
         self._thread.start()
         return self
 
+    def __enter__(self) -> FakeEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         if self.gate is not None:
             self.gate.set()
