@@ -206,7 +206,7 @@ if mode == "serve":
     from serving_fakes import FakeEngine
     port = int(sys.argv[sys.argv.index("--port") + 1])
     engines.append(FakeEngine({engine!r}, port=port).start())
-deadline = time.monotonic() + 20
+deadline = time.monotonic() + 60  # bounded, and longer than any test waits for it
 while time.monotonic() < deadline:
     time.sleep(0.05)
 for engine in engines:
