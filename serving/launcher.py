@@ -117,6 +117,7 @@ ENGINE_FLAGS: dict[Engine, EngineFlags] = {
     ),
 }
 
+SECRET_ACCEPTED = "accepted: a Vault secret whose current version is the Hugging Face token as text"
 _HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _SECRET_OCID = re.compile(r"^ocid1\.vaultsecret\.[a-z0-9-]+\.[a-z0-9-]*\.[a-z0-9._-]+$")
 
@@ -277,7 +278,9 @@ def read_token(config: LaunchConfig, *, fetch_secret: Callable[[str], str] | Non
     if config.token_secret_id is not None:
         token = (fetch_secret or read_vault_secret)(config.token_secret_id).strip()
         if not token:
-            raise LaunchError(f"TOKEN_SECRET_ID={config.token_secret_id!r} names an empty secret")
+            raise LaunchError(
+                f"TOKEN_SECRET_ID={config.token_secret_id!r} names an empty secret; {SECRET_ACCEPTED}"
+            )
         return token
     return None
 
@@ -329,11 +332,13 @@ def read_vault_secret(secret_id: str, *, client: Any | None = None) -> str:
         ) from None
     content = bundle.secret_bundle_content
     if getattr(content, "content_type", None) != "BASE64" or not isinstance(content.content, str):
-        raise LaunchError(f"TOKEN_SECRET_ID={secret_id!r} holds no text content")
+        raise LaunchError(f"TOKEN_SECRET_ID={secret_id!r} holds no text content; {SECRET_ACCEPTED}")
     try:
         return base64.b64decode(content.content, validate=True).decode("utf-8")
     except (ValueError, UnicodeDecodeError):
-        raise LaunchError(f"TOKEN_SECRET_ID={secret_id!r} does not hold UTF-8 text") from None
+        raise LaunchError(
+            f"TOKEN_SECRET_ID={secret_id!r} does not hold UTF-8 text; {SECRET_ACCEPTED}"
+        ) from None
 
 
 def _secrets_client(oci: Any) -> Any:

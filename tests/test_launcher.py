@@ -384,6 +384,28 @@ def test_a_secret_the_deployment_may_not_read_is_one_line_with_the_policy_hint()
     )
 
 
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [(base64.b64encode(b"  \n").decode(), "names an empty secret"), ("not base64!", "not hold UTF-8 text")],
+)
+def test_a_secret_without_a_token_is_one_line_saying_what_is_accepted(content: str, problem: str) -> None:
+    fake = FakeSecrets(content)
+    config = read_config({"ENGINE": "vllm", "MODEL": "org/m", "TOKEN_SECRET_ID": SECRET_OCID})
+    try:
+        with pytest.raises(LaunchError) as raised:
+            read_token(
+                config,
+                fetch_secret=lambda ocid: launcher.read_vault_secret(
+                    ocid, client=secrets_client(fake.endpoint)
+                ),
+            )
+    finally:
+        fake.stop()
+    message = str(raised.value)
+    assert "\n" not in message and f"TOKEN_SECRET_ID={SECRET_OCID!r}" in message
+    assert problem in message and "accepted: a Vault secret" in message
+
+
 def test_outside_oci_the_vault_path_says_the_resource_principal_is_missing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
