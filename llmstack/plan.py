@@ -320,13 +320,12 @@ class RecordingMonitor(MockMonitor):
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         inputs = rpc.deserialize_properties(request.object, keep_unknowns=True)
-        dependencies = list(
-            dict.fromkeys(
-                [
-                    *request.dependencies,
-                    *(urn for deps in request.propertyDependencies.values() for urn in deps.urns),
-                ]
-            )
+        # Sorted: the SDK collects dependencies in sets, whose order changes from one process to the next.
+        dependencies = sorted(
+            {
+                *request.dependencies,
+                *(urn for deps in request.propertyDependencies.values() for urn in deps.urns),
+            }
         )
         self.recorded.append(
             RecordedResource(

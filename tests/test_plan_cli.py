@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -45,6 +46,24 @@ def test_the_same_stack_always_plans_the_same(capsys: pytest.CaptureFixture[str]
     first = plan_cli(capsys, "--stack", "prod", "--json")[1]
     second = plan_cli(capsys, "--stack", "prod", "--json")[1]
     assert first == second
+
+
+def test_the_plan_is_the_same_in_every_process(tmp_path: Path) -> None:
+    """Two runs (as two CI jobs would make them) differ in hash seed, so in the order of Python's sets."""
+    script = Path(sys.executable).with_name("llmstack")
+    outputs = [
+        subprocess.run(
+            [str(script), "plan", "--stack", "dev", "--project-dir", str(PROJECT_DIR), "--json"],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+        for seed in ("1", "2")
+    ]
+    assert outputs[0] == outputs[1]
 
 
 def test_secrets_are_masked(
