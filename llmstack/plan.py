@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import runpy
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,6 +143,9 @@ def record_program(
     finally:
         pulumi.runtime.set_all_config({}, [])
         runtime_settings.set_root_resource(None)  # type: ignore[arg-type]
+        # The engine's calls ran in the loop's worker threads: join them, then close the loops they made.
+        loop.run_until_complete(loop.shutdown_default_executor())
+        monitor.close_thread_loops()
         asyncio.set_event_loop(None)
         loop.close()
     plan.resources = stable_order(monitor.recorded)
@@ -310,14 +314,41 @@ class PlanMocks(pulumi.runtime.Mocks):
 
 
 class RecordingMonitor(MockMonitor):
-    """The mock monitor, keeping what a real engine would see: parents, dependencies and raw inputs."""
+    """The mock monitor, keeping what a real engine would see: parents, dependencies and raw inputs.
+
+    The engine calls it from worker threads, and the mock monitor gives each such thread an event loop it
+    never closes; left to the interpreter's exit, closing them can print a traceback. This monitor makes
+    those loops itself and closes them in `close_thread_loops`.
+    """
 
     def __init__(self, mocks: PlanMocks) -> None:
         super().__init__(mocks)
         self.recorded: list[RecordedResource] = []
         self.outputs_registered: set[str] = set()
+        self._thread_loops: list[asyncio.AbstractEventLoop] = []
+        self._lock = threading.Lock()
+
+    def _ensure_thread_loop(self) -> None:
+        try:
+            asyncio.get_event_loop()
+        except RuntimeError:  # a worker thread without a loop: the mock monitor would make one
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            with self._lock:
+                self._thread_loops.append(loop)
+
+    def close_thread_loops(self) -> None:
+        with self._lock:
+            loops, self._thread_loops = self._thread_loops, []
+        for loop in loops:
+            loop.close()
+
+    def Invoke(self, request: Any) -> Any:
+        self._ensure_thread_loop()
+        return super().Invoke(request)  # type: ignore[no-untyped-call]
 
     def RegisterResource(self, request: Any) -> Any:
+        self._ensure_thread_loop()
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         inputs = rpc.deserialize_properties(request.object, keep_unknowns=True)
         # Sorted: the SDK collects dependencies in sets, whose order changes from one process to the next.

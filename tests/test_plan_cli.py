@@ -66,6 +66,22 @@ def test_the_plan_is_the_same_in_every_process(tmp_path: Path) -> None:
     assert outputs[0] == outputs[1]
 
 
+def test_a_plan_leaves_no_event_loop_open(config: dict[str, Any], plan_of: Callable[..., Any]) -> None:
+    """Loops left open are closed at interpreter exit, which can print a traceback after a clean plan."""
+    import asyncio
+    import gc
+
+    def open_loops() -> set[int]:
+        gc.collect()
+        return {
+            id(o) for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop) and not o.is_closed()
+        }
+
+    before = open_loops()
+    plan_of(config)
+    assert open_loops() - before == set()
+
+
 def test_secrets_are_masked(
     capsys: pytest.CaptureFixture[str], config: dict[str, Any], write_stack: Callable[..., Path]
 ) -> None:
