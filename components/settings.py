@@ -1064,7 +1064,7 @@ def _model(
     before = len(p.problems)
     s = p.section(body, path, _MODEL_KEYS)
     for required in ("source", "serving", "compute"):
-        if required not in s:
+        if s.get(required) is None:  # absent, or a key left empty (`compute:` with nothing under it)
             p.fail(
                 f"{path}.{required}", _MISSING, f"a mapping (see the README's settings table for {required})"
             )

@@ -310,6 +310,15 @@ def test_each_mistake_gets_one_pinned_message(config: dict[str, Any], change: An
     assert expected in problems(config)
 
 
+@pytest.mark.parametrize("section", ["source", "serving", "compute"])
+def test_a_required_section_left_empty_is_refused_not_dropped(config: dict[str, Any], section: str) -> None:
+    """`compute:` with nothing under it is null in YAML; the model must not silently leave the stack."""
+    model_of(config)[section] = None
+    assert problems(config) == [
+        f"{MODEL}.{section}: missing; accepted: a mapping (see the README's settings table for {section})"
+    ]
+
+
 def test_the_secret_value_is_never_echoed_in_a_message(config: dict[str, Any]) -> None:
     config[f"{NS}hfToken"] = FAKE_HF_TOKEN
     assert not any(FAKE_HF_TOKEN in p for p in problems(config))
