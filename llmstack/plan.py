@@ -118,7 +118,7 @@ def record_program(
     all_secret_keys = sorted({*secure_keys, *secret_keys})
     mocks = PlanMocks(settings)
     monitor = RecordingMonitor(mocks)
-    plan = Plan(stack=parsed.stack, source=_shown_path(parsed.path, project_dir), settings=settings)
+    plan = Plan(stack=parsed.stack, source=shown_path(parsed.path, project_dir), settings=settings)
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -154,7 +154,8 @@ def record_program(
     return plan
 
 
-def _shown_path(path: Path, project_dir: Path) -> str:
+def shown_path(path: Path, project_dir: Path) -> str:
+    """`path` relative to the project when it lies inside it, as the user would type it."""
     try:
         return str(path.resolve().relative_to(project_dir.resolve()))
     except ValueError:

@@ -154,6 +154,15 @@ def test_dot_graph_is_written(capsys: pytest.CaptureFixture[str], tmp_path: Path
     assert text.count("->") > 20
 
 
+def test_a_dot_file_that_cannot_be_written_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    target = tmp_path / "no-such-folder" / "graph.dot"
+    code, out, err = plan_cli(capsys, "--stack", "dev", "--dot", str(target))
+    assert (code, out) == (2, "")
+    assert err == f"llmstack plan: --dot {target}: cannot be written (No such file or directory)\n"
+
+
 def test_console_script_runs_from_a_clean_process(tmp_path: Path) -> None:
     """What `make preview` does, through the installed entry point, from outside the project folder."""
     script = Path(sys.executable).with_name("llmstack")
