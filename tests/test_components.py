@@ -272,6 +272,16 @@ def test_policy_statements_are_scoped() -> None:
     )
 
 
+def test_statements_for_the_root_compartment_say_tenancy(config: dict[str, Any], plan_of: PlanOf) -> None:
+    """OCI's policy syntax names the root compartment `tenancy`, not `compartment id <tenancy OCID>`."""
+    config["oci-llm-stack:compartmentId"] = TENANCY
+    plan = plan_of(config)
+    statements = one(plan, POLICY).inputs["statements"]
+    assert statements[0] == "Allow dynamic-group oci-llm-stack-test-model-deployments to read repos in tenancy"
+    assert not any("compartment id" in s for s in statements)
+    assert one(plan, DYNAMIC_GROUP).inputs["matchingRule"] == matching_rule(TENANCY)
+
+
 def test_dynamic_group_matches_only_this_compartments_deployments(
     config: dict[str, Any], plan_of: PlanOf
 ) -> None:
