@@ -277,7 +277,9 @@ def test_statements_for_the_root_compartment_say_tenancy(config: dict[str, Any],
     config["oci-llm-stack:compartmentId"] = TENANCY
     plan = plan_of(config)
     statements = one(plan, POLICY).inputs["statements"]
-    assert statements[0] == "Allow dynamic-group oci-llm-stack-test-model-deployments to read repos in tenancy"
+    assert (
+        statements[0] == "Allow dynamic-group oci-llm-stack-test-model-deployments to read repos in tenancy"
+    )
     assert not any("compartment id" in s for s in statements)
     assert one(plan, DYNAMIC_GROUP).inputs["matchingRule"] == matching_rule(TENANCY)
 
