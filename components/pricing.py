@@ -12,6 +12,7 @@ at pay-as-you-go list prices, ignoring free tiers (they are per tenancy, not per
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
@@ -106,7 +107,7 @@ def with_overrides(table: PriceTable, overrides: Mapping[str, object] | None) ->
 
 
 def _price(key: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
         raise ValueError(f"{key} must be a non-negative number of USD, got {value!r}")
     return float(value)
 

@@ -938,18 +938,30 @@ def _prices(p: _Parser, raw: Any) -> PriceTable | None:
     s = p.section(raw, "pricing", ["shapes", "gpus"])
     if not s:
         return None
-    for name in s.get("shapes") or {}:
-        if name not in SHAPES:
-            p.fail(f"pricing.shapes.{name}", name, ", ".join(known_shape_names()), "unknown shape")
-    gpus = sorted({shape.gpu for shape in SHAPES.values()})
-    for name in s.get("gpus") or {}:
-        if name not in gpus:
-            p.fail(f"pricing.gpus.{name}", name, ", ".join(gpus), "unknown GPU")
-    try:
-        return with_overrides(DEFAULT_PRICES, s)
-    except ValueError as exc:
-        p.problems.append(Problem("pricing", f"{exc}"))
-        return None
+    kinds = {
+        "shapes": ("shape", known_shape_names(), "USD per hour for the whole shape"),
+        "gpus": ("GPU", sorted({shape.gpu for shape in SHAPES.values()}), "USD per GPU-hour"),
+    }
+    overrides: dict[str, dict[str, float]] = {}
+    for key, (kind, names, unit) in kinds.items():
+        given = s.get(key)
+        if given is None:
+            continue
+        if not isinstance(given, Mapping):
+            p.fail(f"pricing.{key}", given, f"a mapping of {kind} names to {unit}", "not a mapping:")
+            continue
+        overrides[key] = {}
+        for name, price in given.items():
+            path = f"pricing.{key}.{name}"
+            if name not in names:
+                p.fail(path, name, ", ".join(names), f"unknown {kind}")
+            elif isinstance(price, bool) or not isinstance(price, int | float) or not math.isfinite(price):
+                p.fail(path, price, f"a number >= 0 ({unit})", "not a number:")
+            elif price < 0:
+                p.fail(path, price, f"a number >= 0 ({unit})")
+            else:
+                overrides[key][name] = float(price)
+    return with_overrides(DEFAULT_PRICES, overrides) if any(overrides.values()) else None
 
 
 def _identity(p: _Parser, raw: Any) -> IdentitySettings:

@@ -289,7 +289,13 @@ CASES = [
     (
         "negative price",
         set_top("pricing", {"gpus": {"A10": -2}}),
-        "pricing: pricing.gpus.A10 must be a non-negative number of USD, got -2",
+        "pricing.gpus.A10: invalid value -2; accepted: a number >= 0 (USD per GPU-hour)",
+    ),
+    (
+        "prices that are not a mapping",
+        set_top("pricing", {"shapes": "VM.GPU.A10.1=1.6"}),
+        "pricing.shapes: not a mapping: 'VM.GPU.A10.1=1.6'; accepted: a mapping of shape names to USD per hour "
+        "for the whole shape",
     ),
     (
         "autoscaling below its minimum",
