@@ -285,6 +285,12 @@ class FineTuneSettings:
         return tuple(dict.fromkeys(found))
 
 
+def image_digest(image: str) -> str | None:
+    """The `sha256:...` digest an image reference pins, or None for one by tag alone."""
+    match = _IMAGE.match(image)
+    return match.group("digest") if match else None
+
+
 def _uri_bucket(uri: str) -> str:
     return uri.removeprefix("oci://").split("@", 1)[0]
 
@@ -331,11 +337,6 @@ class ServingSettings:
     quantization: str = "none"
     port: int = DEFAULT_PORT
     max_model_len: int = 4096
-
-    @property
-    def image_digest(self) -> str | None:
-        match = _IMAGE.match(self.image)
-        return match.group("digest") if match else None
 
 
 @dataclass(frozen=True, kw_only=True)
