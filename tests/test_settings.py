@@ -377,6 +377,19 @@ def test_shipped_stacks_are_valid() -> None:
     assert (model.parameters_b, model.compute.shape, model.compute.replicas) == (13.0, "VM.GPU.A10.2", 2)
 
 
+def test_shipped_stacks_can_live_in_one_tenancy() -> None:
+    """OCIR repository names are unique across a tenancy's compartments in a region; images carry a tag
+    and a digest, the form OCI documents for a deployment's `image` (`<repo>:<tag>@sha256:...`)."""
+    files = [PROJECT_DIR / "stacks" / f"Pulumi.{s}.yaml" for s in ("dev", "staging", "prod")]
+    files.append(PROJECT_DIR / "examples" / "Pulumi.finetune.yaml")
+    stacks = [read_stack_file(f) for f in files]
+    loaded = [load_settings(s.config, stack=s.stack, project_dir=PROJECT_DIR) for s in stacks]
+    places = {(s.tenancy_id, s.region, s.registry.repository) for s in loaded}
+    assert len(places) == len(loaded)
+    images = [m.serving.image for s in loaded for m in s.models]
+    assert all(":" in image.rsplit("/", 1)[1].split("@")[0] and "@sha256:" in image for image in images)
+
+
 def test_the_readme_settings_table_is_current() -> None:
     readme = (PROJECT_DIR / "README.md").read_text(encoding="utf-8")
     assert settings_table() in readme, "README settings table is stale: run `make docs`"
