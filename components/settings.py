@@ -835,6 +835,15 @@ def _split_namespaces(
                 secrets.add(name)
         elif key == "oci:region":
             raw[key] = value
+        elif difflib.SequenceMatcher(None, namespace, PROJECT).ratio() >= 0.8:
+            # A misspelt project namespace would otherwise pass for a provider's setting, unread.
+            p.problems.append(
+                Problem(
+                    key,
+                    f"unknown namespace {namespace!r}; did you mean '{PROJECT}:{name}'? accepted: this "
+                    f"project's keys under {PROJECT}: (other namespaces are left to their providers)",
+                )
+            )
     return raw, secrets
 
 

@@ -207,6 +207,12 @@ CASES = [
         "logging, registry, artifactBucket, budget, identity, auth, tags, hfToken, hfTokenSecretId, pricing, models",
     ),
     (
+        "misspelt project namespace",
+        lambda c: c.update({"oci-lm-stack:budget": {"monthlyUsd": 1}}),
+        "oci-lm-stack:budget: unknown namespace 'oci-lm-stack'; did you mean 'oci-llm-stack:budget'? accepted: "
+        "this project's keys under oci-llm-stack: (other namespaces are left to their providers)",
+    ),
+    (
         "model name that cannot be a resource name",
         lambda c: c[f"{NS}models"].update({"Llama_2": c[f"{NS}models"]["llama2-7b-chat"]}),
         "models.Llama_2: bad model name 'Llama_2'; accepted: 2-32 characters of a-z, 0-9 and '-', starting "
