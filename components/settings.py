@@ -871,6 +871,14 @@ def _network(p: _Parser, raw: Any) -> NetworkSettings:
                 "subnet or the ranges of a new VCN, not both",
             )
         )
+    if egress == "managed" and not existing and ("vcnCidr" in s or "subnetCidr" in s):
+        p.fail(
+            f"{path}.egress",
+            egress,
+            "nat or none to build a VCN from vcnCidr/subnetCidr, or managed without them (the service "
+            "brings its own network)",
+            "ignores the VCN ranges:",
+        )
     if existing and egress == "managed":
         p.fail(
             f"{path}.egress",

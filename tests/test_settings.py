@@ -141,6 +141,12 @@ CASES = [
         "network.egress: unknown value 'internet'; accepted: nat | managed | none",
     ),
     (
+        "VCN ranges that managed networking would ignore",
+        set_top("network", {"vcnCidr": "10.0.0.0/16", "egress": "managed"}),
+        "network.egress: ignores the VCN ranges: 'managed'; accepted: nat or none to build a VCN from "
+        "vcnCidr/subnetCidr, or managed without them (the service brings its own network)",
+    ),
+    (
         "offline-only network for an online model",
         set_top("network", {"egress": "none"}),
         "network.egress: blocks online model: 'none'; accepted: nat or managed: model 'llama2-7b-chat' is "
