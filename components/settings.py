@@ -68,6 +68,7 @@ _IMAGE = re.compile(
 _OCIR_HOST = re.compile(r"^([a-z0-9-]+\.ocir\.io|ocir\.[a-z0-9-]+\.oci\.oraclecloud\.com)$")
 _PARAMETERS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bBmM]?)\s*$")
 _TAG_KEY = re.compile(r"^[^.\s]{1,100}$")
+_DYNAMIC_GROUP = re.compile(r"^(?:[A-Za-z0-9._+@-]{1,100}/)?[A-Za-z0-9._+@-]{1,100}$")
 
 IMAGE_EXAMPLE = "<region-key>.ocir.io/<namespace>/<repository>@sha256:<digest>"
 
@@ -984,7 +985,17 @@ def _prices(p: _Parser, raw: Any) -> PriceTable | None:
 
 def _identity(p: _Parser, raw: Any) -> IdentitySettings:
     s = p.section(raw, "identity", ["existingDynamicGroup"])
-    return IdentitySettings(existing_dynamic_group=p.string(s, "existingDynamicGroup", "identity", None))
+    group = p.string(s, "existingDynamicGroup", "identity", None)
+    if group is not None and not _DYNAMIC_GROUP.match(group):
+        # It is written into policy statements as it is: a space or a quote would break (or bend) them.
+        p.fail(
+            "identity.existingDynamicGroup",
+            group,
+            "a dynamic group name of letters, digits, '.', '_', '-', '+' and '@', or <domain>/<name>",
+            "bad dynamic group name",
+        )
+        group = None
+    return IdentitySettings(existing_dynamic_group=group)
 
 
 def _auth(p: _Parser, raw: Any) -> AuthSettings:

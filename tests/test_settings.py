@@ -219,6 +219,12 @@ CASES = [
         "this project's keys under oci-llm-stack: (other namespaces are left to their providers)",
     ),
     (
+        "dynamic group name that would bend the policy statements",
+        set_top("identity", {"existingDynamicGroup": "ml to manage all-resources in tenancy"}),
+        "identity.existingDynamicGroup: bad dynamic group name 'ml to manage all-resources in tenancy'; "
+        "accepted: a dynamic group name of letters, digits, '.', '_', '-', '+' and '@', or <domain>/<name>",
+    ),
+    (
         "model name that cannot be a resource name",
         lambda c: c[f"{NS}models"].update({"Llama_2": c[f"{NS}models"]["llama2-7b-chat"]}),
         "models.Llama_2: bad model name 'Llama_2'; accepted: 2-32 characters of a-z, 0-9 and '-', starting "
