@@ -34,6 +34,8 @@ class PriceTable:
     object_storage_gb_month: float
     shape_hour: Mapping[str, float] = field(default_factory=dict)
     """Whole-shape hourly prices that replace `gpu_count x gpu_hour` (overrides from settings)."""
+    overridden: bool = False
+    """True when settings or a policy config changed some of the list prices."""
 
     def shape_hourly_usd(self, shape: GpuShape | str) -> float:
         gpu_shape = SHAPES.get(shape) if isinstance(shape, str) else shape
@@ -98,6 +100,7 @@ def with_overrides(table: PriceTable, overrides: Mapping[str, object] | None) ->
             raise ValueError(f"pricing.{key} is not a price setting; accepted: {allowed}")
     return replace(
         table,
+        overridden=True,
         shape_hour=shape_hour,
         gpu_hour=gpu_hour,
         load_balancer_hour=scalars["loadBalancerHour"],

@@ -248,11 +248,13 @@ def check_monthly_budget(resources: Sequence[StackResource], config: Mapping[str
         parts.append(f"{model} ${cost.monthly_usd:,.0f} ({cost.shape} x{cost.instances})")
     if total <= budget:
         return []
+    overridden = figures.prices_overridden(prices, (r.inputs for r in deployments))
+    basis = f"list prices of {prices.as_of}" + (" with the stack's overrides" if overridden else "")
     return [
         Finding(
             message=(
                 f"estimated ${total:,.0f}/month exceeds the budget of ${budget:,.0f}: {', '.join(parts)} "
-                f"(list prices of {prices.as_of}, 730 h)"
+                f"({basis}, 730 h)"
             )
         )
     ]

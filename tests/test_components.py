@@ -556,6 +556,10 @@ def test_negotiated_prices_travel_to_the_cost_figures(config: dict[str, Any], pl
     config["oci-llm-stack:pricing"] = {"shapes": {"VM.GPU.A10.1": 1.0}}
     plan = plan_of(config)
     assert one(plan, DEPLOYMENT).inputs["freeformTags"]["llmstack-shape-hourly-usd"] == "1"
-    negotiated = guardrails.review(plan, PolicyConfig()).monthly_usd
+    review = guardrails.review(plan, PolicyConfig())
+    negotiated = review.monthly_usd
     assert list_price is not None and negotiated is not None
     assert list_price - negotiated == pytest.approx(730.0)  # $1/h less for a 730-hour month
+    assert "USD/month at 2026-06-04 list prices (with the stack's price overrides)" in (
+        guardrails.render_review(review)
+    )
