@@ -49,6 +49,7 @@ class RecordedResource:
     custom: bool
     id: str | None = None
     registered_outputs: bool = False
+    custom_timeouts: dict[str, str] = field(default_factory=dict)  # as registered: create, update, delete
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -369,6 +370,11 @@ class RecordingMonitor(MockMonitor):
                 inputs=_plain(inputs),
                 custom=bool(request.custom),
                 id=response.id or None,
+                custom_timeouts={
+                    kind: value
+                    for kind in ("create", "update", "delete")
+                    if (value := getattr(request.customTimeouts, kind))
+                },
             )
         )
         return response

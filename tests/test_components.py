@@ -464,10 +464,10 @@ def test_every_taggable_resource_carries_the_stack_tags(config: dict[str, Any], 
     assert untagged == []
 
 
-def test_deployments_wait_long_enough_for_the_service() -> None:
-    from components.model_serving import DEPLOYMENT_TIMEOUTS
-
-    assert (DEPLOYMENT_TIMEOUTS.create, DEPLOYMENT_TIMEOUTS.update) == ("245m", "245m")
+def test_deployments_wait_long_enough_for_the_service(config: dict[str, Any], plan_of: PlanOf) -> None:
+    """The service may take 240 minutes to create or update a deployment; the provider must outwait it."""
+    timeouts = one(plan_of(config), DEPLOYMENT).custom_timeouts
+    assert (timeouts["create"], timeouts["update"]) == ("245m", "245m")
 
 
 def test_two_models_get_two_servings_sharing_the_platform(config: dict[str, Any], plan_of: PlanOf) -> None:
