@@ -58,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     project_dir = (args.project_dir or find_project_dir(Path.cwd())).resolve()
     if args.stack_file is not None and not args.stack_file.is_file():
         raise UserError(f"--stack-file {args.stack_file}: no such file")
+    if args.policy_config is not None and not args.policy_config.is_file():
+        raise UserError(f"--policy-config {args.policy_config}: no such file")
     if args.stack_file is None:
         stack = args.stack or "dev"
         path = stack_file_for(project_dir, stack)
@@ -76,8 +78,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"llmstack plan: {exc}", file=sys.stderr)
         return EXIT_PROGRAM
 
-    if args.policy_config is not None and not args.policy_config.is_file():
-        raise UserError(f"--policy-config {args.policy_config}: no such file")
     config_path = args.policy_config or guardrails.policy_config_path(project_dir, plan.stack)
     shown_config = shown_path(config_path, project_dir) if config_path else None
     checked = guardrails.review(plan, guardrails.load_config(config_path), shown_config)
