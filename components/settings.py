@@ -31,6 +31,7 @@ from components.container_env import (
     env_problems,
 )
 from components.pricing import DEFAULT_PRICES, PriceTable, with_overrides
+from components.secrets import mask_secrets, secret_kind
 from components.shapes import SHAPES, known_shape_names
 from llmstack.errors import UserError
 
@@ -100,7 +101,8 @@ class SettingsError(Exception):
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
+    """A value as a message shows it: short, and with anything like a token hidden."""
+    text = mask_secrets(repr(value))
     return text if len(text) <= 160 else text[:157] + "..."
 
 
@@ -770,6 +772,7 @@ def load_settings(
         p.fail("oci:region", region, "an OCI region identifier such as us-ashburn-1")
         region = "us-ashburn-1"
 
+    _plain_secrets(p, {k: v for k, v in raw.items() if k != "hfToken"})
     known = [k.key.split(".")[0] for k in KEY_DOCS if not k.key.startswith("oci:")]
     known = list(dict.fromkeys(known))
     for key in list(raw):
@@ -846,6 +849,26 @@ def _split_namespaces(
                 )
             )
     return raw, secrets
+
+
+def _plain_secrets(p: _Parser, value: Any, path: str = "") -> None:
+    """Secret material pasted into any plain setting: a problem at its key, the value never shown."""
+    if isinstance(value, str):
+        kind = secret_kind(value)
+        if kind is not None:
+            p.problems.append(
+                Problem(
+                    path,
+                    f"holds {kind} in plain text (not shown here); accepted: the Hugging Face token as a "
+                    "secret (`pulumi config set --secret hfToken`) or in Vault (hfTokenSecretId)",
+                )
+            )
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _plain_secrets(p, item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _plain_secrets(p, item, f"{path}[{index}]")
 
 
 def _is_secure(value: Any) -> bool:

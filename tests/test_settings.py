@@ -348,6 +348,41 @@ def test_the_secret_value_is_never_echoed_in_a_message(config: dict[str, Any]) -
     assert not any(FAKE_HF_TOKEN in p for p in problems(config))
 
 
+PLAIN_SECRET = (
+    "holds a Hugging Face token in plain text (not shown here); accepted: the Hugging Face token as a secret "
+    "(`pulumi config set --secret hfToken`) or in Vault (hfTokenSecretId)"
+)
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        (set_top("hfTokenSecretId", FAKE_HF_TOKEN), "hfTokenSecretId"),
+        (
+            set_model("serving.params", f"--max-num-seqs 8 --hf-token {FAKE_HF_TOKEN}"),
+            f"{MODEL}.serving.params",
+        ),
+        (set_top("tags", {"environment": "dev", "team": FAKE_HF_TOKEN}), "tags.team"),
+    ],
+    ids=["pasted into the secret's OCID", "in engine flags", "as a tag"],
+)
+def test_a_token_in_a_plain_setting_is_refused_and_never_shown(
+    config: dict[str, Any], change: Any, key: str
+) -> None:
+    change(config)
+    found = problems(config)
+    assert f"{key}: {PLAIN_SECRET}" in found
+    assert not any(FAKE_HF_TOKEN in p for p in found)
+
+
+def test_messages_hide_secret_material_in_any_value() -> None:
+    from components.settings import _show
+
+    key = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----"
+    assert _show(f"x {FAKE_HF_TOKEN}{FAKE_HF_TOKEN} y") == "'x [hidden] y'"
+    assert _show(key) == "'[hidden]'"
+
+
 def test_parameters_accepts_sizes_and_counts(config: dict[str, Any]) -> None:
     for given, expected in (("13B", 13.0), ("350M", 0.35), (70, 70.0), (6_738_415_616, 6.738415616)):
         model_of(config)["parameters"] = given
