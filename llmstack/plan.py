@@ -32,6 +32,7 @@ from components.settings import (
     load_settings,
     read_stack_file,
 )
+from llmstack.errors import UserError
 
 STACK_TYPE = "pulumi:pulumi:Stack"
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
@@ -136,6 +137,8 @@ def record_program(
 
         try:
             _sync_await(run_pulumi_func(run_program))
+        except UserError:
+            raise  # the user's to fix (a model folder that cannot be read), not a bug of the program
         except Exception as exc:
             raise ProgramError(f"the program failed under the mock engine: {exc}") from exc
         root = runtime_settings.get_root_resource()

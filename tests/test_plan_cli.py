@@ -163,6 +163,23 @@ def test_a_dot_file_that_cannot_be_written_is_one_line(
     assert err == f"llmstack plan: --dot {target}: cannot be written (No such file or directory)\n"
 
 
+def test_a_model_folder_that_cannot_be_read_is_the_users_error_not_a_bug(
+    capsys: pytest.CaptureFixture[str],
+    config: dict[str, Any],
+    write_stack: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "llama-2-7b-chat-hf"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}", encoding="utf-8")
+    (folder / "tokenizer.model").symlink_to(tmp_path / "gone")
+    model_of(config)["source"] = {"localPath": str(folder)}
+    code, out, err = plan_cli(capsys, "--stack-file", str(write_stack(config)))
+    assert (code, out) == (2, "")
+    assert err.startswith(f"llmstack plan: cannot read {folder / 'tokenizer.model'}: ")
+    assert err.count("\n") == 1
+
+
 def test_console_script_runs_from_a_clean_process(tmp_path: Path) -> None:
     """What `make preview` does, through the installed entry point, from outside the project folder."""
     script = Path(sys.executable).with_name("llmstack")
