@@ -137,9 +137,11 @@ def record_program(
 
         try:
             _sync_await(run_pulumi_func(run_program))
-        except UserError:
-            raise  # the user's to fix (a model folder that cannot be read), not a bug of the program
         except Exception as exc:
+            # `__main__` hands the engine a user's error (a model folder that cannot be read) as a RunError.
+            cause = exc if isinstance(exc, UserError) else exc.__cause__
+            if isinstance(cause, UserError):
+                raise cause from None
             raise ProgramError(f"the program failed under the mock engine: {exc}") from exc
         root = runtime_settings.get_root_resource()
         exports = dict(getattr(root, "outputs", {}) or {})

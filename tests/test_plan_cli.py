@@ -180,6 +180,24 @@ def test_a_model_folder_that_cannot_be_read_is_the_users_error_not_a_bug(
     assert err.count("\n") == 1
 
 
+def test_under_the_engine_a_users_error_is_a_run_error(
+    config: dict[str, Any], plan_of: Callable[..., Any], tmp_path: Path
+) -> None:
+    """`pulumi up` prints a RunError as its message alone; any other exception with a traceback."""
+    import pulumi
+
+    from llmstack.errors import UserError
+
+    folder = tmp_path / "llama-2-7b-chat-hf"
+    folder.mkdir()
+    (folder / "weights.bin").symlink_to(tmp_path / "gone")
+    model_of(config)["source"] = {"localPath": str(folder)}
+    with pytest.raises(UserError) as caught:
+        plan_of(config)
+    assert isinstance(caught.value.__context__, pulumi.RunError)
+    assert str(caught.value.__context__) == str(caught.value)
+
+
 def test_console_script_runs_from_a_clean_process(tmp_path: Path) -> None:
     """What `make preview` does, through the installed entry point, from outside the project folder."""
     script = Path(sys.executable).with_name("llmstack")
