@@ -31,6 +31,7 @@ from components.container_env import (
     env_problems,
 )
 from components.pricing import DEFAULT_PRICES, PriceTable, with_overrides
+from components.secrets import mask_secrets, secret_kind
 from components.shapes import SHAPES, known_shape_names
 from llmstack.errors import UserError
 
@@ -68,6 +69,7 @@ _IMAGE = re.compile(
 _OCIR_HOST = re.compile(r"^([a-z0-9-]+\.ocir\.io|ocir\.[a-z0-9-]+\.oci\.oraclecloud\.com)$")
 _PARAMETERS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bBmM]?)\s*$")
 _TAG_KEY = re.compile(r"^[^.\s]{1,100}$")
+_DYNAMIC_GROUP = re.compile(r"^(?:[A-Za-z0-9._+@-]{1,100}/)?[A-Za-z0-9._+@-]{1,100}$")
 
 IMAGE_EXAMPLE = "<region-key>.ocir.io/<namespace>/<repository>@sha256:<digest>"
 
@@ -99,7 +101,8 @@ class SettingsError(Exception):
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
+    """A value as a message shows it: short, and with anything like a token hidden."""
+    text = mask_secrets(repr(value))
     return text if len(text) <= 160 else text[:157] + "..."
 
 
@@ -285,6 +288,12 @@ class FineTuneSettings:
         return tuple(dict.fromkeys(found))
 
 
+def image_digest(image: str) -> str | None:
+    """The `sha256:...` digest an image reference pins, or None for one by tag alone."""
+    match = _IMAGE.match(image)
+    return match.group("digest") if match else None
+
+
 def _uri_bucket(uri: str) -> str:
     return uri.removeprefix("oci://").split("@", 1)[0]
 
@@ -331,11 +340,6 @@ class ServingSettings:
     quantization: str = "none"
     port: int = DEFAULT_PORT
     max_model_len: int = 4096
-
-    @property
-    def image_digest(self) -> str | None:
-        match = _IMAGE.match(self.image)
-        return match.group("digest") if match else None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -768,6 +772,7 @@ def load_settings(
         p.fail("oci:region", region, "an OCI region identifier such as us-ashburn-1")
         region = "us-ashburn-1"
 
+    _plain_secrets(p, {k: v for k, v in raw.items() if k != "hfToken"})
     known = [k.key.split(".")[0] for k in KEY_DOCS if not k.key.startswith("oci:")]
     known = list(dict.fromkeys(known))
     for key in list(raw):
@@ -834,7 +839,36 @@ def _split_namespaces(
                 secrets.add(name)
         elif key == "oci:region":
             raw[key] = value
+        elif difflib.SequenceMatcher(None, namespace, PROJECT).ratio() >= 0.8:
+            # A misspelt project namespace would otherwise pass for a provider's setting, unread.
+            p.problems.append(
+                Problem(
+                    key,
+                    f"unknown namespace {namespace!r}; did you mean '{PROJECT}:{name}'? accepted: this "
+                    f"project's keys under {PROJECT}: (other namespaces are left to their providers)",
+                )
+            )
     return raw, secrets
+
+
+def _plain_secrets(p: _Parser, value: Any, path: str = "") -> None:
+    """Secret material pasted into any plain setting: a problem at its key, the value never shown."""
+    if isinstance(value, str):
+        kind = secret_kind(value)
+        if kind is not None:
+            p.problems.append(
+                Problem(
+                    path,
+                    f"holds {kind} in plain text (not shown here); accepted: the Hugging Face token as a "
+                    "secret (`pulumi config set --secret hfToken`) or in Vault (hfTokenSecretId)",
+                )
+            )
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _plain_secrets(p, item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _plain_secrets(p, item, f"{path}[{index}]")
 
 
 def _is_secure(value: Any) -> bool:
@@ -860,6 +894,14 @@ def _network(p: _Parser, raw: Any) -> NetworkSettings:
                 "given together with vcnCidr/subnetCidr; accepted: either an existing "
                 "subnet or the ranges of a new VCN, not both",
             )
+        )
+    if egress == "managed" and not existing and ("vcnCidr" in s or "subnetCidr" in s):
+        p.fail(
+            f"{path}.egress",
+            egress,
+            "nat or none to build a VCN from vcnCidr/subnetCidr, or managed without them (the service "
+            "brings its own network)",
+            "ignores the VCN ranges:",
         )
     if existing and egress == "managed":
         p.fail(
@@ -938,23 +980,45 @@ def _prices(p: _Parser, raw: Any) -> PriceTable | None:
     s = p.section(raw, "pricing", ["shapes", "gpus"])
     if not s:
         return None
-    for name in s.get("shapes") or {}:
-        if name not in SHAPES:
-            p.fail(f"pricing.shapes.{name}", name, ", ".join(known_shape_names()), "unknown shape")
-    gpus = sorted({shape.gpu for shape in SHAPES.values()})
-    for name in s.get("gpus") or {}:
-        if name not in gpus:
-            p.fail(f"pricing.gpus.{name}", name, ", ".join(gpus), "unknown GPU")
-    try:
-        return with_overrides(DEFAULT_PRICES, s)
-    except ValueError as exc:
-        p.problems.append(Problem("pricing", f"{exc}"))
-        return None
+    kinds = {
+        "shapes": ("shape", known_shape_names(), "USD per hour for the whole shape"),
+        "gpus": ("GPU", sorted({shape.gpu for shape in SHAPES.values()}), "USD per GPU-hour"),
+    }
+    overrides: dict[str, dict[str, float]] = {}
+    for key, (kind, names, unit) in kinds.items():
+        given = s.get(key)
+        if given is None:
+            continue
+        if not isinstance(given, Mapping):
+            p.fail(f"pricing.{key}", given, f"a mapping of {kind} names to {unit}", "not a mapping:")
+            continue
+        overrides[key] = {}
+        for name, price in given.items():
+            path = f"pricing.{key}.{name}"
+            if name not in names:
+                p.fail(path, name, ", ".join(names), f"unknown {kind}")
+            elif isinstance(price, bool) or not isinstance(price, int | float) or not math.isfinite(price):
+                p.fail(path, price, f"a number >= 0 ({unit})", "not a number:")
+            elif price < 0:
+                p.fail(path, price, f"a number >= 0 ({unit})")
+            else:
+                overrides[key][name] = float(price)
+    return with_overrides(DEFAULT_PRICES, overrides) if any(overrides.values()) else None
 
 
 def _identity(p: _Parser, raw: Any) -> IdentitySettings:
     s = p.section(raw, "identity", ["existingDynamicGroup"])
-    return IdentitySettings(existing_dynamic_group=p.string(s, "existingDynamicGroup", "identity", None))
+    group = p.string(s, "existingDynamicGroup", "identity", None)
+    if group is not None and not _DYNAMIC_GROUP.match(group):
+        # It is written into policy statements as it is: a space or a quote would break (or bend) them.
+        p.fail(
+            "identity.existingDynamicGroup",
+            group,
+            "a dynamic group name of letters, digits, '.', '_', '-', '+' and '@', or <domain>/<name>",
+            "bad dynamic group name",
+        )
+        group = None
+    return IdentitySettings(existing_dynamic_group=group)
 
 
 def _auth(p: _Parser, raw: Any) -> AuthSettings:
@@ -1064,7 +1128,7 @@ def _model(
     before = len(p.problems)
     s = p.section(body, path, _MODEL_KEYS)
     for required in ("source", "serving", "compute"):
-        if required not in s:
+        if s.get(required) is None:  # absent, or a key left empty (`compute:` with nothing under it)
             p.fail(
                 f"{path}.{required}", _MISSING, f"a mapping (see the README's settings table for {required})"
             )

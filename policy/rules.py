@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from components import pricing
 from components.context import TAG_BUDGET, TAG_MODEL
+from components.secrets import SECRET_PATTERNS
 from policy import figures
 from policy.figures import MODEL_DEPLOYMENT, UNKNOWN, FactsError, get, tags_of
 
@@ -248,11 +249,13 @@ def check_monthly_budget(resources: Sequence[StackResource], config: Mapping[str
         parts.append(f"{model} ${cost.monthly_usd:,.0f} ({cost.shape} x{cost.instances})")
     if total <= budget:
         return []
+    overridden = figures.prices_overridden(prices, (r.inputs for r in deployments))
+    basis = f"list prices of {prices.as_of}" + (" with the stack's overrides" if overridden else "")
     return [
         Finding(
             message=(
                 f"estimated ${total:,.0f}/month exceeds the budget of ${budget:,.0f}: {', '.join(parts)} "
-                f"(list prices of {prices.as_of}, 730 h)"
+                f"({basis}, 730 h)"
             )
         )
     ]
@@ -344,12 +347,6 @@ def check_log_retention(
         return []
     shown = f"{days:g}" if isinstance(days, int | float) else repr(days)
     return [f"log {get(inputs, 'displayName', '?')} keeps {shown} days; at least {minimum:g} required"]
-
-
-SECRET_PATTERNS: dict[str, str] = {
-    "a Hugging Face token": r"\bhf_[A-Za-z0-9]{30,}\b",
-    "private key material": r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----",
-}
 
 
 def check_no_plaintext_secrets(

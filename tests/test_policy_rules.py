@@ -282,6 +282,15 @@ class TestMonthlyBudget:
         [finding] = self.rule.validate_stack(_stack(inputs))
         assert finding.message.startswith("estimated $2,929/month exceeds the budget of $1,000")
         assert "VM.GPU.A10.1 x2" in finding.message
+        assert finding.message.endswith("(list prices of 2026-06-04, 730 h)")
+
+    def test_an_estimate_at_negotiated_prices_says_so(self) -> None:
+        inputs = deployment(
+            **{f"{FTAGS}__llmstack-budget-monthly-usd": "1000", f"{FTAGS}__llmstack-shape-hourly-usd": "1.5"}
+        )
+        [finding] = self.rule.validate_stack(_stack(inputs))
+        assert finding.message.startswith("estimated $1,104/month exceeds the budget of $1,000")
+        assert finding.message.endswith("(list prices of 2026-06-04 with the stack's overrides, 730 h)")
 
     def test_autoscaling_counts_at_its_maximum(self) -> None:
         scaling = {
