@@ -71,7 +71,7 @@ _PARAMETERS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bBmM]?)\s*$")
 _TAG_KEY = re.compile(r"^[^.\s]{1,100}$")
 _DYNAMIC_GROUP = re.compile(r"^(?:[A-Za-z0-9._+@-]{1,100}/)?[A-Za-z0-9._+@-]{1,100}$")
 
-IMAGE_EXAMPLE = "<region-key>.ocir.io/<namespace>/<repository>@sha256:<digest>"
+IMAGE_EXAMPLE = "<region-key>.ocir.io/<namespace>/<repository>:<tag>@sha256:<digest>"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1580,8 +1580,9 @@ def _known_shape(p: _Parser, path: str, shape: str) -> bool:
 
 def _ocir_image(p: _Parser, path: str, image: str) -> None:
     match = _IMAGE.match(image)
-    if not match or not (match.group("tag") or match.group("digest")):
-        p.fail(path, image, IMAGE_EXAMPLE + " (a tag or, better, a digest)", "bad image reference")
+    if not match or not match.group("tag"):
+        # OCI takes `<repo>:<tag>` or `<repo>:<tag>@sha256:...` for a deployment's or a job's image.
+        p.fail(path, image, IMAGE_EXAMPLE + " (OCI needs the tag; the digest pins it)", "bad image reference")
     elif not _OCIR_HOST.match(match.group("host").split(":")[0]):
         p.fail(path, image, f"an image in OCI Container Registry: {IMAGE_EXAMPLE}", "not an OCIR image:")
 

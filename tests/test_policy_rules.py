@@ -25,7 +25,7 @@ from policy.rules import (
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOYMENT = "oci:DataScience/modelDeployment:ModelDeployment"
-IMAGE = "iad.ocir.io/idxyzabc1234/llm/serving@sha256:" + "a2" * 32
+IMAGE = "iad.ocir.io/idxyzabc1234/llm/serving:vllm-3f9c2e1@sha256:" + "a2" * 32
 
 TAGS = {"environment": "dev", "team": "ml-platform", "pulumi-stack": "dev"}
 

@@ -266,7 +266,13 @@ CASES = [
         "image outside OCIR",
         set_model("serving.image", "docker.io/vllm/vllm-openai:latest"),
         f"{MODEL}.serving.image: not an OCIR image: 'docker.io/vllm/vllm-openai:latest'; accepted: an image in "
-        "OCI Container Registry: <region-key>.ocir.io/<namespace>/<repository>@sha256:<digest>",
+        "OCI Container Registry: <region-key>.ocir.io/<namespace>/<repository>:<tag>@sha256:<digest>",
+    ),
+    (
+        "image pinned by digest but without the tag OCI needs",
+        set_model("serving.image", "iad.ocir.io/idxyzabc1234/llm/serving@sha256:" + "ab" * 32),
+        f"{MODEL}.serving.image: bad image reference 'iad.ocir.io/idxyzabc1234/llm/serving@sha256:{'ab' * 32}'; "
+        "accepted: <region-key>.ocir.io/<namespace>/<repository>:<tag>@sha256:<digest> (OCI needs the tag; the digest pins it)",
     ),
     (
         "quantization the engine does not serve",
