@@ -23,6 +23,7 @@ except UserError as exc:
 
 pulumi.export("projectId", platform.project_id)
 pulumi.export("subnetId", platform.subnet_id)
+pulumi.export("callersNsgId", platform.callers_nsg_id)
 pulumi.export("logGroupId", platform.log_group_id)
 pulumi.export("imageRepository", platform.image_repository)
 pulumi.export("artifactBucket", platform.bucket_name)

@@ -141,7 +141,7 @@ class LoggingSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class RegistrySettings:
-    repository: str = "llm/serving"
+    repository: str  # OCIR repository names are unique per tenancy and region: the default carries the stack
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -471,7 +471,10 @@ KEY_DOCS: tuple[KeyDoc, ...] = (
         "logging.existingLogGroupId", "OCID", "none", "put the logs in this log group instead of a new one"
     ),
     KeyDoc(
-        "registry.repository", "string", "`llm/serving`", "private OCIR repository for the serving images"
+        "registry.repository",
+        "string",
+        "`llm/serving-<stack>`",
+        "private OCIR repository for the serving images (unique per tenancy and region)",
     ),
     KeyDoc(
         "artifactBucket.name",
@@ -786,7 +789,7 @@ def load_settings(
 
     network = _network(p, raw.get("network"))
     logging = _logging(p, raw.get("logging"))
-    registry = _registry(p, raw.get("registry"))
+    registry = _registry(p, raw.get("registry"), stack)
     bucket = _bucket(p, raw.get("artifactBucket"), stack)
     budget = _budget(p, raw.get("budget"))
     prices = _prices(p, raw.get("pricing"))
@@ -941,10 +944,10 @@ def _logging(p: _Parser, raw: Any) -> LoggingSettings:
     return LoggingSettings(retention_days=days, existing_log_group_id=existing)
 
 
-def _registry(p: _Parser, raw: Any) -> RegistrySettings:
+def _registry(p: _Parser, raw: Any, stack: str) -> RegistrySettings:
     path = "registry"
     s = p.section(raw, path, ["repository"])
-    repo = p.string(s, "repository", path, RegistrySettings().repository)
+    repo = p.string(s, "repository", path, f"llm/serving-{stack}")
     if not _REPOSITORY.match(repo):
         p.fail(
             f"{path}.repository",

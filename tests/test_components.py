@@ -230,8 +230,8 @@ def test_existing_log_group_is_used(config: dict[str, Any], plan_of: PlanOf) -> 
 
 def test_registry_is_private_and_exported(config: dict[str, Any], plan_of: PlanOf) -> None:
     plan = plan_of(config)
-    has_resource(plan, REPO, displayName="llm/serving", isPublic=False, isImmutable=True)
-    assert plan.outputs["imageRepository"] == "iad.ocir.io/idxyzabc1234/llm/serving"
+    has_resource(plan, REPO, displayName="llm/serving-test", isPublic=False, isImmutable=True)
+    assert plan.outputs["imageRepository"] == "iad.ocir.io/idxyzabc1234/llm/serving-test"
 
 
 def test_bucket_is_private_versioned_and_can_use_a_vault_key(config: dict[str, Any], plan_of: PlanOf) -> None:
@@ -563,3 +563,10 @@ def test_negotiated_prices_travel_to_the_cost_figures(config: dict[str, Any], pl
     assert "USD/month at 2026-06-04 list prices (with the stack's price overrides)" in (
         guardrails.render_review(review)
     )
+
+
+def test_the_callers_nsg_is_exported_for_clients_in_the_vcn(config: dict[str, Any], plan_of: PlanOf) -> None:
+    plan = plan_of(config)
+    assert plan.outputs["callersNsgId"] == one(plan, NSG).id
+    config["oci-llm-stack:network"] = {"egress": "managed"}
+    assert plan_of(config).outputs["callersNsgId"] is None

@@ -198,6 +198,21 @@ class TestImagePinnedByDigest:
         )
         assert check("image-pinned-by-digest", DEPLOYMENT, no_container) == []
 
+    def test_a_training_job_image_is_judged_like_a_serving_image(self) -> None:
+        job = "oci:DataScience/job:Job"
+        pinned = {
+            "jobEnvironmentConfigurationDetails": {"jobEnvironmentType": "OCIR_CONTAINER", "image": IMAGE}
+        }
+        assert check("image-pinned-by-digest", job, pinned) == []
+        moving = {
+            "jobEnvironmentConfigurationDetails": {
+                "jobEnvironmentType": "OCIR_CONTAINER",
+                "image": "iad.ocir.io/ns/llm/train:0.1.0",
+            }
+        }
+        [message] = check("image-pinned-by-digest", job, moving)
+        assert "tag '0.1.0'" in message and "pin it by digest" in message
+
     def test_unknown_image_during_preview_is_not_judged(self) -> None:
         assert check("image-pinned-by-digest", DEPLOYMENT, deployment(**{f"{ENV}__image": UNKNOWN})) == []
 

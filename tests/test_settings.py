@@ -43,7 +43,7 @@ def test_a_minimal_model_gets_documented_defaults(config: dict[str, Any]) -> Non
     assert model.serving.tensor_parallelism == 1  # VM.GPU.A10.1 has one GPU
     assert (model.compute.replicas, model.compute.bandwidth_mbps) == (1, 10)
     assert (model.readiness.timeout_minutes, model.readiness.smoke_prompt) == (60, "Say hello.")
-    assert settings.registry.repository == "llm/serving"
+    assert settings.registry.repository == "llm/serving-test"  # one per stack: the names are tenancy-wide
     assert settings.environment == "dev"
     assert settings.hf_token is not None and not settings.hf_token.known
 
