@@ -211,3 +211,15 @@ def test_the_build_context_holds_what_the_images_copy_and_not_the_work_tree() ->
     for local in (".venv/bin/python", "node_modules/x/y.js", "tests/test_launcher.py", "outputs.json"):
         assert dockerignored(local, patterns), local
     assert dockerignored("llmstack/__pycache__/retry.cpython-311.pyc", patterns)
+
+
+@pytest.mark.parametrize(
+    ("engine", "switches"),
+    [
+        ("vllm", ("VLLM_NO_USAGE_STATS=1", "DO_NOT_TRACK=1", "HF_HUB_DISABLE_TELEMETRY=1")),
+        ("tgi", ("USAGE_STATS=off", "HF_HUB_DISABLE_TELEMETRY=1")),  # TGI reads --usage-stats from USAGE_STATS
+    ],
+)
+def test_the_images_send_no_usage_statistics(engine: str, switches: tuple[str, ...]) -> None:
+    text = (ROOT / "serving" / engine / "Dockerfile").read_text(encoding="utf-8")
+    assert all(switch in text for switch in switches)
