@@ -217,7 +217,10 @@ def test_the_build_context_holds_what_the_images_copy_and_not_the_work_tree() ->
     ("engine", "switches"),
     [
         ("vllm", ("VLLM_NO_USAGE_STATS=1", "DO_NOT_TRACK=1", "HF_HUB_DISABLE_TELEMETRY=1")),
-        ("tgi", ("USAGE_STATS=off", "HF_HUB_DISABLE_TELEMETRY=1")),  # TGI reads --usage-stats from USAGE_STATS
+        (
+            "tgi",
+            ("USAGE_STATS=off", "HF_HUB_DISABLE_TELEMETRY=1"),
+        ),  # TGI reads --usage-stats from USAGE_STATS
     ],
 )
 def test_the_images_send_no_usage_statistics(engine: str, switches: tuple[str, ...]) -> None:
