@@ -194,3 +194,31 @@ def test_standalone_server_serves_signed_requests_and_stops(tmp_path: Path) -> N
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_client_that_leaves_is_routine_and_stop_ends_every_connection(
+    tmp_path: Path, oci_identity: TestIdentity, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+    import threading
+
+    before = set(threading.enumerate())
+    fake = FakeOci(tmp_path / "fake")
+    fake.trust(oci_identity)
+    fake.start()
+    try:
+        fake.faults.add(Fault(kind="slow", ops=frozenset({"GetNamespace"}), delay_s=60))
+        signer = oci.signer.Signer.from_config(oci.config.from_file(str(oci_identity.config_file)))
+        with pytest.raises(requests.exceptions.ReadTimeout):  # the client gives up; the fake still answers
+            requests.get(f"{fake.endpoint}/n", auth=signer, timeout=(5, 0.2))
+        idle = socket.create_connection(("127.0.0.1", fake.port), timeout=5)  # kept open, never used
+    finally:
+        started = time.monotonic()
+        fake.stop()
+        stopped_in = time.monotonic() - started
+    idle.close()
+
+    assert stopped_in < 5  # not the slow fault's 60 s, nor the idle socket's 30 s read timeout
+    assert [t for t in threading.enumerate() if t not in before] == []  # no thread of the fake lives on
+    assert fake.errors == []
+    assert capfd.readouterr().err == ""  # no traceback lands in another test's output
