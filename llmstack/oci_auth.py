@@ -128,11 +128,22 @@ def make_client(
     endpoint: str | None = None,
     backoff: Backoff = DEFAULT_BACKOFF,
 ) -> C:
-    """An oci SDK client with the project's retry policy, built fresh for the caller."""
+    """An oci SDK client with the project's retry policy, built fresh for the caller.
+
+    Without the SDK's default circuit breaker: it is one breaker for every client in the process, opened
+    by any 10 consecutive 429/5xx answers (retries included), and then fails every call to every service
+    for 30 s with an error that is neither a ServiceError nor retried. One throttled upload would fail an
+    unrelated readiness check. The bounded backoff here is the policy; nothing else cuts it short.
+    """
+    import oci
+
     if auth.mode == "none":
         raise UserError("auth mode 'none' is for a local container; OCI services need signed requests")
     creds = credentials(auth, region)
-    kwargs: dict[str, Any] = {"retry_strategy": oci_retry_strategy(backoff)}
+    kwargs: dict[str, Any] = {
+        "retry_strategy": oci_retry_strategy(backoff),
+        "circuit_breaker_strategy": oci.circuit_breaker.NoCircuitBreakerStrategy(),
+    }
     if creds.signer is not None:
         kwargs["signer"] = creds.signer
     if endpoint:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import oci
 import pytest
@@ -222,3 +223,29 @@ def test_a_client_that_leaves_is_routine_and_stop_ends_every_connection(
     assert [t for t in threading.enumerate() if t not in before] == []  # no thread of the fake lives on
     assert fake.errors == []
     assert capfd.readouterr().err == ""  # no traceback lands in another test's output
+
+
+def test_a_long_run_of_503s_trips_no_breaker_shared_by_every_client(
+    fake_oci: FakeOci, oci_identity: TestIdentity
+) -> None:
+    from llmstack.oci_auth import Auth, make_client
+
+    auth = Auth(config_file=str(oci_identity.config_file))
+    quick = Backoff(attempts=4, base_s=0.001, cap_s=0.002, total_s=5)
+
+    def client(cls: type) -> Any:
+        return make_client(cls, auth, region="us-ashburn-1", endpoint=fake_oci.endpoint, backoff=quick)
+
+    fake_oci.faults.add(Fault(kind="status", status=503, ops=frozenset({"GetNamespace"})))
+    for _ in range(3):  # 12 answers of 503 in a row: the SDK's default breaker opens after 10
+        with pytest.raises(oci.exceptions.ServiceError) as err:
+            client(oci.object_storage.ObjectStorageClient).get_namespace()
+        assert err.value.status == 503
+    assert len(fake_oci.requests("GetNamespace")) == 3 * quick.attempts  # every retry was sent
+    fake_oci.faults.clear()
+
+    # other clients, another service: answered, not refused for 30 s by a process-wide breaker
+    with pytest.raises(oci.exceptions.ServiceError) as err:
+        client(oci.data_science.DataScienceClient).get_model("ocid1.datasciencemodel.oc1.iad.gone")
+    assert err.value.status == 404
+    assert client(oci.object_storage.ObjectStorageClient).get_namespace().data == NS
