@@ -368,3 +368,17 @@ def test_providers_pickle_with_dill_and_build_clients_inside_methods(
     assert "ObjectStorageClient" in built
     created = catalog_p.create(catalog_props(fake_oci, oci_identity, outs))
     assert "DataScienceClient" in built and created.id in catalog.models
+
+
+def test_dropping_the_hf_token_replaces_the_model_that_holds_it(
+    fake_oci: FakeOci, oci_identity: TestIdentity
+) -> None:
+    with_token = catalog_props(fake_oci, oci_identity, None, hfToken=HF_TOKEN)
+    olds = {**with_token, "modelId": "ocid1.datasciencemodel.oc1.iad.x", "state": "ACTIVE"}
+    without = catalog_props(fake_oci, oci_identity, None)  # the token now comes from Vault
+    assert "hfToken" not in without  # the engine leaves a None input out
+
+    diff = catalogs().diff(olds["modelId"], olds, without)
+    assert diff.changes and diff.replaces == ["hfToken"]  # a new model, without the token file
+    # what create returned besides the inputs (modelId, state) is not an input that went away
+    assert catalogs().diff(olds["modelId"], olds, with_token).changes is False

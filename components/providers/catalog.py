@@ -35,6 +35,7 @@ from llmstack.retry import Backoff
 from llmstack.upload import head_object
 
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELED")
+OUTPUT_KEYS = ("modelId", "state")
 METADATA_CATEGORY = "Other"
 
 
@@ -114,6 +115,7 @@ class ArtifactFailed(Exception):
 class CatalogModelProvider(ProviderBase):
     replace_on = ("compartmentId", "projectId", "region", "artifact", "hfToken")
     required = ("compartmentId", "projectId", "displayName", "region", "artifact")
+    outputs = OUTPUT_KEYS
 
     def __init__(
         self,
@@ -139,7 +141,7 @@ class CatalogModelProvider(ProviderBase):
         return failures
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.DiffResult:
-        result = partial_diff(olds, news, replace_on=self.replace_on)
+        result = partial_diff(olds, news, replace_on=self.replace_on, outputs=self.outputs)
         old_fp = (olds.get("customMetadata") or {}).get("fingerprint")
         new_fp = (news.get("customMetadata") or {}).get("fingerprint")
         replaces = list(result.replaces or [])
@@ -390,6 +392,6 @@ class CatalogModel(DynamicResource, module="catalog", name="CatalogModel"):
         super().__init__(
             provider or CatalogModelProvider(),
             name,
-            {**args.props(), "modelId": None, "state": None},
+            {**args.props(), **dict.fromkeys(OUTPUT_KEYS)},
             pulumi.ResourceOptions.merge(secret, opts),
         )
