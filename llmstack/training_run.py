@@ -140,15 +140,19 @@ def _wait(
     deadline = clock() + run.timeout_s
     delays = run.polling.delays(run.timeout_s)
     while True:
+        # A run this wait gives up on is recorded nowhere (create failed), so it is cancelled, not left
+        # training on GPUs that nobody pays attention to.
         try:
             job_run = data_science.get_job_run(job_run_id).data
         except oci.exceptions.ServiceError as exc:
             raise TrainingFailed(
-                f"cannot read job run {job_run_id}: {exc.status} {exc.code}: {exc.message}"
+                f"cannot read job run {job_run_id}: {exc.status} {exc.code}: {exc.message}; "
+                f"{cancel(data_science, job_run_id)}"
             ) from None
         except UNREACHABLE as exc:
             raise TrainingFailed(
-                f"cannot reach Data Science to read job run {job_run_id}: {reason(exc)}"
+                f"cannot reach Data Science to read job run {job_run_id}: {reason(exc)}; "
+                f"{cancel(data_science, job_run_id)}"
             ) from None
         state = job_run.lifecycle_state
         if state == SUCCEEDED:
