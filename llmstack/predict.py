@@ -247,7 +247,10 @@ class PredictClient:
     def _send(self, url: str, body: bytes, *, stream: bool) -> requests.Response:
         import requests
 
+        sent = [0]
+
         def attempt() -> requests.Response:
+            sent[0] += 1
             response = requests.post(
                 url,
                 data=body,
@@ -283,10 +286,14 @@ class PredictClient:
             ) from exc
         except requests.exceptions.RequestException as exc:
             raise PredictError(
-                f"cannot reach {url} ({_root_cause(exc)}) after {self.backoff.attempts} attempts: "
+                f"cannot reach {url} ({_root_cause(exc)}) after {_attempts(sent[0])}: "
                 f"check the URL and your network",
                 url=url,
             ) from exc
+
+
+def _attempts(n: int) -> str:
+    return "1 attempt" if n == 1 else f"{n} attempts"
 
 
 def _retryable(exc: BaseException) -> bool:

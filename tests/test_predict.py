@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -205,6 +206,23 @@ def test_a_closed_port_is_a_connection_error_after_retries() -> None:
         )
 
     assert "cannot reach" in str(caught.value) and "ConnectionRefusedError" in str(caught.value)
+    assert f"after {FAST.attempts} attempts" in str(caught.value)
+
+
+def test_a_connection_error_names_the_attempts_made_not_the_most_allowed() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    # readiness allows retries for as long as its deadline lasts; the message counts the ones sent
+    patient = Backoff(attempts=1_000_000, base_s=0.01, cap_s=0.02, total_s=0.05)
+
+    with pytest.raises(PredictError) as caught:
+        PredictClient(f"http://127.0.0.1:{port}/predict", auth=NO_AUTH, backoff=patient, timeout_s=1).predict(
+            "hi"
+        )
+
+    assert "1000000" not in str(caught.value)
+    assert re.search(r"after \d{1,2} attempts?:", str(caught.value)), str(caught.value)
 
 
 @pytest.mark.parametrize(
