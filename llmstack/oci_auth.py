@@ -93,6 +93,8 @@ def credentials(auth: Auth, region: str | None = None) -> Credentials:
         raise UserError(f"profile {auth.profile!r} is not in {auth.config_file}") from exc
     except oci.exceptions.InvalidConfig as exc:
         raise UserError(f"OCI config {auth.config_file} [{auth.profile}] is invalid: {exc}") from exc
+    except oci.exceptions.InvalidKeyFilePath as exc:  # its message names the file, the line and the value
+        raise UserError(str(exc).split(" For more info")[0]) from exc
     if region:
         config["region"] = region
     if auth.mode == "security_token":
@@ -148,4 +150,9 @@ def make_client(
         kwargs["signer"] = creds.signer
     if endpoint:
         kwargs["service_endpoint"] = endpoint
-    return client_class(creds.config, **kwargs)  # type: ignore[call-arg]
+    try:  # the client checks the profile's values and loads its API key only now
+        return client_class(creds.config, **kwargs)  # type: ignore[call-arg]
+    except (oci.exceptions.InvalidConfig, oci.exceptions.InvalidPrivateKey, OSError) as exc:
+        raise UserError(
+            f"OCI config {auth.config_file} [{auth.profile}] is not usable: {' '.join(str(exc).split())}"
+        ) from exc

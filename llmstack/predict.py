@@ -165,7 +165,7 @@ def request_signer(auth: Auth) -> Any | None:
             pass_phrase=config.get("pass_phrase"),
             private_key_content=config.get("key_content"),
         )
-    except (OSError, ValueError, TypeError) as exc:
+    except (OSError, ValueError, TypeError, oci.exceptions.InvalidPrivateKey) as exc:
         raise UserError(f"cannot load the API key of profile {auth.profile!r}: {exc}") from exc
 
 

@@ -416,6 +416,26 @@ def test_cli_401_is_one_line_without_traceback(
     assert "Traceback" not in err
 
 
+def test_cli_a_key_that_does_not_load_is_one_line(
+    tmp_path: Path,
+    oci_identity: TestIdentity,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "key.pem").write_text("not a key\n")
+    config = tmp_path / "config"
+    config.write_text(
+        oci_identity.config_file.read_text().replace(str(oci_identity.key_file), str(tmp_path / "key.pem"))
+    )
+    monkeypatch.setenv("OCI_CLI_CONFIG_FILE", str(config))
+
+    code = main(["predict", "--auth", "api_key", "--endpoint", "http://192.0.2.1/predict", "hi"])
+
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("llmstack predict: cannot load the API key of profile 'DEFAULT': ")
+
+
 @pytest.mark.usefixtures("oci_config")
 def test_cli_reads_the_urls_from_saved_stack_outputs(
     fake_oci: FakeOci, deployment: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -479,3 +479,32 @@ def test_part_body_rewinds_for_a_retry_and_reads_in_large_blocks() -> None:
     body.seek(0)
     assert b"".join(bytes(body.read(8192)) for _ in range(3)) == data
     assert bytes(body.read(8192)) == b""
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        (None, "key_file's value"),  # the file the profile names is not there
+        (b"not a key\n", "is not usable: The provided key is not a private key"),
+    ],
+)
+def test_cli_a_profile_with_an_unusable_key_is_one_line(
+    tmp_path: Path,
+    oci_identity: TestIdentity,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    key: bytes | None,
+    expected: str,
+) -> None:
+    key_file = tmp_path / "key.pem"
+    if key is not None:
+        key_file.write_bytes(key)
+    config = tmp_path / "config"
+    config.write_text(oci_identity.config_file.read_text().replace(str(oci_identity.key_file), str(key_file)))
+    monkeypatch.setenv("OCI_CLI_CONFIG_FILE", str(config))
+
+    code = cli.main(["package", str(make_model(tmp_path / "m")), "--to", "oci://b@ns/p/"])
+
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("llmstack package: ") and err.count("\n") == 1, err
+    assert expected in err and "Traceback" not in err
