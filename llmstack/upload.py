@@ -220,8 +220,15 @@ def find_uploaded(client: Any, dest: Destination, manifest: Manifest) -> Uploade
         raise
     except ValueError:
         return None
-    if record.get("layout") != LAYOUT_VERSION or record.get("manifestDigest") != digest:
-        return None
+    if (
+        not isinstance(record, dict)
+        or record.get("layout") != LAYOUT_VERSION
+        or record.get("manifestDigest") != digest
+        or not isinstance(record.get("objectName"), str)
+        or not isinstance(record.get("fingerprint"), str)
+        or not isinstance(record.get("sizeBytes"), int)
+    ):
+        return None  # not a record this code wrote: upload again, which writes a good one
     head = head_object(client, dest.namespace, dest.bucket, record["objectName"])
     if head is None or int(head.get("content-length", -1)) != record["sizeBytes"]:
         return None
@@ -541,6 +548,11 @@ def upload_folder(
         found = find_uploaded(client, dest, manifest)
     except oci.exceptions.ServiceError as exc:
         raise _service_error(exc, dest, "look up earlier uploads in") from exc
+    except _unreachable() as exc:
+        raise UserError(
+            f"cannot reach Object Storage to look up earlier uploads in {dest.uri(dest.prefix)} "
+            f"({type(exc).__name__}); check the network and the endpoint, then run again"
+        ) from exc
     if found is not None:
         return found
 
@@ -563,12 +575,7 @@ def upload_folder(
     except oci.exceptions.ServiceError as exc:
         keep_for_resume = is_retryable(exc)
         raise _service_error(exc, dest, "upload to", job, keep_for_resume) from exc
-    except (
-        oci.exceptions.RequestException,
-        oci.exceptions.ConnectTimeout,
-        ConnectionError,
-        TimeoutError,
-    ) as exc:
+    except _unreachable() as exc:
         keep_for_resume = True
         raise UserError(
             f"upload to {dest.uri(dest.prefix)} interrupted ({type(exc).__name__}); "
@@ -601,6 +608,11 @@ def upload_folder(
         )
     except oci.exceptions.ServiceError as exc:
         raise _service_error(exc, dest, "finish the upload in") from exc
+    except _unreachable() as exc:
+        raise UserError(
+            f"the zip is in {dest.uri(job.object_name)}, but naming it {final} failed "
+            f"({type(exc).__name__}); run the same command again"
+        ) from exc
     return Uploaded(
         object_name=final,
         uri=dest.uri(final),
@@ -622,6 +634,13 @@ def _place(client: Any, dest: Destination, staging: str, final: str, committed: 
         return
     details = oci.object_storage.models.RenameObjectDetails(source_name=staging, new_name=final)
     client.rename_object(dest.namespace, dest.bucket, details)
+
+
+def _unreachable() -> tuple[type[BaseException], ...]:
+    """What the SDK raises when, after its retries, it got no answer at all."""
+    import oci
+
+    return (oci.exceptions.RequestException, oci.exceptions.ConnectTimeout, ConnectionError, TimeoutError)
 
 
 def _kept(job: _Upload | None) -> str:

@@ -368,6 +368,41 @@ def test_touched_folder_is_uploaded_again_but_keeps_its_object_name(
     assert store.object_info(BUCKET, DEST.staging(second.manifest_digest)) is None
 
 
+def test_a_sidecar_this_code_did_not_write_means_upload_again(
+    tmp_path: Path, fake_oci: FakeOci, store: ObjectStorage, clients: Callable[[], Any]
+) -> None:
+    model = make_model(tmp_path / "m")
+    first = upload_folder(model, DEST, clients, tuning=SMALL)
+    record = {"layout": zipstream.LAYOUT_VERSION, "manifestDigest": first.manifest_digest}  # no object
+    clients().put_object(NS, BUCKET, DEST.sidecar(first.manifest_digest), json.dumps(record).encode())
+
+    again = upload_folder(model, DEST, clients, tuning=SMALL)
+
+    assert not again.skipped and again.fingerprint == first.fingerprint
+    assert upload_folder(model, DEST, clients, tuning=SMALL).skipped  # the record was written anew
+
+
+def test_no_answer_from_object_storage_is_one_line(tmp_path: Path, oci_identity: TestIdentity) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens there once the socket closes
+    auth = Auth(config_file=str(oci_identity.config_file))
+    once = Backoff(attempts=2, base_s=0.001, cap_s=0.002)
+
+    def dead() -> Any:
+        return make_client(
+            oci.object_storage.ObjectStorageClient, auth, endpoint=f"http://127.0.0.1:{port}", backoff=once
+        )
+
+    with pytest.raises(UserError) as err:
+        upload_folder(make_model(tmp_path / "m"), DEST, dead, tuning=SMALL)
+
+    assert str(err.value).startswith("cannot reach Object Storage to look up earlier uploads in oci://")
+    assert "\n" not in str(err.value)
+
+
 def test_memory_stays_bounded_by_parts_in_flight(
     tmp_path: Path, fake_oci: FakeOci, store: ObjectStorage, clients: Callable[[], Any]
 ) -> None:
