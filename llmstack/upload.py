@@ -484,10 +484,32 @@ class _Upload:
                 for n in sorted(self.etags)
             ]
         )
-        response = self.client().commit_multipart_upload(
-            self.dest.namespace, self.dest.bucket, self.object_name, self.upload_id, details
-        )
+        try:
+            response = self.client().commit_multipart_upload(
+                self.dest.namespace, self.dest.bucket, self.object_name, self.upload_id, details
+            )
+        except oci.exceptions.ServiceError as exc:
+            committed = self._committed_before(exc)
+            if committed is None:
+                raise
+            return committed
         return {k.lower(): v for k, v in response.headers.items()}
+
+    def _committed_before(self, exc: Any) -> dict[str, str] | None:
+        """A commit retried after its answer was lost finds the upload gone (404). When the object is
+        there as this upload made it (its size, and the manifest and layout it was started with, in its
+        metadata), the first try worked: the object's headers; else None."""
+        if exc.status != 404:
+            return None
+        head = head_object(self.client(), self.dest.namespace, self.dest.bucket, self.object_name)
+        if (
+            head is None
+            or int(head.get("content-length", -1)) != self.layout.total_size
+            or head.get("opc-meta-manifest-digest") != self.manifest.digest
+            or head.get("opc-meta-layout") != LAYOUT_VERSION
+        ):
+            return None
+        return head
 
 
 class PartBody:

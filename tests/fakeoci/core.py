@@ -251,7 +251,9 @@ def verify_signature(
 class Fault:
     """One fault rule. Kinds the core applies: "status" (answer `status`/`code` instead of the handler),
     "reset" (read `after_bytes` of the body, default half, then reset the connection), "slow" (wait
-    `delay_s` first, then serve normally). Any other kind is handed to the handler as `req.fault`.
+    `delay_s` first, then serve normally), "lost_answer" (serve the request, then reset the connection
+    instead of answering: the client cannot tell whether it happened). Any other kind is handed to the
+    handler as `req.fault`.
     `ops=None` matches every operation; `times=None` never runs out; `probability` is per request."""
 
     kind: str
@@ -770,6 +772,8 @@ class FakeOci:
             if (h.headers.get("transfer-encoding") or "").lower() == "chunked":
                 raise HttpError(411, "LengthRequired", "chunked transfer encoding is not supported")
             response = self._control(req) if req.path.startswith("/_fake/") else self._serve(req)
+            if req.fault is not None and req.fault.kind == "lost_answer":
+                self._reset(req, Fault(kind="reset", after_bytes=0))
         except HttpError as exc:
             response = error_response(exc.status, exc.code, exc.message, exc.headers)
         except _Reset:
