@@ -652,10 +652,20 @@ def _place(client: Any, dest: Destination, staging: str, final: str, committed: 
 
     existing = head_object(client, dest.namespace, dest.bucket, final)
     if existing is not None and _content_md5(existing) == _content_md5(committed):
-        client.delete_object(dest.namespace, dest.bucket, staging)
+        try:
+            client.delete_object(dest.namespace, dest.bucket, staging)
+        except oci.exceptions.ServiceError as exc:
+            if exc.status != 404:  # gone already: a retry after a lost answer
+                raise
         return
     details = oci.object_storage.models.RenameObjectDetails(source_name=staging, new_name=final)
-    client.rename_object(dest.namespace, dest.bucket, details)
+    try:
+        client.rename_object(dest.namespace, dest.bucket, details)
+    except oci.exceptions.ServiceError as exc:
+        # a rename retried after its answer was lost finds its source gone, and the object in place
+        moved = head_object(client, dest.namespace, dest.bucket, final) if exc.status == 404 else None
+        if moved is None or _content_md5(moved) != _content_md5(committed):
+            raise
 
 
 def _unreachable() -> tuple[type[BaseException], ...]:

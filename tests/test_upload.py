@@ -217,16 +217,17 @@ def test_a_failing_commit_aborts_the_multipart_upload(
     assert not list((store.root / NS / BUCKET / "objects").glob("*.json"))
 
 
-def test_a_commit_whose_answer_was_lost_is_recognised_as_done(
-    tmp_path: Path, fake_oci: FakeOci, store: ObjectStorage, clients: Callable[[], Any]
+@pytest.mark.parametrize("op", ["CommitMultipartUpload", "RenameObject"])
+def test_a_step_whose_answer_was_lost_is_recognised_as_done(
+    tmp_path: Path, fake_oci: FakeOci, store: ObjectStorage, clients: Callable[[], Any], op: str
 ) -> None:
     model = make_model(tmp_path / "m")
-    fake_oci.faults.add(Fault(kind="lost_answer", ops=frozenset({"CommitMultipartUpload"}), times=1))
+    fake_oci.faults.add(Fault(kind="lost_answer", ops=frozenset({op}), times=1))
 
     result = upload_folder(model, DEST, clients, tuning=SMALL)
 
-    # committed, answer lost; the SDK's retry finds no upload any more, the object tells what happened
-    assert [r.status for r in fake_oci.requests("CommitMultipartUpload")] == [0, 404]
+    # done, answer lost; the SDK's retry finds its source gone, the object tells what happened
+    assert [r.status for r in fake_oci.requests(op)] == [0, 404]
     assert store.object_bytes(BUCKET, result.object_name) == write_zip_bytes(model, tmp_path)
     assert store.uploads(BUCKET) == []
     assert upload_folder(model, DEST, clients, tuning=SMALL).skipped  # recorded: not uploaded again
