@@ -191,6 +191,30 @@ def test_a_missing_source_object_fails_before_any_model_exists(
     assert catalog.models == {} and not fake_oci.requests("CreateModel")
 
 
+def test_a_project_the_catalog_refuses_is_one_line_and_leaves_nothing(
+    tmp_path: Path, fake_oci: FakeOci, oci_identity: TestIdentity, store: ObjectStorage, catalog: DataScience
+) -> None:
+    outs = artifacts().create(artifact_props(make_model(tmp_path / "m"), fake_oci, oci_identity)).outs
+    fake_oci.faults.add(
+        Fault(
+            kind="status",
+            ops=frozenset({"CreateModel"}),
+            status=404,
+            code="NotAuthorizedOrNotFound",
+            message="project not found",
+        )
+    )
+
+    with pytest.raises(ArtifactFailed) as err:
+        catalogs().create(catalog_props(fake_oci, oci_identity, outs))
+
+    assert str(err.value) == (
+        f"cannot create catalog model 'dev-llama2-7b' in project {PROJECT}: "
+        "404 NotAuthorizedOrNotFound: project not found"
+    )
+    assert catalog.models == {}
+
+
 def test_by_reference_needs_a_versioned_bucket_and_registers_in_place(
     tmp_path: Path, fake_oci: FakeOci, oci_identity: TestIdentity, store: ObjectStorage, catalog: DataScience
 ) -> None:

@@ -30,6 +30,7 @@ import pulumi.dynamic
 from components.providers.artifact import auth_inputs
 from components.providers.base import DynamicResource, ProviderBase, partial_diff
 from components.settings import AuthSettings
+from llmstack.logsearch import UNREACHABLE, reason
 from llmstack.oci_auth import Auth, make_client
 from llmstack.retry import Backoff
 from llmstack.upload import head_object
@@ -166,7 +167,13 @@ class CatalogModelProvider(ProviderBase):
             freeform_tags=dict(props.get("freeformTags") or {}),
             custom_metadata_list=_metadata(props.get("customMetadata")),
         )
-        model = ds.create_model(details).data
+        try:
+            model = ds.create_model(details).data
+        except oci.exceptions.ServiceError as exc:  # nothing was made: say why in one line
+            raise ArtifactFailed(
+                f"cannot create catalog model {props['displayName']!r} in project {props['projectId']}: "
+                f"{exc.status} {exc.code}: {exc.message}"
+            ) from exc
         try:
             if artifact["kind"] == "objectStorage":
                 self._copy_in(ds, model.id, artifact)
@@ -261,6 +268,10 @@ class CatalogModelProvider(ProviderBase):
         except oci.exceptions.ServiceError as exc:
             raise ArtifactFailed(
                 f"cannot read the model artifact {uri}: {exc.status} {exc.code}: {exc.message}"
+            ) from exc
+        except UNREACHABLE as exc:
+            raise ArtifactFailed(
+                f"cannot reach Object Storage to read the model artifact {uri}: {reason(exc)}"
             ) from exc
         if head is None:
             raise ArtifactFailed(
