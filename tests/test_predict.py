@@ -388,7 +388,14 @@ def test_cli_streams_tokens(fake_oci: FakeOci, capsys: pytest.CaptureFixture[str
 @pytest.mark.usefixtures("oci_config")
 @pytest.mark.parametrize(
     ("flag", "value"),
-    [("--temperature", "-1"), ("--top-p", "0"), ("--top-p", "1.01"), ("--max-tokens", "0")],
+    [
+        ("--temperature", "-1"),
+        ("--top-p", "0"),
+        ("--top-p", "1.01"),
+        ("--max-tokens", "0"),
+        ("--timeout", "0"),
+        ("--timeout", "nan"),
+    ],
 )
 def test_cli_refuses_a_bad_parameter_before_any_request(
     fake_oci: FakeOci, deployment: Deployment, capsys: pytest.CaptureFixture[str], flag: str, value: str

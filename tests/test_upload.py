@@ -491,7 +491,15 @@ def test_cli_errors_are_one_line_and_exit_2(
         ),
         (
             ["package", str(model), "--to", "oci://b@ns/", "--part-size-mib", "0"],
-            "--part-size-mib must be at least 1",
+            "--part-size-mib must be 1 to 51200 (50 GiB), got 0",
+        ),
+        (
+            ["package", str(model), "--to", "oci://b@ns/", "--part-size-mib", "60000"],
+            "--part-size-mib must be 1 to 51200 (50 GiB), got 60000",
+        ),
+        (
+            ["package", str(model), "--to", "oci://b@ns/", "--workers", "0"],
+            "--workers must be at least 1, got 0",
         ),
         (["package", str(model), "--to", "oci://b@ns/"], "OCI config file"),
     ]
