@@ -182,6 +182,7 @@ class PredictClient:
         stream_endpoint: str | None = None,
         on_retry: OnRetry | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not timeout_s > 0:
             raise UserError(f"timeout must be a positive number of seconds, got {timeout_s!r}")
@@ -194,6 +195,7 @@ class PredictClient:
         self.backoff = backoff
         self._on_retry = on_retry
         self._sleep = sleep
+        self._clock = clock  # what the backoff's total time is measured on (a caller's deadline clock)
         self._signer = request_signer(auth)
 
     @property
@@ -275,6 +277,7 @@ class PredictClient:
                 retryable=_retryable,
                 on_retry=self._on_retry,
                 sleep=self._sleep,
+                clock=self._clock,
             )
         except _HttpStatus as exc:
             raise _status_error(exc, url, stream=stream, oci=self.endpoints.oci) from None

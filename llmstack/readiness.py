@@ -148,6 +148,7 @@ def check_readiness(
         stream_endpoint=check.stream_url,
         on_retry=restart_timer,
         sleep=sleep,
+        clock=clock,  # the retries end at the same deadline as the wait for ACTIVE
     )
     try:
         completion = client.predict(check.smoke_prompt, SMOKE_PARAMS)
