@@ -6,6 +6,7 @@ import pulumi
 
 from components.platform import LlmPlatform, LlmPlatformArgs
 from components.settings import SettingsError, settings_from_runtime
+from llmstack.errors import UserError
 
 try:
     settings = settings_from_runtime(Path(__file__).resolve().parent)
@@ -14,10 +15,15 @@ except SettingsError as exc:
     raise pulumi.RunError(str(exc)) from None
 
 hf_token = pulumi.Output.secret(settings.hf_token.value) if settings.hf_token else None
-platform = LlmPlatform("llm", LlmPlatformArgs(settings=settings, hf_token=hf_token))
+try:
+    platform = LlmPlatform("llm", LlmPlatformArgs(settings=settings, hf_token=hf_token))
+except UserError as exc:
+    # Something the user can fix (a model folder that cannot be read): one line, no traceback.
+    raise pulumi.RunError(str(exc)) from exc
 
 pulumi.export("projectId", platform.project_id)
 pulumi.export("subnetId", platform.subnet_id)
+pulumi.export("callersNsgId", platform.callers_nsg_id)
 pulumi.export("logGroupId", platform.log_group_id)
 pulumi.export("imageRepository", platform.image_repository)
 pulumi.export("artifactBucket", platform.bucket_name)

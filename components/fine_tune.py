@@ -37,7 +37,7 @@ from components.context import (
     Context,
 )
 from components.providers.job_run import JobRun, JobRunArgs
-from components.settings import FINE_TUNE_ZIP, AuthSettings, FineTuneSettings
+from components.settings import FINE_TUNE_ZIP, AuthSettings, FineTuneSettings, image_digest
 from llmstack.training_run import START_ALLOWANCE_MINUTES
 from training.storage import parse_oci_uri
 
@@ -69,10 +69,6 @@ def job_environment(fine_tune: FineTuneSettings) -> dict[str, str]:
     if not fine_tune.base_model_is_hub_id:
         env["HF_HUB_OFFLINE"] = "1"  # the base model comes from Object Storage
     return env
-
-
-def _image_digest(image: str) -> str | None:
-    return image.rsplit("@", 1)[1] if "@" in image else None
 
 
 class FineTune(pulumi.ComponentResource):
@@ -119,7 +115,7 @@ class FineTune(pulumi.ComponentResource):
             job_environment_configuration_details=JobEnvironmentArgs(
                 job_environment_type="OCIR_CONTAINER",
                 image=tune.image,
-                image_digest=_image_digest(tune.image),
+                image_digest=image_digest(tune.image),
                 entrypoints=command[:1],
                 cmds=command[1:],
             ),

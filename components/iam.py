@@ -9,7 +9,7 @@ output bucket; deployments never get write access to a bucket.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -24,23 +24,25 @@ def matching_rule(compartment_id: str) -> str:
     )
 
 
-def policy_statements(
-    *,
-    dynamic_group: str,
-    compartment_id: str,
-    bucket: str,
-    token_secret_id: str | None = None,
-) -> list[str]:
-    """The grants the deployments (and the Data Science service, for catalog copies) need; nothing broader."""
-    where = f"compartment id {compartment_id}"
-    group = f"dynamic-group {dynamic_group}"
-    in_bucket = f"where target.bucket.name = '{bucket}'"
+def job_matching_rule(compartment_id: str) -> str:
+    return f"ALL {{resource.type = 'datasciencejobrun', resource.compartment.id = '{compartment_id}'}}"
+
+
+def location(compartment_id: str) -> str:
+    """Where a statement applies: `compartment id <ocid>`, or `tenancy` when the compartment is the root."""
+    return "tenancy" if compartment_id.startswith("ocid1.tenancy.") else f"compartment id {compartment_id}"
+
+
+def _in_bucket(bucket: str) -> str:
+    return f"where target.bucket.name = '{bucket}'"
+
+
+def _runtime_grants(group: str, where: str, grants: list[str], token_secret_id: str | None) -> list[str]:
+    """What every workload here needs (pull its image, write its logs), `grants`, then the token's secret."""
     statements = [
         f"Allow {group} to read repos in {where}",
         f"Allow {group} to use log-content in {where}",
-        f"Allow {group} to read buckets in {where} {in_bucket}",
-        f"Allow {group} to read objects in {where} {in_bucket}",
-        f"Allow service datascience to read objects in {where} {in_bucket}",
+        *grants,
     ]
     if token_secret_id is not None:
         statements.append(
@@ -49,8 +51,22 @@ def policy_statements(
     return statements
 
 
-def job_matching_rule(compartment_id: str) -> str:
-    return f"ALL {{resource.type = 'datasciencejobrun', resource.compartment.id = '{compartment_id}'}}"
+def policy_statements(
+    *,
+    dynamic_group: str,
+    compartment_id: str,
+    bucket: str,
+    token_secret_id: str | None = None,
+) -> list[str]:
+    """The grants the deployments (and the Data Science service, for catalog copies) need; nothing broader."""
+    where = location(compartment_id)
+    group = f"dynamic-group {dynamic_group}"
+    grants = [
+        f"Allow {group} to read buckets in {where} {_in_bucket(bucket)}",
+        f"Allow {group} to read objects in {where} {_in_bucket(bucket)}",
+        f"Allow service datascience to read objects in {where} {_in_bucket(bucket)}",
+    ]
+    return _runtime_grants(group, where, grants, token_secret_id)
 
 
 def training_policy_statements(
@@ -62,31 +78,17 @@ def training_policy_statements(
     token_secret_id: str | None = None,
 ) -> list[str]:
     """What a fine-tuning job run needs: its image, its log, its buckets (and the token's secret)."""
-    where = f"compartment id {compartment_id}"
+    where = location(compartment_id)
     group = f"dynamic-group {dynamic_group}"
     writes = sorted(set(write_buckets))
     reads = sorted(set(read_buckets) - set(writes))
-
-    def in_bucket(bucket: str) -> str:
-        return f"where target.bucket.name = '{bucket}'"
-
-    statements = [
-        f"Allow {group} to read repos in {where}",
-        f"Allow {group} to use log-content in {where}",
-    ]
-    statements += [
-        f"Allow {group} to read buckets in {where} {in_bucket(b)}" for b in sorted({*reads, *writes})
-    ]
-    statements += [f"Allow {group} to read objects in {where} {in_bucket(b)}" for b in reads]
+    grants = [f"Allow {group} to read buckets in {where} {_in_bucket(b)}" for b in sorted({*reads, *writes})]
+    grants += [f"Allow {group} to read objects in {where} {_in_bucket(b)}" for b in reads]
     for bucket in writes:
         # The job writes the model (and replaces a failed attempt's objects); the catalog then copies it in.
-        statements.append(f"Allow {group} to manage objects in {where} {in_bucket(bucket)}")
-        statements.append(f"Allow service datascience to read objects in {where} {in_bucket(bucket)}")
-    if token_secret_id is not None:
-        statements.append(
-            f"Allow {group} to read secret-bundles in {where} where target.secret.id = '{token_secret_id}'"
-        )
-    return statements
+        grants.append(f"Allow {group} to manage objects in {where} {_in_bucket(bucket)}")
+        grants.append(f"Allow service datascience to read objects in {where} {_in_bucket(bucket)}")
+    return _runtime_grants(group, where, grants, token_secret_id)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,49 +113,45 @@ class DeploymentIdentityArgs:
 class DeploymentIdentity(pulumi.ComponentResource):
     dynamic_group_name: pulumi.Output[str]
     policy_id: pulumi.Output[str]
+    training_policy_id: pulumi.Output[str | None]
 
     def __init__(
         self, name: str, args: DeploymentIdentityArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("oci-llm-stack:iam:DeploymentIdentity", name, None, opts)
-        ctx = args.context
-        child = pulumi.ResourceOptions(parent=self)
-        if args.existing_dynamic_group is not None:
-            self.dynamic_group_name = pulumi.Output.from_input(args.existing_dynamic_group)
-            depends: list[pulumi.Resource] = []
-        else:
-            group = oci.identity.DynamicGroup(
-                f"{name}-deployments",
-                compartment_id=args.tenancy_id,
-                name=ctx.display_name("model-deployments"),
-                description=f"Model deployments of {ctx.project} stack {ctx.stack}",
-                matching_rule=matching_rule(args.compartment_id),
-                freeform_tags=ctx.freeform_tags(),
-                opts=child,
-            )
-            self.dynamic_group_name = group.name
-            depends = [group]
-        statements = self.dynamic_group_name.apply(
-            lambda group_name: policy_statements(
-                dynamic_group=group_name,
+        self.dynamic_group_name, self.policy_id = self._grant(
+            args,
+            group_resource=f"{name}-deployments",
+            policy_resource=f"{name}-policy",
+            role="model-deployments",
+            who="model deployments",
+            rule=matching_rule(args.compartment_id),
+            statements=lambda group: policy_statements(
+                dynamic_group=group,
                 compartment_id=args.compartment_id,
                 bucket=args.bucket_name,
                 token_secret_id=args.token_secret_id,
+            ),
+        )
+        self.training_policy_id = pulumi.Output.from_input(None)
+        training = args.training
+        if training is not None:
+            # The job runs' own group (or the existing group, which must match them too) and grants.
+            _, self.training_policy_id = self._grant(
+                args,
+                group_resource=f"{name}-jobs",
+                policy_resource=f"{name}-training-policy",
+                role="training-jobs",
+                who="fine-tuning job runs",
+                rule=job_matching_rule(args.compartment_id),
+                statements=lambda group: training_policy_statements(
+                    dynamic_group=group,
+                    compartment_id=args.compartment_id,
+                    read_buckets=training.read_buckets,
+                    write_buckets=training.write_buckets,
+                    token_secret_id=args.token_secret_id,
+                ),
             )
-        )
-        policy = oci.identity.Policy(
-            f"{name}-policy",
-            compartment_id=args.compartment_id,
-            name=ctx.display_name("model-deployments"),
-            description=f"What the {ctx.stack} model deployments may do",
-            statements=statements,
-            freeform_tags=ctx.freeform_tags(),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
-        )
-        self.policy_id = policy.id
-        self.training_policy_id: pulumi.Output[str | None] = pulumi.Output.from_input(None)
-        if args.training is not None:
-            self.training_policy_id = self._training(name, args, args.training, child)
         self.register_outputs(
             {
                 "dynamic_group_name": self.dynamic_group_name,
@@ -162,41 +160,40 @@ class DeploymentIdentity(pulumi.ComponentResource):
             }
         )
 
-    def _training(
-        self, name: str, args: DeploymentIdentityArgs, access: TrainingAccess, child: pulumi.ResourceOptions
-    ) -> pulumi.Output[str | None]:
-        """The job runs' dynamic group (or the existing group, which must match them too) and grants."""
+    def _grant(
+        self,
+        args: DeploymentIdentityArgs,
+        *,
+        group_resource: str,
+        policy_resource: str,
+        role: str,
+        who: str,
+        rule: str,
+        statements: Callable[[str], list[str]],
+    ) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
+        """A dynamic group matching `rule` (or the existing one) and a policy of `statements(its name)`."""
         ctx = args.context
         if args.existing_dynamic_group is not None:
             group_name = pulumi.Output.from_input(args.existing_dynamic_group)
             depends: list[pulumi.Resource] = []
         else:
             group = oci.identity.DynamicGroup(
-                f"{name}-jobs",
+                group_resource,
                 compartment_id=args.tenancy_id,
-                name=ctx.display_name("training-jobs"),
-                description=f"Fine-tuning job runs of {ctx.project} stack {ctx.stack}",
-                matching_rule=job_matching_rule(args.compartment_id),
+                name=ctx.display_name(role),
+                description=f"{who.capitalize()} of {ctx.project} stack {ctx.stack}",
+                matching_rule=rule,
                 freeform_tags=ctx.freeform_tags(),
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self),
             )
             group_name, depends = group.name, [group]
-        statements = group_name.apply(
-            lambda group_name: training_policy_statements(
-                dynamic_group=group_name,
-                compartment_id=args.compartment_id,
-                read_buckets=access.read_buckets,
-                write_buckets=access.write_buckets,
-                token_secret_id=args.token_secret_id,
-            )
-        )
         policy = oci.identity.Policy(
-            f"{name}-training-policy",
+            policy_resource,
             compartment_id=args.compartment_id,
-            name=ctx.display_name("training-jobs"),
-            description=f"What the {ctx.stack} fine-tuning job runs may do",
-            statements=statements,
+            name=ctx.display_name(role),
+            description=f"What the {ctx.stack} {who} may do",
+            statements=group_name.apply(statements),
             freeform_tags=ctx.freeform_tags(),
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
         )
-        return policy.id.apply(lambda policy_id: policy_id)
+        return group_name, policy.id

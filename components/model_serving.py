@@ -69,7 +69,7 @@ from components.logging import ModelLogs
 from components.providers.artifact import ModelArtifact, ModelArtifactArgs
 from components.providers.catalog import CatalogModel, CatalogModelArgs, InlineArtifact, ObjectStorageArtifact
 from components.providers.readiness import Readiness, ReadinessArgs
-from components.settings import AuthSettings, ComputeSettings, ModelSettings
+from components.settings import AuthSettings, ComputeSettings, ModelSettings, image_digest
 
 # The service waits up to 240 minutes for a deployment; the provider must wait a little longer.
 DEPLOYMENT_TIMEOUTS = pulumi.CustomTimeouts(create="245m", update="245m", delete="60m")
@@ -158,10 +158,6 @@ def scaling_policy(compute: ComputeSettings) -> ScalingArgs:
     )
 
 
-def _image_digest(image: str) -> str | None:
-    return image.rsplit("@", 1)[1] if "@" in image else None
-
-
 class ModelServing(pulumi.ComponentResource):
     catalog_model_id: pulumi.Output[str]
     deployment_id: pulumi.Output[str]
@@ -223,7 +219,7 @@ class ModelServing(pulumi.ComponentResource):
                 environment_configuration_details=EnvironmentArgs(
                     environment_configuration_type="OCIR_CONTAINER",
                     image=image,
-                    image_digest=_image_digest(image),
+                    image_digest=image_digest(image),
                     server_port=model.serving.port,
                     health_check_port=model.serving.port,
                     environment_variables=env,

@@ -1,8 +1,11 @@
 """Network: a VCN with one private subnet for the model deployments' VNICs.
 
 Egress `nat` adds a NAT gateway (the online method downloads from Hugging Face); every VCN gets a service
-gateway so OCI services (Object Storage, OCIR, Logging) are reached without the internet. Nothing is made
-when an existing subnet is given or when the service manages the network (`egress: managed`).
+gateway so OCI services (Object Storage, OCIR, Logging) are reached without the internet. The subnet's
+security list is what applies to the deployments (the model deployment API takes no NSG); the `callers`
+NSG, exported as `callersNsgId`, is for clients inside the VCN that call the deployments (notebook
+sessions, functions, a Data Science private endpoint). Nothing is made when an existing subnet is given
+or when the service manages the network (`egress: managed`).
 """
 
 from __future__ import annotations

@@ -42,6 +42,7 @@ def training_access(settings: Settings) -> TrainingAccess | None:
 class LlmPlatform(pulumi.ComponentResource):
     project_id: pulumi.Output[str]
     subnet_id: pulumi.Output[str | None]
+    callers_nsg_id: pulumi.Output[str | None]
     log_group_id: pulumi.Output[str]
     image_repository: pulumi.Output[str]
     bucket_name: pulumi.Output[str]
@@ -154,6 +155,7 @@ class LlmPlatform(pulumi.ComponentResource):
         }
         self.project_id = project_id
         self.subnet_id = network.subnet_id
+        self.callers_nsg_id = network.nsg_id
         self.log_group_id = logs.log_group_id
         self.image_repository = registry.image_repository
         self.bucket_name = bucket.bucket_name
@@ -161,6 +163,7 @@ class LlmPlatform(pulumi.ComponentResource):
             {
                 "project_id": self.project_id,
                 "subnet_id": self.subnet_id,
+                "callers_nsg_id": self.callers_nsg_id,
                 "log_group_id": self.log_group_id,
                 "image_repository": self.image_repository,
                 "bucket_name": self.bucket_name,

@@ -12,6 +12,7 @@ at pay-as-you-go list prices, ignoring free tiers (they are per tenancy, not per
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
@@ -33,6 +34,8 @@ class PriceTable:
     object_storage_gb_month: float
     shape_hour: Mapping[str, float] = field(default_factory=dict)
     """Whole-shape hourly prices that replace `gpu_count x gpu_hour` (overrides from settings)."""
+    overridden: bool = False
+    """True when settings or a policy config changed some of the list prices."""
 
     def shape_hourly_usd(self, shape: GpuShape | str) -> float:
         gpu_shape = SHAPES.get(shape) if isinstance(shape, str) else shape
@@ -97,6 +100,7 @@ def with_overrides(table: PriceTable, overrides: Mapping[str, object] | None) ->
             raise ValueError(f"pricing.{key} is not a price setting; accepted: {allowed}")
     return replace(
         table,
+        overridden=True,
         shape_hour=shape_hour,
         gpu_hour=gpu_hour,
         load_balancer_hour=scalars["loadBalancerHour"],
@@ -106,7 +110,7 @@ def with_overrides(table: PriceTable, overrides: Mapping[str, object] | None) ->
 
 
 def _price(key: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
         raise ValueError(f"{key} must be a non-negative number of USD, got {value!r}")
     return float(value)
 

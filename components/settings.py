@@ -31,6 +31,7 @@ from components.container_env import (
     env_problems,
 )
 from components.pricing import DEFAULT_PRICES, PriceTable, with_overrides
+from components.secrets import mask_secrets, secret_kind
 from components.shapes import SHAPES, known_shape_names
 from llmstack.errors import UserError
 
@@ -68,8 +69,9 @@ _IMAGE = re.compile(
 _OCIR_HOST = re.compile(r"^([a-z0-9-]+\.ocir\.io|ocir\.[a-z0-9-]+\.oci\.oraclecloud\.com)$")
 _PARAMETERS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bBmM]?)\s*$")
 _TAG_KEY = re.compile(r"^[^.\s]{1,100}$")
+_DYNAMIC_GROUP = re.compile(r"^(?:[A-Za-z0-9._+@-]{1,100}/)?[A-Za-z0-9._+@-]{1,100}$")
 
-IMAGE_EXAMPLE = "<region-key>.ocir.io/<namespace>/<repository>@sha256:<digest>"
+IMAGE_EXAMPLE = "<region-key>.ocir.io/<namespace>/<repository>:<tag>@sha256:<digest>"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -99,7 +101,8 @@ class SettingsError(Exception):
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
+    """A value as a message shows it: short, and with anything like a token hidden."""
+    text = mask_secrets(repr(value))
     return text if len(text) <= 160 else text[:157] + "..."
 
 
@@ -138,7 +141,7 @@ class LoggingSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class RegistrySettings:
-    repository: str = "llm/serving"
+    repository: str  # OCIR repository names are unique per tenancy and region: the default carries the stack
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -285,6 +288,12 @@ class FineTuneSettings:
         return tuple(dict.fromkeys(found))
 
 
+def image_digest(image: str) -> str | None:
+    """The `sha256:...` digest an image reference pins, or None for one by tag alone."""
+    match = _IMAGE.match(image)
+    return match.group("digest") if match else None
+
+
 def _uri_bucket(uri: str) -> str:
     return uri.removeprefix("oci://").split("@", 1)[0]
 
@@ -331,11 +340,6 @@ class ServingSettings:
     quantization: str = "none"
     port: int = DEFAULT_PORT
     max_model_len: int = 4096
-
-    @property
-    def image_digest(self) -> str | None:
-        match = _IMAGE.match(self.image)
-        return match.group("digest") if match else None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -467,7 +471,10 @@ KEY_DOCS: tuple[KeyDoc, ...] = (
         "logging.existingLogGroupId", "OCID", "none", "put the logs in this log group instead of a new one"
     ),
     KeyDoc(
-        "registry.repository", "string", "`llm/serving`", "private OCIR repository for the serving images"
+        "registry.repository",
+        "string",
+        "`llm/serving-<stack>`",
+        "private OCIR repository for the serving images (unique per tenancy and region)",
     ),
     KeyDoc(
         "artifactBucket.name",
@@ -768,6 +775,7 @@ def load_settings(
         p.fail("oci:region", region, "an OCI region identifier such as us-ashburn-1")
         region = "us-ashburn-1"
 
+    _plain_secrets(p, {k: v for k, v in raw.items() if k != "hfToken"})
     known = [k.key.split(".")[0] for k in KEY_DOCS if not k.key.startswith("oci:")]
     known = list(dict.fromkeys(known))
     for key in list(raw):
@@ -781,7 +789,7 @@ def load_settings(
 
     network = _network(p, raw.get("network"))
     logging = _logging(p, raw.get("logging"))
-    registry = _registry(p, raw.get("registry"))
+    registry = _registry(p, raw.get("registry"), stack)
     bucket = _bucket(p, raw.get("artifactBucket"), stack)
     budget = _budget(p, raw.get("budget"))
     prices = _prices(p, raw.get("pricing"))
@@ -834,7 +842,36 @@ def _split_namespaces(
                 secrets.add(name)
         elif key == "oci:region":
             raw[key] = value
+        elif difflib.SequenceMatcher(None, namespace, PROJECT).ratio() >= 0.8:
+            # A misspelt project namespace would otherwise pass for a provider's setting, unread.
+            p.problems.append(
+                Problem(
+                    key,
+                    f"unknown namespace {namespace!r}; did you mean '{PROJECT}:{name}'? accepted: this "
+                    f"project's keys under {PROJECT}: (other namespaces are left to their providers)",
+                )
+            )
     return raw, secrets
+
+
+def _plain_secrets(p: _Parser, value: Any, path: str = "") -> None:
+    """Secret material pasted into any plain setting: a problem at its key, the value never shown."""
+    if isinstance(value, str):
+        kind = secret_kind(value)
+        if kind is not None:
+            p.problems.append(
+                Problem(
+                    path,
+                    f"holds {kind} in plain text (not shown here); accepted: the Hugging Face token as a "
+                    "secret (`pulumi config set --secret hfToken`) or in Vault (hfTokenSecretId)",
+                )
+            )
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _plain_secrets(p, item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _plain_secrets(p, item, f"{path}[{index}]")
 
 
 def _is_secure(value: Any) -> bool:
@@ -860,6 +897,14 @@ def _network(p: _Parser, raw: Any) -> NetworkSettings:
                 "given together with vcnCidr/subnetCidr; accepted: either an existing "
                 "subnet or the ranges of a new VCN, not both",
             )
+        )
+    if egress == "managed" and not existing and ("vcnCidr" in s or "subnetCidr" in s):
+        p.fail(
+            f"{path}.egress",
+            egress,
+            "nat or none to build a VCN from vcnCidr/subnetCidr, or managed without them (the service "
+            "brings its own network)",
+            "ignores the VCN ranges:",
         )
     if existing and egress == "managed":
         p.fail(
@@ -899,10 +944,10 @@ def _logging(p: _Parser, raw: Any) -> LoggingSettings:
     return LoggingSettings(retention_days=days, existing_log_group_id=existing)
 
 
-def _registry(p: _Parser, raw: Any) -> RegistrySettings:
+def _registry(p: _Parser, raw: Any, stack: str) -> RegistrySettings:
     path = "registry"
     s = p.section(raw, path, ["repository"])
-    repo = p.string(s, "repository", path, RegistrySettings().repository)
+    repo = p.string(s, "repository", path, f"llm/serving-{stack}")
     if not _REPOSITORY.match(repo):
         p.fail(
             f"{path}.repository",
@@ -938,23 +983,45 @@ def _prices(p: _Parser, raw: Any) -> PriceTable | None:
     s = p.section(raw, "pricing", ["shapes", "gpus"])
     if not s:
         return None
-    for name in s.get("shapes") or {}:
-        if name not in SHAPES:
-            p.fail(f"pricing.shapes.{name}", name, ", ".join(known_shape_names()), "unknown shape")
-    gpus = sorted({shape.gpu for shape in SHAPES.values()})
-    for name in s.get("gpus") or {}:
-        if name not in gpus:
-            p.fail(f"pricing.gpus.{name}", name, ", ".join(gpus), "unknown GPU")
-    try:
-        return with_overrides(DEFAULT_PRICES, s)
-    except ValueError as exc:
-        p.problems.append(Problem("pricing", f"{exc}"))
-        return None
+    kinds = {
+        "shapes": ("shape", known_shape_names(), "USD per hour for the whole shape"),
+        "gpus": ("GPU", sorted({shape.gpu for shape in SHAPES.values()}), "USD per GPU-hour"),
+    }
+    overrides: dict[str, dict[str, float]] = {}
+    for key, (kind, names, unit) in kinds.items():
+        given = s.get(key)
+        if given is None:
+            continue
+        if not isinstance(given, Mapping):
+            p.fail(f"pricing.{key}", given, f"a mapping of {kind} names to {unit}", "not a mapping:")
+            continue
+        overrides[key] = {}
+        for name, price in given.items():
+            path = f"pricing.{key}.{name}"
+            if name not in names:
+                p.fail(path, name, ", ".join(names), f"unknown {kind}")
+            elif isinstance(price, bool) or not isinstance(price, int | float) or not math.isfinite(price):
+                p.fail(path, price, f"a number >= 0 ({unit})", "not a number:")
+            elif price < 0:
+                p.fail(path, price, f"a number >= 0 ({unit})")
+            else:
+                overrides[key][name] = float(price)
+    return with_overrides(DEFAULT_PRICES, overrides) if any(overrides.values()) else None
 
 
 def _identity(p: _Parser, raw: Any) -> IdentitySettings:
     s = p.section(raw, "identity", ["existingDynamicGroup"])
-    return IdentitySettings(existing_dynamic_group=p.string(s, "existingDynamicGroup", "identity", None))
+    group = p.string(s, "existingDynamicGroup", "identity", None)
+    if group is not None and not _DYNAMIC_GROUP.match(group):
+        # It is written into policy statements as it is: a space or a quote would break (or bend) them.
+        p.fail(
+            "identity.existingDynamicGroup",
+            group,
+            "a dynamic group name of letters, digits, '.', '_', '-', '+' and '@', or <domain>/<name>",
+            "bad dynamic group name",
+        )
+        group = None
+    return IdentitySettings(existing_dynamic_group=group)
 
 
 def _auth(p: _Parser, raw: Any) -> AuthSettings:
@@ -1064,7 +1131,7 @@ def _model(
     before = len(p.problems)
     s = p.section(body, path, _MODEL_KEYS)
     for required in ("source", "serving", "compute"):
-        if required not in s:
+        if s.get(required) is None:  # absent, or a key left empty (`compute:` with nothing under it)
             p.fail(
                 f"{path}.{required}", _MISSING, f"a mapping (see the README's settings table for {required})"
             )
@@ -1516,8 +1583,9 @@ def _known_shape(p: _Parser, path: str, shape: str) -> bool:
 
 def _ocir_image(p: _Parser, path: str, image: str) -> None:
     match = _IMAGE.match(image)
-    if not match or not (match.group("tag") or match.group("digest")):
-        p.fail(path, image, IMAGE_EXAMPLE + " (a tag or, better, a digest)", "bad image reference")
+    if not match or not match.group("tag"):
+        # OCI takes `<repo>:<tag>` or `<repo>:<tag>@sha256:...` for a deployment's or a job's image.
+        p.fail(path, image, IMAGE_EXAMPLE + " (OCI needs the tag; the digest pins it)", "bad image reference")
     elif not _OCIR_HOST.match(match.group("host").split(":")[0]):
         p.fail(path, image, f"an image in OCI Container Registry: {IMAGE_EXAMPLE}", "not an OCIR image:")
 

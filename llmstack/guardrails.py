@@ -90,6 +90,7 @@ class Review:
     monthly_usd: float | None
     policy_config: str | None
     training: list[TrainingFigures] = field(default_factory=list)
+    prices_overridden: bool = False
 
     @property
     def training_max_usd(self) -> float | None:
@@ -125,6 +126,13 @@ def load_config(path: Path | None) -> PolicyConfig:
         raise UserError(str(exc)) from None
 
 
+def _prices(config: PolicyConfig) -> pricing.PriceTable:
+    """The prices the monthly-budget rule uses: the list, with the policy config's overrides."""
+    return pricing.with_overrides(
+        pricing.DEFAULT_PRICES, config.settings(RULES_BY_NAME["monthly-budget"]).get("prices")
+    )
+
+
 def _model_figures(resource: StackResource, config: PolicyConfig) -> ModelFigures:
     inputs = resource.inputs
     name = str(figures.tags_of(inputs).get(TAG_MODEL, resource.name))
@@ -149,10 +157,7 @@ def _model_figures(resource: StackResource, config: PolicyConfig) -> ModelFigure
         problem = str(exc)
     monthly = instances = None
     try:
-        prices = pricing.with_overrides(
-            pricing.DEFAULT_PRICES, config.settings(RULES_BY_NAME["monthly-budget"]).get("prices")
-        )
-        cost = figures.deployment_cost(inputs, prices)
+        cost = figures.deployment_cost(inputs, _prices(config))
         monthly, instances = round(cost.monthly_usd, 2), cost.instances
     except ValueError as exc:
         problem = problem or str(exc)
@@ -188,10 +193,7 @@ def _training_figures(resource: StackResource, settings: Settings, config: Polic
         problem = str(exc)
     hourly = max_hours = max_usd = None
     try:
-        prices = pricing.with_overrides(
-            pricing.DEFAULT_PRICES, config.settings(RULES_BY_NAME["monthly-budget"]).get("prices")
-        )
-        cost = figures.job_cost(inputs, prices)
+        cost = figures.job_cost(inputs, _prices(config))
         hourly, max_hours, max_usd = (
             round(cost.hourly_usd, 2),
             round(cost.max_hours, 2),
@@ -221,12 +223,18 @@ def review(plan: Plan, config: PolicyConfig, config_source: str | None = None) -
     training = [
         _training_figures(r, plan.settings, config) for r in resources if r.type == figures.TRAINING_JOB
     ]
+    priced = (r.inputs for r in resources if r.type in (figures.MODEL_DEPLOYMENT, figures.TRAINING_JOB))
+    try:
+        overridden = figures.prices_overridden(_prices(config), priced)
+    except ValueError:
+        overridden = True  # the policy config's prices are bad; each figure names the problem
     return Review(
         violations=evaluate(resources, config),
         models=models,
         monthly_usd=total,
         policy_config=config_source,
         training=training,
+        prices_overridden=overridden,
     )
 
 
@@ -306,7 +314,9 @@ def render_review(result: Review) -> str:
         if m.problem:
             lines.append(f"  {m.name}: {m.problem}")
     total = _number(result.monthly_usd, ",.2f")
-    lines += [f"  Estimated total: {total} USD/month at {pricing.DEFAULT_PRICES.as_of} list prices", ""]
+    basis = f"{pricing.DEFAULT_PRICES.as_of} list prices"
+    basis += " (with the stack's price overrides)" if result.prices_overridden else ""
+    lines += [f"  Estimated total: {total} USD/month at {basis}", ""]
     if result.training:
         lines += _render_training(result)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import runpy
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from components.settings import (
     load_settings,
     read_stack_file,
 )
+from llmstack.errors import UserError
 
 STACK_TYPE = "pulumi:pulumi:Stack"
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
@@ -48,6 +50,7 @@ class RecordedResource:
     custom: bool
     id: str | None = None
     registered_outputs: bool = False
+    custom_timeouts: dict[str, str] = field(default_factory=dict)  # as registered: create, update, delete
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -117,7 +120,7 @@ def record_program(
     all_secret_keys = sorted({*secure_keys, *secret_keys})
     mocks = PlanMocks(settings)
     monitor = RecordingMonitor(mocks)
-    plan = Plan(stack=parsed.stack, source=_shown_path(parsed.path, project_dir), settings=settings)
+    plan = Plan(stack=parsed.stack, source=shown_path(parsed.path, project_dir), settings=settings)
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -135,6 +138,10 @@ def record_program(
         try:
             _sync_await(run_pulumi_func(run_program))
         except Exception as exc:
+            # `__main__` hands the engine a user's error (a model folder that cannot be read) as a RunError.
+            cause = exc if isinstance(exc, UserError) else exc.__cause__
+            if isinstance(cause, UserError):
+                raise cause from None
             raise ProgramError(f"the program failed under the mock engine: {exc}") from exc
         root = runtime_settings.get_root_resource()
         exports = dict(getattr(root, "outputs", {}) or {})
@@ -142,6 +149,9 @@ def record_program(
     finally:
         pulumi.runtime.set_all_config({}, [])
         runtime_settings.set_root_resource(None)  # type: ignore[arg-type]
+        # The engine's calls ran in the loop's worker threads: join them, then close the loops they made.
+        loop.run_until_complete(loop.shutdown_default_executor())
+        monitor.close_thread_loops()
         asyncio.set_event_loop(None)
         loop.close()
     plan.resources = stable_order(monitor.recorded)
@@ -150,7 +160,8 @@ def record_program(
     return plan
 
 
-def _shown_path(path: Path, project_dir: Path) -> str:
+def shown_path(path: Path, project_dir: Path) -> str:
+    """`path` relative to the project when it lies inside it, as the user would type it."""
     try:
         return str(path.resolve().relative_to(project_dir.resolve()))
     except ValueError:
@@ -310,23 +321,49 @@ class PlanMocks(pulumi.runtime.Mocks):
 
 
 class RecordingMonitor(MockMonitor):
-    """The mock monitor, keeping what a real engine would see: parents, dependencies and raw inputs."""
+    """The mock monitor, keeping what a real engine would see: parents, dependencies and raw inputs.
+
+    The engine calls it from worker threads, and the mock monitor gives each such thread an event loop it
+    never closes; left to the interpreter's exit, closing them can print a traceback. This monitor makes
+    those loops itself and closes them in `close_thread_loops`.
+    """
 
     def __init__(self, mocks: PlanMocks) -> None:
         super().__init__(mocks)
         self.recorded: list[RecordedResource] = []
         self.outputs_registered: set[str] = set()
+        self._thread_loops: list[asyncio.AbstractEventLoop] = []
+        self._lock = threading.Lock()
+
+    def _ensure_thread_loop(self) -> None:
+        try:
+            asyncio.get_event_loop()
+        except RuntimeError:  # a worker thread without a loop: the mock monitor would make one
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            with self._lock:
+                self._thread_loops.append(loop)
+
+    def close_thread_loops(self) -> None:
+        with self._lock:
+            loops, self._thread_loops = self._thread_loops, []
+        for loop in loops:
+            loop.close()
+
+    def Invoke(self, request: Any) -> Any:
+        self._ensure_thread_loop()
+        return super().Invoke(request)  # type: ignore[no-untyped-call]
 
     def RegisterResource(self, request: Any) -> Any:
+        self._ensure_thread_loop()
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         inputs = rpc.deserialize_properties(request.object, keep_unknowns=True)
-        dependencies = list(
-            dict.fromkeys(
-                [
-                    *request.dependencies,
-                    *(urn for deps in request.propertyDependencies.values() for urn in deps.urns),
-                ]
-            )
+        # Sorted: the SDK collects dependencies in sets, whose order changes from one process to the next.
+        dependencies = sorted(
+            {
+                *request.dependencies,
+                *(urn for deps in request.propertyDependencies.values() for urn in deps.urns),
+            }
         )
         self.recorded.append(
             RecordedResource(
@@ -338,6 +375,11 @@ class RecordingMonitor(MockMonitor):
                 inputs=_plain(inputs),
                 custom=bool(request.custom),
                 id=response.id or None,
+                custom_timeouts={
+                    kind: value
+                    for kind in ("create", "update", "delete")
+                    if (value := getattr(request.customTimeouts, kind))
+                },
             )
         )
         return response

@@ -8,7 +8,7 @@ always show the same numbers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,6 +151,11 @@ def instance_counts(inputs: Mapping[str, Any]) -> tuple[int, int]:
     if not isinstance(count, int | float):
         raise FactsError("instanceCount is not known")
     return int(count), int(count)
+
+
+def prices_overridden(prices: pricing.PriceTable, resources: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether figures use other than list prices: a policy config's, or the stack's (a resource's tag)."""
+    return prices.overridden or any(TAG_SHAPE_HOURLY_USD in tags_of(inputs) for inputs in resources)
 
 
 def deployment_cost(

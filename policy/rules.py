@@ -21,8 +21,9 @@ from typing import Any, Literal
 
 from components import pricing
 from components.context import TAG_BUDGET, TAG_MODEL
+from components.secrets import SECRET_PATTERNS
 from policy import figures
-from policy.figures import MODEL_DEPLOYMENT, UNKNOWN, FactsError, get, tags_of
+from policy.figures import MODEL_DEPLOYMENT, TRAINING_JOB, UNKNOWN, FactsError, get, tags_of
 
 Enforcement = Literal["advisory", "mandatory", "disabled"]
 ENFORCEMENTS: tuple[Enforcement, ...] = ("advisory", "mandatory", "disabled")
@@ -178,17 +179,30 @@ def _strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 
 
+# Where each container-running resource keeps its image settings, and the field that says "a container".
+_IMAGE_SETTINGS = {
+    MODEL_DEPLOYMENT: (
+        "modelDeploymentConfigurationDetails.environmentConfigurationDetails",
+        "environmentConfigurationType",
+        "the container deployment",
+    ),
+    TRAINING_JOB: ("jobEnvironmentConfigurationDetails", "jobEnvironmentType", "the training job"),
+}
+
+
 def check_image_pinned(resource_type: str, inputs: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
-    if resource_type != MODEL_DEPLOYMENT:
+    """Serving images and training images alike: a moved tag would change what runs (or what a run trains)."""
+    if resource_type not in _IMAGE_SETTINGS:
         return []
-    env = get(inputs, "modelDeploymentConfigurationDetails.environmentConfigurationDetails")
-    if env is None or env is UNKNOWN or get(env, "environmentConfigurationType") != "OCIR_CONTAINER":
+    where, kind, what = _IMAGE_SETTINGS[resource_type]
+    env = get(inputs, where)
+    if env is None or env is UNKNOWN or get(env, kind) != "OCIR_CONTAINER":
         return []
     image = get(env, "image")
     if image is UNKNOWN:
         return []
     if not isinstance(image, str) or not image:
-        return ["the container deployment names no image"]
+        return [f"{what} names no image"]
     if not _DIGEST.search(image):
         tail = image.rsplit("/", 1)[-1]
         tag = tail.split(":", 1)[1] if ":" in tail else "latest (implied)"
@@ -248,11 +262,13 @@ def check_monthly_budget(resources: Sequence[StackResource], config: Mapping[str
         parts.append(f"{model} ${cost.monthly_usd:,.0f} ({cost.shape} x{cost.instances})")
     if total <= budget:
         return []
+    overridden = figures.prices_overridden(prices, (r.inputs for r in deployments))
+    basis = f"list prices of {prices.as_of}" + (" with the stack's overrides" if overridden else "")
     return [
         Finding(
             message=(
                 f"estimated ${total:,.0f}/month exceeds the budget of ${budget:,.0f}: {', '.join(parts)} "
-                f"(list prices of {prices.as_of}, 730 h)"
+                f"({basis}, 730 h)"
             )
         )
     ]
@@ -344,12 +360,6 @@ def check_log_retention(
         return []
     shown = f"{days:g}" if isinstance(days, int | float) else repr(days)
     return [f"log {get(inputs, 'displayName', '?')} keeps {shown} days; at least {minimum:g} required"]
-
-
-SECRET_PATTERNS: dict[str, str] = {
-    "a Hugging Face token": r"\bhf_[A-Za-z0-9]{30,}\b",
-    "private key material": r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----",
-}
 
 
 def check_no_plaintext_secrets(

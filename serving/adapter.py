@@ -47,6 +47,8 @@ VLLM_PARAMETERS = {
     "stop": "stop",
 }
 VLLM_FLAGS = ("do_sample", "return_full_text")  # mapped to temperature 0 and echo
+# What makes TGI sample: with `do_sample: false` (or temperature 0) they are left out, so greedy means greedy.
+TGI_SAMPLING = ("temperature", "top_p", "top_k", "typical_p")
 _EXCERPT = 300
 
 
@@ -138,7 +140,7 @@ class Adapter:
         if self.config.engine == "tgi":
             return ("/generate_stream" if stream else "/generate"), {
                 "inputs": inputs,
-                "parameters": parameters,
+                "parameters": tgi_parameters(parameters),
             }
         request: dict[str, Any] = {"model": self.config.served_model, "prompt": inputs, "stream": stream}
         for name, value in parameters.items():
@@ -221,10 +223,37 @@ class Adapter:
         except TimeoutError:
             yield {"error": "the engine sent nothing for too long", "error_type": "timeout"}
         except (OSError, http.client.HTTPException) as exc:
-            yield {"error": f"the engine stream broke ({type(exc).__name__})", "error_type": "engine"}
+            yield _engine_error(f"the engine stream broke ({type(exc).__name__})")
 
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
         return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+
+
+def tgi_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
+    """The parameters as TGI takes them: the same meaning as on the vLLM image.
+
+    TGI refuses `temperature: 0`, `top_p: 1` and `top_k: 0`, values with one meaning on every engine:
+    greedy decoding, no nucleus cut, no top-k cut. And TGI samples whenever any sampling setting is
+    present, even with `do_sample: false`. So greedy (temperature 0 or `do_sample: false`) is sent as
+    `do_sample: false` alone, and the no-op cuts are left out. Anything else goes through unchanged, and
+    TGI's own checks answer for it.
+    """
+    sent = dict(parameters)
+    if _number(sent.get("temperature")) == 0 or sent.get("do_sample") is False:
+        for name in TGI_SAMPLING:
+            sent.pop(name, None)
+        sent["do_sample"] = False
+        return sent
+    top_p, top_k = _number(sent.get("top_p")), _number(sent.get("top_k"))
+    if top_p is not None and top_p >= 1:
+        del sent["top_p"]
+    if top_k is not None and top_k <= 0:
+        del sent["top_k"]
+    return sent
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def engine_problem(status: int, raw: bytes) -> RequestProblem:
@@ -297,19 +326,16 @@ def _vllm_events(response: http.client.HTTPResponse) -> Iterator[dict[str, Any] 
         try:
             chunk = json.loads(data)
         except ValueError:
-            yield {
-                "error": f"the engine sent an event that is not JSON: {_excerpt(data.encode())}",
-                "error_type": "engine",
-            }
+            yield _engine_error(f"the engine sent an event that is not JSON: {_excerpt(data.encode())}")
             return
         if isinstance(chunk, dict) and ("error" in chunk or chunk.get("object") == "error"):
-            yield {"error": f"the engine failed: {_error_message(data.encode())}", "error_type": "engine"}
+            yield _engine_error(f"the engine failed: {_error_message(data.encode())}")
             return
         text = _vllm_text(chunk)
         if text:
             pieces.append(text)
             yield {"token": {"text": text, "special": False}, "generated_text": None}
-    yield {"error": "the engine closed the stream before it finished", "error_type": "engine"}
+    yield _engine_error("the engine closed the stream before it finished")
 
 
 def _tgi_events(response: http.client.HTTPResponse) -> Iterator[dict[str, Any] | str]:
@@ -320,10 +346,7 @@ def _tgi_events(response: http.client.HTTPResponse) -> Iterator[dict[str, Any] |
         try:
             event = json.loads(data)
         except ValueError:
-            yield {
-                "error": f"the engine sent an event that is not JSON: {_excerpt(data.encode())}",
-                "error_type": "engine",
-            }
+            yield _engine_error(f"the engine sent an event that is not JSON: {_excerpt(data.encode())}")
             return
         if not isinstance(event, dict):
             continue
@@ -333,7 +356,12 @@ def _tgi_events(response: http.client.HTTPResponse) -> Iterator[dict[str, Any] |
             return
         if event.get("error"):
             return
-    yield {"error": "the engine closed the stream before it finished", "error_type": "engine"}
+    yield _engine_error("the engine closed the stream before it finished")
+
+
+def _engine_error(message: str) -> dict[str, Any]:
+    """The stream's last event when the engine's side fails."""
+    return {"error": message, "error_type": "engine"}
 
 
 def _drain(response: http.client.HTTPResponse) -> None:
@@ -444,6 +472,11 @@ class _Handler(BaseHTTPRequestHandler):
             raise RequestProblem(
                 400, f"Content-Length {length_header!r} is not a number", "validation"
             ) from None
+        if length < 0:
+            self.close_connection = True
+            raise RequestProblem(
+                400, f"Content-Length {length_header!r} is negative; accepted: the body's size", "validation"
+            )
         if length > self.adapter.config.max_body_bytes:
             self.close_connection = True
             raise RequestProblem(

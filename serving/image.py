@@ -3,7 +3,8 @@
 The repository comes from `pulumi stack output imageRepository -s <stack>` (`<region-key>.ocir.io/
 <namespace>/<repo>`) unless `--repo` names one. Docker is used when it is on PATH, else Podman
 (`CONTAINER_TOOL` picks one). Stdout carries one line, the reference to put in `serving.image`:
-`<repository>@sha256:<digest>`; everything the tools print goes to stderr. `--dry-run` prints the
+`<repository>:<tag>@sha256:<digest>` (OCI wants the tag; the digest pins it); everything the tools print
+goes to stderr. `--dry-run` prints the
 commands instead, and needs neither tool installed.
 """
 
@@ -142,6 +143,11 @@ def digest_reference(repository: str, repo_digests_json: str) -> str:
     )
 
 
+def pinned(plan: ImagePlan, reference: str) -> str:
+    """`<repository>:<tag>@sha256:...`: the form OCI takes for a deployment's image (tag required)."""
+    return f"{plan.repository}:{plan.tag}@{reference.split('@', 1)[1]}"
+
+
 def _capture(command: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
 
@@ -163,13 +169,13 @@ def build_and_push(plan: ImagePlan, *, capture: Runner = _capture, stream: Runne
             digest = Path(digest_file).read_text(encoding="utf-8").strip()
         if not _DIGEST.fullmatch(digest):
             raise ImageError(f"podman wrote no digest for {plan.reference}")
-        return f"{plan.repository}@{digest}"
+        return f"{plan.repository}:{plan.tag}@{digest}"
     if stream(plan.push()).returncode != 0:
         raise ImageError(_push_failed(plan))
     inspected = capture(plan.inspect())
     if inspected.returncode != 0:
         raise ImageError(f"`{shlex.join(plan.inspect())}` failed: {inspected.stderr.strip()}")
-    return digest_reference(plan.repository, inspected.stdout)
+    return pinned(plan, digest_reference(plan.repository, inspected.stdout))
 
 
 def _push_failed(plan: ImagePlan) -> str:
@@ -217,7 +223,9 @@ def main(argv: Sequence[str] | None = None, *, capture: Runner = _capture, strea
             print(shlex.join(plan.push()))
             if tool == "docker":
                 print(shlex.join(plan.inspect()))
-            print(f"make image: then set serving.image to {repository}@sha256:<digest>", file=sys.stderr)
+            print(
+                f"make image: then set serving.image to {repository}:{tag}@sha256:<digest>", file=sys.stderr
+            )
             return 0
         reference = build_and_push(plan, capture=capture, stream=stream)
     except ImageError as exc:

@@ -117,6 +117,7 @@ ENGINE_FLAGS: dict[Engine, EngineFlags] = {
     ),
 }
 
+SECRET_ACCEPTED = "accepted: a Vault secret whose current version is the Hugging Face token as text"
 _HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _SECRET_OCID = re.compile(r"^ocid1\.vaultsecret\.[a-z0-9-]+\.[a-z0-9-]*\.[a-z0-9._-]+$")
 
@@ -277,7 +278,9 @@ def read_token(config: LaunchConfig, *, fetch_secret: Callable[[str], str] | Non
     if config.token_secret_id is not None:
         token = (fetch_secret or read_vault_secret)(config.token_secret_id).strip()
         if not token:
-            raise LaunchError(f"TOKEN_SECRET_ID={config.token_secret_id!r} names an empty secret")
+            raise LaunchError(
+                f"TOKEN_SECRET_ID={config.token_secret_id!r} names an empty secret; {SECRET_ACCEPTED}"
+            )
         return token
     return None
 
@@ -329,11 +332,13 @@ def read_vault_secret(secret_id: str, *, client: Any | None = None) -> str:
         ) from None
     content = bundle.secret_bundle_content
     if getattr(content, "content_type", None) != "BASE64" or not isinstance(content.content, str):
-        raise LaunchError(f"TOKEN_SECRET_ID={secret_id!r} holds no text content")
+        raise LaunchError(f"TOKEN_SECRET_ID={secret_id!r} holds no text content; {SECRET_ACCEPTED}")
     try:
         return base64.b64decode(content.content, validate=True).decode("utf-8")
     except (ValueError, UnicodeDecodeError):
-        raise LaunchError(f"TOKEN_SECRET_ID={secret_id!r} does not hold UTF-8 text") from None
+        raise LaunchError(
+            f"TOKEN_SECRET_ID={secret_id!r} does not hold UTF-8 text; {SECRET_ACCEPTED}"
+        ) from None
 
 
 def _secrets_client(oci: Any) -> Any:
@@ -391,33 +396,47 @@ def run(config: LaunchConfig, command: list[str], env: dict[str, str], *, engine
     except OSError as exc:
         raise LaunchError(f"PORT={config.port} cannot be served ({exc.strerror or exc})") from None
 
-    _log(f"starting {config.engine}: {shlex.join(command)}")
-    try:
-        # Its own process group: a Ctrl-C in a terminal reaches the engine once, through the launcher.
-        process = subprocess.Popen(command, env=env, process_group=0)
-    except OSError as exc:
-        server.server_close()
-        raise LaunchError(
-            f"ENGINE={config.engine!r}: cannot start {command[0]!r} ({exc.strerror or exc})"
-        ) from None
-
-    adapter.engine_alive = lambda: process.poll() is None
-    serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
-    serving.start()
-    _log(f"serving /predict, /generate and /health on port {config.port}")
+    # The handlers go in before the engine starts: a signal in between must neither kill the launcher
+    # (orphaning the engine) nor be lost.
+    started: list[subprocess.Popen[bytes]] = []
+    early: list[int] = []
 
     def forward(signum: int, _frame: FrameType | None) -> None:
-        if process.poll() is None:
-            process.send_signal(signum)
+        if not started:
+            early.append(signum)
+        elif started[0].poll() is None:
+            started[0].send_signal(signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
     try:
-        code = process.wait()
+        if early:
+            _log(f"signal {early[0]} before {config.engine} started; not starting it")
+            server.server_close()
+            return 128 + early[0]
+        _log(f"starting {config.engine}: {shlex.join(command)}")
+        try:
+            # Its own process group: a Ctrl-C in a terminal reaches the engine once, through the launcher.
+            process = subprocess.Popen(command, env=env, process_group=0)
+        except OSError as exc:
+            server.server_close()
+            raise LaunchError(
+                f"ENGINE={config.engine!r}: cannot start {command[0]!r} ({exc.strerror or exc})"
+            ) from None
+        started.append(process)
+        for signum in early:  # arrived while Popen ran
+            process.send_signal(signum)
+        adapter.engine_alive = lambda: process.poll() is None
+        serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+        serving.start()
+        _log(f"serving /predict, /generate and /health on port {config.port}")
+        try:
+            code = process.wait()
+        finally:
+            server.shutdown()
+            server.server_close()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        server.shutdown()
-        server.server_close()
     exit_code = 128 - code if code < 0 else code
     _log(f"{config.engine} exited with code {exit_code}")
     return exit_code

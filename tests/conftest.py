@@ -22,7 +22,7 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 TENANCY = "ocid1.tenancy.oc1..aaaaaaaa7mgkrn4hi7xmykn525wmqxf33yu75nhrk6n3onhhi7ezvq6mx4hq"
 COMPARTMENT = "ocid1.compartment.oc1..aaaaaaaajprhlgeisn2xnbcbielnee5zjwzfllvckqygc7blu2yzgk74da3a"
 DIGEST = "sha256:" + "ab" * 32
-IMAGE = f"iad.ocir.io/idxyzabc1234/llm/serving@{DIGEST}"
+IMAGE = f"iad.ocir.io/idxyzabc1234/llm/serving:vllm-3f9c2e1@{DIGEST}"
 FAKE_HF_TOKEN = "hf_" + "T0kenForTestsOnlyNotARealOne0000000"
 
 

@@ -62,6 +62,12 @@ class FakeEngine:
         self._thread.start()
         return self
 
+    def __enter__(self) -> FakeEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         if self.gate is not None:
             self.gate.set()
@@ -174,41 +180,38 @@ class _EngineHandler(BaseHTTPRequestHandler):
 
 FAKE_PROGRAM = """#!{python}
 # A stand-in for the engine's program: records what it was given, then behaves as FAKE_ENGINE_MODE says.
+# Its signal handlers go in before the record is written: the tests signal as soon as the record exists.
 import json, os, signal, sys, time
 sys.path.insert(0, {tests!r})
 record = os.environ["FAKE_ENGINE_RECORD"]
+mode = os.environ.get("FAKE_ENGINE_MODE", "exit:0")
+engines = []
+def stop(signum, frame):
+    with open(record + ".signal", "w") as out:
+        out.write(str(signum))
+    for engine in engines:
+        engine.stop()
+    sys.exit(0 if mode == "serve" else 7)
+if mode in ("wait-signal", "serve"):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, stop)
 with open(record + ".tmp", "w") as out:
     json.dump({{"argv": sys.argv, "env": dict(os.environ)}}, out)
 os.replace(record + ".tmp", record)
-mode = os.environ.get("FAKE_ENGINE_MODE", "exit:0")
 if mode.startswith("exit:"):
     sys.exit(int(mode[5:]))
 if mode == "kill-self":
     os.kill(os.getpid(), signal.SIGKILL)
-if mode == "wait-signal":
-    def stop(signum, frame):
-        with open(record + ".signal", "w") as out:
-            out.write(str(signum))
-        sys.exit(7)
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, stop)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        time.sleep(0.05)
-    sys.exit(99)
 if mode == "serve":
     from serving_fakes import FakeEngine
     port = int(sys.argv[sys.argv.index("--port") + 1])
-    engine = FakeEngine({engine!r}, port=port).start()
-    def stop(signum, frame):
-        engine.stop()
-        sys.exit(0)
-    signal.signal(signal.SIGTERM, stop)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        time.sleep(0.05)
+    engines.append(FakeEngine({engine!r}, port=port).start())
+deadline = time.monotonic() + 60  # bounded, and longer than any test waits for it
+while time.monotonic() < deadline:
+    time.sleep(0.05)
+for engine in engines:
     engine.stop()
-    sys.exit(99)
+sys.exit(99)
 """
 
 

@@ -39,6 +39,12 @@ class Running:
         )
         self.thread.start()
 
+    def __enter__(self) -> Running:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
@@ -79,16 +85,14 @@ def sse_events(response: http.client.HTTPResponse) -> Iterator[dict[str, Any]]:
 
 @pytest.fixture(params=["vllm", "tgi"])
 def engine(request: pytest.FixtureRequest) -> Iterator[FakeEngine]:
-    fake = FakeEngine(request.param).start()
-    yield fake
-    fake.stop()
+    with FakeEngine(request.param).start() as fake:
+        yield fake
 
 
 @pytest.fixture
 def running(engine: FakeEngine) -> Iterator[Running]:
-    adapter = Running(engine)
-    yield adapter
-    adapter.stop()
+    with Running(engine) as adapter:
+        yield adapter
 
 
 # -- health ----------------------------------------------------------------------------------------
@@ -125,9 +129,7 @@ def test_health_is_503_once_the_engine_process_has_exited(running: Running) -> N
 
 
 def test_predict_maps_the_contract_to_vllm_completions_and_back() -> None:
-    engine = FakeEngine("vllm").start()
-    adapter = Running(engine)
-    try:
+    with FakeEngine("vllm").start() as engine, Running(engine) as adapter:
         status, body = adapter.predict(
             {
                 "inputs": "Say hello.",
@@ -142,9 +144,6 @@ def test_predict_maps_the_contract_to_vllm_completions_and_back() -> None:
                 },
             }
         )
-    finally:
-        adapter.stop()
-        engine.stop()
     assert (status, body) == (200, {"generated_text": "Hello world"})
     route, sent = engine.requests[-1]
     assert route == "/v1/completions"
@@ -163,24 +162,17 @@ def test_predict_maps_the_contract_to_vllm_completions_and_back() -> None:
 
 
 def test_predict_greedy_and_full_text_flags_reach_vllm() -> None:
-    engine = FakeEngine("vllm").start()
-    adapter = Running(engine)
-    try:
+    with FakeEngine("vllm").start() as engine, Running(engine) as adapter:
         status, _ = adapter.predict(
             {"inputs": "x", "parameters": {"do_sample": False, "temperature": 0.9, "return_full_text": True}}
         )
-    finally:
-        adapter.stop()
-        engine.stop()
     assert status == 200
     sent = engine.requests[-1][1]
     assert sent["temperature"] == 0.0 and sent["echo"] is True
 
 
 def test_predict_passes_the_contract_through_to_tgi_generate_on_both_routes() -> None:
-    engine = FakeEngine("tgi").start()
-    adapter = Running(engine)
-    try:
+    with FakeEngine("tgi").start() as engine, Running(engine) as adapter:
         body = {
             "inputs": "Say hello.",
             "parameters": {"max_new_tokens": 20, "watermark": True},
@@ -188,15 +180,53 @@ def test_predict_passes_the_contract_through_to_tgi_generate_on_both_routes() ->
         }
         first = adapter.predict(body, path="/predict")
         second = adapter.predict(body, path="/generate")
-    finally:
-        adapter.stop()
-        engine.stop()
     assert first == second == (200, {"generated_text": "Hello world"})
     assert (
         engine.requests
         == [("/generate", {"inputs": "Say hello.", "parameters": {"max_new_tokens": 20, "watermark": True}})]
         * 2
     )
+
+
+@pytest.mark.parametrize(
+    ("parameters", "sent"),
+    [
+        # TGI refuses these values (temperature must be > 0, top_p < 1, top_k > 0); each means the same
+        # on every engine, so TGI gets it in the form it takes.
+        ({"max_new_tokens": 8, "temperature": 0, "top_p": 0.9}, {"max_new_tokens": 8, "do_sample": False}),
+        ({"temperature": 0.0, "top_k": 40, "typical_p": 0.5}, {"do_sample": False}),
+        ({"do_sample": False, "temperature": 0.7}, {"do_sample": False}),  # greedy, as on the vLLM image
+        ({"temperature": 0.7, "top_p": 1.0, "top_k": 0}, {"temperature": 0.7}),
+        ({"temperature": 0.7, "top_p": 1, "top_k": -1}, {"temperature": 0.7}),
+        # Everything else goes through as it came, TGI's own checks included.
+        (
+            {"temperature": 0.7, "top_p": 0.9, "top_k": 40, "do_sample": True},
+            {"temperature": 0.7, "top_p": 0.9, "top_k": 40, "do_sample": True},
+        ),
+        ({"temperature": -1, "top_p": 1.5}, {"temperature": -1}),
+        ({"temperature": True, "top_p": "1"}, {"temperature": True, "top_p": "1"}),
+    ],
+)
+def test_tgi_gets_greedy_and_no_op_cuts_in_the_form_it_accepts(
+    parameters: dict[str, Any], sent: dict[str, Any]
+) -> None:
+    with FakeEngine("tgi").start() as engine, Running(engine) as adapter:
+        status, _ = adapter.predict({"inputs": "x", "parameters": parameters})
+    assert status == 200
+    assert engine.requests == [("/generate", {"inputs": "x", "parameters": sent})]
+
+
+def test_a_negative_content_length_is_a_400_not_a_wait(running: Running) -> None:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", running.port), timeout=SOCKET_TIMEOUT_S) as raw:
+        raw.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n")
+        chunks = []
+        while chunk := raw.recv(65536):  # the adapter closes the connection after the answer
+            chunks.append(chunk)
+    answer = b"".join(chunks).decode()
+    assert answer.startswith("HTTP/1.1 400 ") and "is negative" in answer
+    assert running.engine.requests == []
 
 
 @pytest.mark.parametrize(
@@ -219,24 +249,16 @@ def test_a_malformed_request_is_a_400_with_a_message_and_never_reaches_the_engin
 
 
 def test_a_parameter_vllm_cannot_honour_is_refused_with_the_accepted_list() -> None:
-    engine = FakeEngine("vllm").start()
-    adapter = Running(engine)
-    try:
+    with FakeEngine("vllm").start() as engine, Running(engine) as adapter:
         status, answer = adapter.predict({"inputs": "x", "parameters": {"watermark": True}})
-    finally:
-        adapter.stop()
-        engine.stop()
     assert status == 400
     assert "parameters.watermark" in answer["error"] and "max_new_tokens" in answer["error"]
     assert engine.requests == []
 
 
 def test_a_body_over_the_limit_is_413(engine: FakeEngine) -> None:
-    adapter = Running(engine, max_body_bytes=64)
-    try:
+    with Running(engine, max_body_bytes=64) as adapter:
         status, answer = adapter.predict({"inputs": "x" * 100})
-    finally:
-        adapter.stop()
     assert status == 413 and "64 bytes" in answer["error"]
 
 
@@ -253,12 +275,9 @@ def test_unknown_routes_and_methods_are_answered_not_dropped(running: Running) -
 @pytest.mark.parametrize("status", [500, 503])
 def test_an_engine_failure_is_a_502_with_the_engines_message(engine: FakeEngine, status: int) -> None:
     engine.mode, engine.error_status = "error", status
-    adapter = Running(engine)
-    try:
+    with Running(engine) as adapter:
         plain = adapter.predict({"inputs": "x"})
         streamed = adapter.predict({"inputs": "x", "stream": True})
-    finally:
-        adapter.stop()
     for code, answer in (plain, streamed):
         assert code == 502
         assert answer["error_type"] == "engine"
@@ -268,20 +287,14 @@ def test_an_engine_failure_is_a_502_with_the_engines_message(engine: FakeEngine,
 def test_a_request_the_engine_refuses_keeps_its_4xx(engine: FakeEngine) -> None:
     engine.mode, engine.error_status = "error", 400
     engine.error_message = "This model's maximum context length is 4096 tokens"
-    adapter = Running(engine)
-    try:
+    with Running(engine) as adapter:
         status, answer = adapter.predict({"inputs": "x"})
-    finally:
-        adapter.stop()
     assert status == 400 and answer["error"] == engine.error_message
 
 
 def test_an_engine_that_is_not_up_is_a_503() -> None:
-    adapter = Running(FakeEngine("vllm", port=free_port()))
-    try:
+    with Running(FakeEngine("vllm", port=free_port())) as adapter:
         status, answer = adapter.predict({"inputs": "x"})
-    finally:
-        adapter.stop()
     assert status == 503 and answer["error_type"] == "unavailable"
 
 
@@ -304,16 +317,13 @@ def test_streaming_sends_each_piece_in_order_then_the_full_text(running: Running
 
 def test_streaming_is_live_not_buffered(engine: FakeEngine) -> None:
     engine.gate = threading.Event()
-    adapter = Running(engine)
-    try:
+    with Running(engine) as adapter:
         response = adapter.post("/predict", {"inputs": "x", "stream": True})
         events = sse_events(response)
         first = next(events)  # arrives while the engine still holds the rest back
         assert first["token"]["text"] == "Hel" and first["generated_text"] is None
         engine.gate.set()
         rest = list(events)
-    finally:
-        adapter.stop()
     assert rest[-1]["generated_text"] == "Hello world"
 
 
@@ -330,11 +340,8 @@ def test_an_engine_failing_mid_stream_ends_the_stream_with_an_error_event(
     engine: FakeEngine, mode: str
 ) -> None:
     engine.mode = mode
-    adapter = Running(engine)
-    try:
+    with Running(engine) as adapter:
         events = list(sse_events(adapter.post("/predict", {"inputs": "x", "stream": True})))
-    finally:
-        adapter.stop()
     assert events[0]["token"]["text"] == "Hel"
     assert "error" in events[-1] and events[-1]["error"]
     assert not any(isinstance(event.get("generated_text"), str) for event in events)
@@ -344,13 +351,10 @@ def test_an_engine_failing_mid_stream_ends_the_stream_with_an_error_event(
 
 def test_requests_beyond_the_concurrency_limit_are_told_to_retry(engine: FakeEngine) -> None:
     engine.gate = threading.Event()
-    adapter = Running(engine, max_concurrency=1)
-    try:
+    with Running(engine, max_concurrency=1) as adapter:
         held = adapter.post("/predict", {"inputs": "x", "stream": True})
         next(sse_events(held))  # the only slot is busy streaming
         status, answer = adapter.predict({"inputs": "y"})
         engine.gate.set()
         list(sse_events(held))
-    finally:
-        adapter.stop()
     assert status == 429 and answer["error_type"] == "overloaded"

@@ -230,8 +230,8 @@ def test_existing_log_group_is_used(config: dict[str, Any], plan_of: PlanOf) -> 
 
 def test_registry_is_private_and_exported(config: dict[str, Any], plan_of: PlanOf) -> None:
     plan = plan_of(config)
-    has_resource(plan, REPO, displayName="llm/serving", isPublic=False, isImmutable=True)
-    assert plan.outputs["imageRepository"] == "iad.ocir.io/idxyzabc1234/llm/serving"
+    has_resource(plan, REPO, displayName="llm/serving-test", isPublic=False, isImmutable=True)
+    assert plan.outputs["imageRepository"] == "iad.ocir.io/idxyzabc1234/llm/serving-test"
 
 
 def test_bucket_is_private_versioned_and_can_use_a_vault_key(config: dict[str, Any], plan_of: PlanOf) -> None:
@@ -270,6 +270,18 @@ def test_policy_statements_are_scoped() -> None:
         f"Allow dynamic-group dg to read secret-bundles {where} "
         "where target.secret.id = 'ocid1.vaultsecret.oc1.iad.x'"
     )
+
+
+def test_statements_for_the_root_compartment_say_tenancy(config: dict[str, Any], plan_of: PlanOf) -> None:
+    """OCI's policy syntax names the root compartment `tenancy`, not `compartment id <tenancy OCID>`."""
+    config["oci-llm-stack:compartmentId"] = TENANCY
+    plan = plan_of(config)
+    statements = one(plan, POLICY).inputs["statements"]
+    assert (
+        statements[0] == "Allow dynamic-group oci-llm-stack-test-model-deployments to read repos in tenancy"
+    )
+    assert not any("compartment id" in s for s in statements)
+    assert one(plan, DYNAMIC_GROUP).inputs["matchingRule"] == matching_rule(TENANCY)
 
 
 def test_dynamic_group_matches_only_this_compartments_deployments(
@@ -452,10 +464,10 @@ def test_every_taggable_resource_carries_the_stack_tags(config: dict[str, Any], 
     assert untagged == []
 
 
-def test_deployments_wait_long_enough_for_the_service() -> None:
-    from components.model_serving import DEPLOYMENT_TIMEOUTS
-
-    assert (DEPLOYMENT_TIMEOUTS.create, DEPLOYMENT_TIMEOUTS.update) == ("245m", "245m")
+def test_deployments_wait_long_enough_for_the_service(config: dict[str, Any], plan_of: PlanOf) -> None:
+    """The service may take 240 minutes to create or update a deployment; the provider must outwait it."""
+    timeouts = one(plan_of(config), DEPLOYMENT).custom_timeouts
+    assert (timeouts["create"], timeouts["update"]) == ("245m", "245m")
 
 
 def test_two_models_get_two_servings_sharing_the_platform(config: dict[str, Any], plan_of: PlanOf) -> None:
@@ -544,6 +556,17 @@ def test_negotiated_prices_travel_to_the_cost_figures(config: dict[str, Any], pl
     config["oci-llm-stack:pricing"] = {"shapes": {"VM.GPU.A10.1": 1.0}}
     plan = plan_of(config)
     assert one(plan, DEPLOYMENT).inputs["freeformTags"]["llmstack-shape-hourly-usd"] == "1"
-    negotiated = guardrails.review(plan, PolicyConfig()).monthly_usd
+    review = guardrails.review(plan, PolicyConfig())
+    negotiated = review.monthly_usd
     assert list_price is not None and negotiated is not None
     assert list_price - negotiated == pytest.approx(730.0)  # $1/h less for a 730-hour month
+    assert "USD/month at 2026-06-04 list prices (with the stack's price overrides)" in (
+        guardrails.render_review(review)
+    )
+
+
+def test_the_callers_nsg_is_exported_for_clients_in_the_vcn(config: dict[str, Any], plan_of: PlanOf) -> None:
+    plan = plan_of(config)
+    assert plan.outputs["callersNsgId"] == one(plan, NSG).id
+    config["oci-llm-stack:network"] = {"egress": "managed"}
+    assert plan_of(config).outputs["callersNsgId"] is None

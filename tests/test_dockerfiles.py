@@ -169,3 +169,57 @@ def test_the_files_the_image_copies_are_enough_to_run_the_launcher(engine: str, 
         )
         assert result.returncode == 0, result.stderr
     assert (tmp_path / "record.json").exists()  # the real run started the engine
+
+
+def dockerignored(path: str, patterns: list[str]) -> bool:
+    """Docker's reading of .dockerignore for the patterns used here: the last matching line wins, and a
+    line that matches a folder matches everything in it."""
+    from fnmatch import fnmatchcase
+
+    parts = path.split("/")
+    prefixes = ["/".join(parts[:end]) for end in range(1, len(parts) + 1)]
+    ignored = False
+    for line in patterns:
+        keep = line.startswith("!")
+        pattern = line.removeprefix("!").rstrip("/")
+        if pattern.startswith("**/"):
+            matched = any(fnmatchcase(prefix.rsplit("/", 1)[-1], pattern[3:]) for prefix in prefixes)
+        else:
+            matched = any(fnmatchcase(prefix, pattern) for prefix in prefixes)
+        if matched:
+            ignored = not keep
+    return ignored
+
+
+def test_the_build_context_holds_what_the_images_copy_and_not_the_work_tree() -> None:
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    copied: list[str] = []
+    for folder in (ROOT / "serving" / "vllm", ROOT / "serving" / "tgi", ROOT / "training"):
+        for item in instructions((folder / "Dockerfile").read_text()):
+            if item.keyword == "COPY" and "--from" not in item.arguments:
+                *sources, _ = item.arguments.split()
+                for source in sources:
+                    found = ROOT / source
+                    files = [p for p in found.rglob("*") if p.is_file()] if found.is_dir() else [found]
+                    copied += [p.relative_to(ROOT).as_posix() for p in files if "__pycache__" not in p.parts]
+    assert "training/finetune.py" in copied and "serving/launcher.py" in copied
+    assert [path for path in copied if dockerignored(path, patterns)] == []
+    for local in (".venv/bin/python", "node_modules/x/y.js", "tests/test_launcher.py", "outputs.json"):
+        assert dockerignored(local, patterns), local
+    assert dockerignored("llmstack/__pycache__/retry.cpython-311.pyc", patterns)
+
+
+@pytest.mark.parametrize(
+    ("engine", "switches"),
+    [
+        ("vllm", ("VLLM_NO_USAGE_STATS=1", "DO_NOT_TRACK=1", "HF_HUB_DISABLE_TELEMETRY=1")),
+        ("tgi", ("USAGE_STATS=off", "HF_HUB_DISABLE_TELEMETRY=1")),  # TGI reads --usage-stats from USAGE_STATS
+    ],
+)
+def test_the_images_send_no_usage_statistics(engine: str, switches: tuple[str, ...]) -> None:
+    text = (ROOT / "serving" / engine / "Dockerfile").read_text(encoding="utf-8")
+    assert all(switch in text for switch in switches)

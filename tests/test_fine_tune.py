@@ -36,7 +36,7 @@ FT = f"{MODEL}.source.fineTune"
 JOB = "oci:DataScience/job:Job"
 RUN = "pulumi-python:dynamic/training:JobRun"
 FINE_TUNE = "oci-llm-stack:training:FineTune"
-TRAIN_IMAGE = "iad.ocir.io/idxyzabc1234/llm/train@sha256:" + "cd" * 32
+TRAIN_IMAGE = "iad.ocir.io/idxyzabc1234/llm/train:0.1.0@sha256:" + "cd" * 32
 SECRET = "ocid1.vaultsecret.oc1.iad.amaaaaaa4hbtp3iq6bqp7dvgx3rx6yq2qcbuwnblzkjhs7d6gkbqgkzdiyha"
 EXAMPLE = PROJECT_DIR / "examples" / "Pulumi.finetune.yaml"
 
@@ -188,13 +188,13 @@ FINE_TUNE_CASES = [
         "training image outside OCIR",
         {"image": "docker.io/pytorch/pytorch:2.3.0-cuda12.1-cudnn8-runtime"},
         f"{FT}.image: not an OCIR image: 'docker.io/pytorch/pytorch:2.3.0-cuda12.1-cudnn8-runtime'; accepted: "
-        "an image in OCI Container Registry: <region-key>.ocir.io/<namespace>/<repository>@sha256:<digest>",
+        "an image in OCI Container Registry: <region-key>.ocir.io/<namespace>/<repository>:<tag>@sha256:<digest>",
     ),
     (
         "no training image",
         {"image": None},
         f"{FT}.image: missing; accepted: the training image, "
-        "<region-key>.ocir.io/<namespace>/<repository>@sha256:<digest>",
+        "<region-key>.ocir.io/<namespace>/<repository>:<tag>@sha256:<digest>",
     ),
     (
         "a wait longer than a week",

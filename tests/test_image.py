@@ -74,7 +74,7 @@ def test_docker_builds_pushes_to_the_stacks_repository_and_prints_the_digest(tmp
     folder, log = tools(tmp_path, "docker", "pulumi")
     result = run_image(folder, "--engine", "tgi", "--stack", "staging", "--tag", "tgi-abc")
     assert result.returncode == 0, result.stderr
-    assert result.stdout == f"{REPO}@{DIGEST}\n"
+    assert result.stdout == f"{REPO}:tgi-abc@{DIGEST}\n"  # OCI takes <repo>:<tag>, pinned by @digest
     reference = f"{REPO}:tgi-abc"
     assert calls(log) == [
         ["pulumi", "stack", "output", "imageRepository", "-s", "staging"],
@@ -99,7 +99,7 @@ def test_podman_is_used_when_docker_is_absent_and_its_digest_file_is_read(tmp_pa
     folder, log = tools(tmp_path, "podman")
     result = run_image(folder, "--engine", "vllm", "--repo", REPO, "--tag", "v1")
     assert result.returncode == 0, result.stderr
-    assert result.stdout == f"{REPO}@{DIGEST}\n"
+    assert result.stdout == f"{REPO}:v1@{DIGEST}\n"
     pushed = calls(log)[-1]
     assert pushed[:3] == ["podman", "push", "--digestfile"] and pushed[-1] == f"{REPO}:v1"
 
@@ -138,7 +138,7 @@ def test_a_dry_run_prints_the_commands_without_any_tool_installed(tmp_path: Path
         ["docker", "push"],
         ["docker", "image"],
     ]
-    assert "neither docker nor podman" in result.stderr and f"{REPO}@sha256:<digest>" in result.stderr
+    assert "neither docker nor podman" in result.stderr and f"{REPO}:v1@sha256:<digest>" in result.stderr
 
 
 @pytest.mark.parametrize(

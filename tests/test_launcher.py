@@ -384,6 +384,28 @@ def test_a_secret_the_deployment_may_not_read_is_one_line_with_the_policy_hint()
     )
 
 
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [(base64.b64encode(b"  \n").decode(), "names an empty secret"), ("not base64!", "not hold UTF-8 text")],
+)
+def test_a_secret_without_a_token_is_one_line_saying_what_is_accepted(content: str, problem: str) -> None:
+    fake = FakeSecrets(content)
+    config = read_config({"ENGINE": "vllm", "MODEL": "org/m", "TOKEN_SECRET_ID": SECRET_OCID})
+    try:
+        with pytest.raises(LaunchError) as raised:
+            read_token(
+                config,
+                fetch_secret=lambda ocid: launcher.read_vault_secret(
+                    ocid, client=secrets_client(fake.endpoint)
+                ),
+            )
+    finally:
+        fake.stop()
+    message = str(raised.value)
+    assert "\n" not in message and f"TOKEN_SECRET_ID={SECRET_OCID!r}" in message
+    assert problem in message and "accepted: a Vault secret" in message
+
+
 def test_outside_oci_the_vault_path_says_the_resource_principal_is_missing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -519,3 +541,36 @@ def test_the_image_flow_serves_health_then_predict_and_stops_on_sigterm(engine: 
         if engine == "vllm"
         else ["--model-id", "/opt/ds/model/deployed_model"]
     )
+
+
+def test_a_signal_while_the_engine_starts_is_forwarded_not_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM lands while Popen runs (OCI stopping a deployment that is just starting): the launcher must
+    already be forwarding, or it dies and leaves the engine running in its own process group."""
+
+    class Engine:
+        def __init__(self) -> None:
+            self.signals: list[int] = []
+            os.kill(os.getpid(), signal.SIGTERM)  # handled in this thread before Popen returns
+
+        def send_signal(self, signum: int) -> None:
+            self.signals.append(signum)
+
+        def poll(self) -> int | None:
+            return -self.signals[0] if self.signals else None
+
+        def wait(self) -> int:
+            return -self.signals[0] if self.signals else 0
+
+    engines: list[Engine] = []
+
+    def popen(*args: Any, **kwargs: Any) -> Engine:
+        engines.append(Engine())
+        return engines[-1]
+
+    monkeypatch.setattr(launcher.subprocess, "Popen", popen)
+    config = read_config({"ENGINE": "vllm", "PORT": str(free_port())})
+    before = signal.getsignal(signal.SIGTERM)
+    code = launcher.run(config, engine_command(config, 8000), {}, engine_port=free_port())
+    assert [engine.signals for engine in engines] == [[signal.SIGTERM]]
+    assert code == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) == before

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -45,6 +46,40 @@ def test_the_same_stack_always_plans_the_same(capsys: pytest.CaptureFixture[str]
     first = plan_cli(capsys, "--stack", "prod", "--json")[1]
     second = plan_cli(capsys, "--stack", "prod", "--json")[1]
     assert first == second
+
+
+def test_the_plan_is_the_same_in_every_process(tmp_path: Path) -> None:
+    """Two runs (as two CI jobs would make them) differ in hash seed, so in the order of Python's sets."""
+    script = Path(sys.executable).with_name("llmstack")
+    outputs = [
+        subprocess.run(
+            [str(script), "plan", "--stack", "dev", "--project-dir", str(PROJECT_DIR), "--json"],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+        for seed in ("1", "2")
+    ]
+    assert outputs[0] == outputs[1]
+
+
+def test_a_plan_leaves_no_event_loop_open(config: dict[str, Any], plan_of: Callable[..., Any]) -> None:
+    """Loops left open are closed at interpreter exit, which can print a traceback after a clean plan."""
+    import asyncio
+    import gc
+
+    def open_loops() -> set[int]:
+        gc.collect()
+        return {
+            id(o) for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop) and not o.is_closed()
+        }
+
+    before = open_loops()
+    plan_of(config)
+    assert open_loops() - before == set()
 
 
 def test_secrets_are_masked(
@@ -117,6 +152,50 @@ def test_dot_graph_is_written(capsys: pytest.CaptureFixture[str], tmp_path: Path
     assert code == 0 and text.startswith('digraph "staging" {') and text.rstrip().endswith("}")
     assert '\\noci:DataScience/modelDeployment:ModelDeployment"' in text
     assert text.count("->") > 20
+
+
+def test_a_dot_file_that_cannot_be_written_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    target = tmp_path / "no-such-folder" / "graph.dot"
+    code, out, err = plan_cli(capsys, "--stack", "dev", "--dot", str(target))
+    assert (code, out) == (2, "")
+    assert err == f"llmstack plan: --dot {target}: cannot be written (No such file or directory)\n"
+
+
+def test_a_model_folder_that_cannot_be_read_is_the_users_error_not_a_bug(
+    capsys: pytest.CaptureFixture[str],
+    config: dict[str, Any],
+    write_stack: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "llama-2-7b-chat-hf"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}", encoding="utf-8")
+    (folder / "tokenizer.model").symlink_to(tmp_path / "gone")
+    model_of(config)["source"] = {"localPath": str(folder)}
+    code, out, err = plan_cli(capsys, "--stack-file", str(write_stack(config)))
+    assert (code, out) == (2, "")
+    assert err.startswith(f"llmstack plan: cannot read {folder / 'tokenizer.model'}: ")
+    assert err.count("\n") == 1
+
+
+def test_under_the_engine_a_users_error_is_a_run_error(
+    config: dict[str, Any], plan_of: Callable[..., Any], tmp_path: Path
+) -> None:
+    """`pulumi up` prints a RunError as its message alone; any other exception with a traceback."""
+    import pulumi
+
+    from llmstack.errors import UserError
+
+    folder = tmp_path / "llama-2-7b-chat-hf"
+    folder.mkdir()
+    (folder / "weights.bin").symlink_to(tmp_path / "gone")
+    model_of(config)["source"] = {"localPath": str(folder)}
+    with pytest.raises(UserError) as caught:
+        plan_of(config)
+    assert isinstance(caught.value.__context__, pulumi.RunError)
+    assert str(caught.value.__context__) == str(caught.value)
 
 
 def test_console_script_runs_from_a_clean_process(tmp_path: Path) -> None:

@@ -119,6 +119,21 @@ def test_advisory_violations_do_not_fail_the_plan(capsys: pytest.CaptureFixture[
     assert [v["enforcement"] for v in plan["violations"]] == ["advisory"]
 
 
+def test_a_missing_policy_config_is_refused_before_the_plan_runs(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import llmstack.plan
+
+    def no_plan(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the plan ran")
+
+    monkeypatch.setattr(llmstack.plan, "run_plan", no_plan)
+    missing = tmp_path / "nope.json"
+    code = main(["plan", "--project-dir", str(ROOT), "--stack", "dev", "--policy-config", str(missing)])
+    assert code == 2
+    assert capsys.readouterr().err == f"llmstack plan: --policy-config {missing}: no such file\n"
+
+
 def test_a_bad_policy_config_is_one_line_naming_the_file(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

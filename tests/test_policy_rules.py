@@ -25,7 +25,7 @@ from policy.rules import (
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOYMENT = "oci:DataScience/modelDeployment:ModelDeployment"
-IMAGE = "iad.ocir.io/idxyzabc1234/llm/serving@sha256:" + "a2" * 32
+IMAGE = "iad.ocir.io/idxyzabc1234/llm/serving:vllm-3f9c2e1@sha256:" + "a2" * 32
 
 TAGS = {"environment": "dev", "team": "ml-platform", "pulumi-stack": "dev"}
 
@@ -198,6 +198,21 @@ class TestImagePinnedByDigest:
         )
         assert check("image-pinned-by-digest", DEPLOYMENT, no_container) == []
 
+    def test_a_training_job_image_is_judged_like_a_serving_image(self) -> None:
+        job = "oci:DataScience/job:Job"
+        pinned = {
+            "jobEnvironmentConfigurationDetails": {"jobEnvironmentType": "OCIR_CONTAINER", "image": IMAGE}
+        }
+        assert check("image-pinned-by-digest", job, pinned) == []
+        moving = {
+            "jobEnvironmentConfigurationDetails": {
+                "jobEnvironmentType": "OCIR_CONTAINER",
+                "image": "iad.ocir.io/ns/llm/train:0.1.0",
+            }
+        }
+        [message] = check("image-pinned-by-digest", job, moving)
+        assert "tag '0.1.0'" in message and "pin it by digest" in message
+
     def test_unknown_image_during_preview_is_not_judged(self) -> None:
         assert check("image-pinned-by-digest", DEPLOYMENT, deployment(**{f"{ENV}__image": UNKNOWN})) == []
 
@@ -282,6 +297,15 @@ class TestMonthlyBudget:
         [finding] = self.rule.validate_stack(_stack(inputs))
         assert finding.message.startswith("estimated $2,929/month exceeds the budget of $1,000")
         assert "VM.GPU.A10.1 x2" in finding.message
+        assert finding.message.endswith("(list prices of 2026-06-04, 730 h)")
+
+    def test_an_estimate_at_negotiated_prices_says_so(self) -> None:
+        inputs = deployment(
+            **{f"{FTAGS}__llmstack-budget-monthly-usd": "1000", f"{FTAGS}__llmstack-shape-hourly-usd": "1.5"}
+        )
+        [finding] = self.rule.validate_stack(_stack(inputs))
+        assert finding.message.startswith("estimated $1,104/month exceeds the budget of $1,000")
+        assert finding.message.endswith("(list prices of 2026-06-04 with the stack's overrides, 730 h)")
 
     def test_autoscaling_counts_at_its_maximum(self) -> None:
         scaling = {

@@ -76,6 +76,8 @@ def test_a_price_for_an_unlisted_shape_comes_from_overrides() -> None:
         ({"shapes": {"VM.GPU.A10.1": "2"}}, "pricing.shapes.VM.GPU.A10.1 must be a non-negative number"),
         ({"gpus": [2.0]}, "pricing.gpus must be a mapping"),
         ({"objectStorageGbMonth": True}, "pricing.objectStorageGbMonth must be a non-negative number"),
+        ({"gpus": {"A10": float("nan")}}, "pricing.gpus.A10 must be a non-negative number"),
+        ({"loadBalancerHour": float("inf")}, "pricing.loadBalancerHour must be a non-negative number"),
     ],
 )
 def test_bad_overrides_name_the_key(overrides: dict[str, object], message: str) -> None:

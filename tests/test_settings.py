@@ -43,7 +43,7 @@ def test_a_minimal_model_gets_documented_defaults(config: dict[str, Any]) -> Non
     assert model.serving.tensor_parallelism == 1  # VM.GPU.A10.1 has one GPU
     assert (model.compute.replicas, model.compute.bandwidth_mbps) == (1, 10)
     assert (model.readiness.timeout_minutes, model.readiness.smoke_prompt) == (60, "Say hello.")
-    assert settings.registry.repository == "llm/serving"
+    assert settings.registry.repository == "llm/serving-test"  # one per stack: the names are tenancy-wide
     assert settings.environment == "dev"
     assert settings.hf_token is not None and not settings.hf_token.known
 
@@ -141,6 +141,12 @@ CASES = [
         "network.egress: unknown value 'internet'; accepted: nat | managed | none",
     ),
     (
+        "VCN ranges that managed networking would ignore",
+        set_top("network", {"vcnCidr": "10.0.0.0/16", "egress": "managed"}),
+        "network.egress: ignores the VCN ranges: 'managed'; accepted: nat or none to build a VCN from "
+        "vcnCidr/subnetCidr, or managed without them (the service brings its own network)",
+    ),
+    (
         "offline-only network for an online model",
         set_top("network", {"egress": "none"}),
         "network.egress: blocks online model: 'none'; accepted: nat or managed: model 'llama2-7b-chat' is "
@@ -207,6 +213,18 @@ CASES = [
         "logging, registry, artifactBucket, budget, identity, auth, tags, hfToken, hfTokenSecretId, pricing, models",
     ),
     (
+        "misspelt project namespace",
+        lambda c: c.update({"oci-lm-stack:budget": {"monthlyUsd": 1}}),
+        "oci-lm-stack:budget: unknown namespace 'oci-lm-stack'; did you mean 'oci-llm-stack:budget'? accepted: "
+        "this project's keys under oci-llm-stack: (other namespaces are left to their providers)",
+    ),
+    (
+        "dynamic group name that would bend the policy statements",
+        set_top("identity", {"existingDynamicGroup": "ml to manage all-resources in tenancy"}),
+        "identity.existingDynamicGroup: bad dynamic group name 'ml to manage all-resources in tenancy'; "
+        "accepted: a dynamic group name of letters, digits, '.', '_', '-', '+' and '@', or <domain>/<name>",
+    ),
+    (
         "model name that cannot be a resource name",
         lambda c: c[f"{NS}models"].update({"Llama_2": c[f"{NS}models"]["llama2-7b-chat"]}),
         "models.Llama_2: bad model name 'Llama_2'; accepted: 2-32 characters of a-z, 0-9 and '-', starting "
@@ -248,7 +266,13 @@ CASES = [
         "image outside OCIR",
         set_model("serving.image", "docker.io/vllm/vllm-openai:latest"),
         f"{MODEL}.serving.image: not an OCIR image: 'docker.io/vllm/vllm-openai:latest'; accepted: an image in "
-        "OCI Container Registry: <region-key>.ocir.io/<namespace>/<repository>@sha256:<digest>",
+        "OCI Container Registry: <region-key>.ocir.io/<namespace>/<repository>:<tag>@sha256:<digest>",
+    ),
+    (
+        "image pinned by digest but without the tag OCI needs",
+        set_model("serving.image", "iad.ocir.io/idxyzabc1234/llm/serving@sha256:" + "ab" * 32),
+        f"{MODEL}.serving.image: bad image reference 'iad.ocir.io/idxyzabc1234/llm/serving@sha256:{'ab' * 32}'; "
+        "accepted: <region-key>.ocir.io/<namespace>/<repository>:<tag>@sha256:<digest> (OCI needs the tag; the digest pins it)",
     ),
     (
         "quantization the engine does not serve",
@@ -289,7 +313,13 @@ CASES = [
     (
         "negative price",
         set_top("pricing", {"gpus": {"A10": -2}}),
-        "pricing: pricing.gpus.A10 must be a non-negative number of USD, got -2",
+        "pricing.gpus.A10: invalid value -2; accepted: a number >= 0 (USD per GPU-hour)",
+    ),
+    (
+        "prices that are not a mapping",
+        set_top("pricing", {"shapes": "VM.GPU.A10.1=1.6"}),
+        "pricing.shapes: not a mapping: 'VM.GPU.A10.1=1.6'; accepted: a mapping of shape names to USD per hour "
+        "for the whole shape",
     ),
     (
         "autoscaling below its minimum",
@@ -310,9 +340,53 @@ def test_each_mistake_gets_one_pinned_message(config: dict[str, Any], change: An
     assert expected in problems(config)
 
 
+@pytest.mark.parametrize("section", ["source", "serving", "compute"])
+def test_a_required_section_left_empty_is_refused_not_dropped(config: dict[str, Any], section: str) -> None:
+    """`compute:` with nothing under it is null in YAML; the model must not silently leave the stack."""
+    model_of(config)[section] = None
+    assert problems(config) == [
+        f"{MODEL}.{section}: missing; accepted: a mapping (see the README's settings table for {section})"
+    ]
+
+
 def test_the_secret_value_is_never_echoed_in_a_message(config: dict[str, Any]) -> None:
     config[f"{NS}hfToken"] = FAKE_HF_TOKEN
     assert not any(FAKE_HF_TOKEN in p for p in problems(config))
+
+
+PLAIN_SECRET = (
+    "holds a Hugging Face token in plain text (not shown here); accepted: the Hugging Face token as a secret "
+    "(`pulumi config set --secret hfToken`) or in Vault (hfTokenSecretId)"
+)
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        (set_top("hfTokenSecretId", FAKE_HF_TOKEN), "hfTokenSecretId"),
+        (
+            set_model("serving.params", f"--max-num-seqs 8 --hf-token {FAKE_HF_TOKEN}"),
+            f"{MODEL}.serving.params",
+        ),
+        (set_top("tags", {"environment": "dev", "team": FAKE_HF_TOKEN}), "tags.team"),
+    ],
+    ids=["pasted into the secret's OCID", "in engine flags", "as a tag"],
+)
+def test_a_token_in_a_plain_setting_is_refused_and_never_shown(
+    config: dict[str, Any], change: Any, key: str
+) -> None:
+    change(config)
+    found = problems(config)
+    assert f"{key}: {PLAIN_SECRET}" in found
+    assert not any(FAKE_HF_TOKEN in p for p in found)
+
+
+def test_messages_hide_secret_material_in_any_value() -> None:
+    from components.settings import _show
+
+    key = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----"
+    assert _show(f"x {FAKE_HF_TOKEN}{FAKE_HF_TOKEN} y") == "'x [hidden] y'"
+    assert _show(key) == "'[hidden]'"
 
 
 def test_parameters_accepts_sizes_and_counts(config: dict[str, Any]) -> None:
@@ -360,6 +434,19 @@ def test_shipped_stacks_are_valid() -> None:
     )
     (model,) = prod.models
     assert (model.parameters_b, model.compute.shape, model.compute.replicas) == (13.0, "VM.GPU.A10.2", 2)
+
+
+def test_shipped_stacks_can_live_in_one_tenancy() -> None:
+    """OCIR repository names are unique across a tenancy's compartments in a region; images carry a tag
+    and a digest, the form OCI documents for a deployment's `image` (`<repo>:<tag>@sha256:...`)."""
+    files = [PROJECT_DIR / "stacks" / f"Pulumi.{s}.yaml" for s in ("dev", "staging", "prod")]
+    files.append(PROJECT_DIR / "examples" / "Pulumi.finetune.yaml")
+    stacks = [read_stack_file(f) for f in files]
+    loaded = [load_settings(s.config, stack=s.stack, project_dir=PROJECT_DIR) for s in stacks]
+    places = {(s.tenancy_id, s.region, s.registry.repository) for s in loaded}
+    assert len(places) == len(loaded)
+    images = [m.serving.image for s in loaded for m in s.models]
+    assert all(":" in image.rsplit("/", 1)[1].split("@")[0] and "@sha256:" in image for image in images)
 
 
 def test_the_readme_settings_table_is_current() -> None:

@@ -53,14 +53,16 @@ def find_project_dir(start: Path) -> Path:
 def run(args: argparse.Namespace) -> int:
     from components.settings import SettingsError
     from llmstack import guardrails
-    from llmstack.plan import ProgramError, run_plan
+    from llmstack.plan import ProgramError, run_plan, shown_path, stack_file_for
 
     project_dir = (args.project_dir or find_project_dir(Path.cwd())).resolve()
     if args.stack_file is not None and not args.stack_file.is_file():
         raise UserError(f"--stack-file {args.stack_file}: no such file")
+    if args.policy_config is not None and not args.policy_config.is_file():
+        raise UserError(f"--policy-config {args.policy_config}: no such file")
     if args.stack_file is None:
         stack = args.stack or "dev"
-        path = project_dir / "stacks" / f"Pulumi.{stack}.yaml"
+        path = stack_file_for(project_dir, stack)
         if not path.is_file():
             known = sorted(
                 p.name[len("Pulumi.") : -len(".yaml")] for p in (project_dir / "stacks").glob("Pulumi.*.yaml")
@@ -76,15 +78,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"llmstack plan: {exc}", file=sys.stderr)
         return EXIT_PROGRAM
 
-    if args.policy_config is not None and not args.policy_config.is_file():
-        raise UserError(f"--policy-config {args.policy_config}: no such file")
     config_path = args.policy_config or guardrails.policy_config_path(project_dir, plan.stack)
-    checked = guardrails.review(
-        plan, guardrails.load_config(config_path), _shown(config_path, project_dir) if config_path else None
-    )
+    shown_config = shown_path(config_path, project_dir) if config_path else None
+    checked = guardrails.review(plan, guardrails.load_config(config_path), shown_config)
 
     if args.dot is not None:
-        args.dot.write_text(to_dot(plan), encoding="utf-8")
+        try:
+            args.dot.write_text(to_dot(plan), encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"--dot {args.dot}: cannot be written ({exc.strerror or exc})") from None
     if args.json:
         print(json.dumps({**plan.as_json(), **checked.as_json()}, indent=2, sort_keys=False))
     else:
@@ -92,13 +94,6 @@ def run(args: argparse.Namespace) -> int:
         print()
         print(guardrails.render_review(checked))
     return EXIT_POLICY if checked.mandatory else EXIT_CLEAN
-
-
-def _shown(path: Path, project_dir: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(project_dir))
-    except ValueError:
-        return str(path)
 
 
 # ---------------------------------------------------------------------------------------------------------

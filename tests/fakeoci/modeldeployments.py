@@ -54,7 +54,7 @@ class Deployment:
     predict_log_id: str | None
     access_log_id: str | None
     work_request_id: str
-    image: str = "iad.ocir.io/testns/llm/vllm@sha256:" + "ab" * 32
+    image: str = "iad.ocir.io/testns/llm/vllm:v1@sha256:" + "ab" * 32
     polls: int = 0
     time_created: str = field(default_factory=now_rfc3339)
 
