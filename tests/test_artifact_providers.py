@@ -178,6 +178,21 @@ def test_a_failed_export_deletes_the_half_made_model_and_names_it(
     assert store.object_info(BUCKET, outs["objectName"]) is not None
 
 
+def test_a_half_made_model_that_cannot_be_deleted_is_named_for_the_user(
+    tmp_path: Path, fake_oci: FakeOci, oci_identity: TestIdentity, store: ObjectStorage, catalog: DataScience
+) -> None:
+    outs = artifacts().create(artifact_props(make_model(tmp_path / "m"), fake_oci, oci_identity)).outs
+    fake_oci.faults.add(Fault(kind="work_request_failed", ops=frozenset({"ExportModelArtifact"})))
+    fake_oci.faults.add(Fault(kind="reset", ops=frozenset({"DeleteModel"}), after_bytes=0))
+
+    with pytest.raises(ArtifactFailed) as err:
+        catalogs().create(catalog_props(fake_oci, oci_identity, outs))
+
+    (model_id,) = catalog.models  # still there: the message must say so, and which one
+    assert f"the half-made model {model_id} could not be deleted (" in str(err.value)
+    assert str(err.value).endswith("delete it by hand")
+
+
 def test_a_missing_source_object_fails_before_any_model_exists(
     fake_oci: FakeOci, oci_identity: TestIdentity, store: ObjectStorage, catalog: DataScience
 ) -> None:

@@ -343,6 +343,8 @@ class CatalogModelProvider(ProviderBase):
                     f"the half-made model {model_id} could not be deleted ({exc.status} {exc.code}): "
                     "delete it by hand"
                 )
+        except UNREACHABLE as exc:
+            return f"the half-made model {model_id} could not be deleted ({reason(exc)}): delete it by hand"
         return f"the half-made model {model_id} was deleted"
 
 
