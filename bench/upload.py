@@ -114,6 +114,19 @@ def side_streaming(
     }
 
 
+def delete_objects(fake: dict[str, Any], prefix: str) -> None:
+    """Free the fake's store (memory, under /dev/shm) of what one side uploaded before the next runs."""
+    import oci
+
+    config = oci.config.from_file(fake["config_file"], fake["profile"])
+    client = oci.object_storage.ObjectStorageClient(config, service_endpoint=fake["endpoint"])
+    listed = oci.pagination.list_call_get_all_results(
+        client.list_objects, fake["namespace"], BUCKET, prefix=prefix
+    ).data
+    for obj in listed.objects:
+        client.delete_object(fake["namespace"], BUCKET, obj.name)
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -213,6 +226,8 @@ def main() -> int:
             )
             baseline.append(b)
             streaming.append(s)
+            delete_objects(fake, f"baseline-{i}/")
+            delete_objects(fake, f"streaming-{i}/")
             print(
                 f"run {i + 1}: baseline {b['seconds']:.2f} s (zip to disk {b['zip_s']:.2f} s + upload "
                 f"{b['upload_s']:.2f} s), streaming {s['seconds']:.2f} s, unchanged re-run "

@@ -93,6 +93,8 @@ def credentials(auth: Auth, region: str | None = None) -> Credentials:
         raise UserError(f"profile {auth.profile!r} is not in {auth.config_file}") from exc
     except oci.exceptions.InvalidConfig as exc:
         raise UserError(f"OCI config {auth.config_file} [{auth.profile}] is invalid: {exc}") from exc
+    except oci.exceptions.InvalidKeyFilePath as exc:  # its message names the file, the line and the value
+        raise UserError(str(exc).split(" For more info")[0]) from exc
     if region:
         config["region"] = region
     if auth.mode == "security_token":
@@ -128,13 +130,29 @@ def make_client(
     endpoint: str | None = None,
     backoff: Backoff = DEFAULT_BACKOFF,
 ) -> C:
-    """An oci SDK client with the project's retry policy, built fresh for the caller."""
+    """An oci SDK client with the project's retry policy, built fresh for the caller.
+
+    Without the SDK's default circuit breaker: it is one breaker for every client in the process, opened
+    by any 10 consecutive 429/5xx answers (retries included), and then fails every call to every service
+    for 30 s with an error that is neither a ServiceError nor retried. One throttled upload would fail an
+    unrelated readiness check. The bounded backoff here is the policy; nothing else cuts it short.
+    """
+    import oci
+
     if auth.mode == "none":
         raise UserError("auth mode 'none' is for a local container; OCI services need signed requests")
     creds = credentials(auth, region)
-    kwargs: dict[str, Any] = {"retry_strategy": oci_retry_strategy(backoff)}
+    kwargs: dict[str, Any] = {
+        "retry_strategy": oci_retry_strategy(backoff),
+        "circuit_breaker_strategy": oci.circuit_breaker.NoCircuitBreakerStrategy(),
+    }
     if creds.signer is not None:
         kwargs["signer"] = creds.signer
     if endpoint:
         kwargs["service_endpoint"] = endpoint
-    return client_class(creds.config, **kwargs)  # type: ignore[call-arg]
+    try:  # the client checks the profile's values and loads its API key only now
+        return client_class(creds.config, **kwargs)  # type: ignore[call-arg]
+    except (oci.exceptions.InvalidConfig, oci.exceptions.InvalidPrivateKey, OSError) as exc:
+        raise UserError(
+            f"OCI config {auth.config_file} [{auth.profile}] is not usable: {' '.join(str(exc).split())}"
+        ) from exc

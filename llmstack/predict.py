@@ -165,7 +165,7 @@ def request_signer(auth: Auth) -> Any | None:
             pass_phrase=config.get("pass_phrase"),
             private_key_content=config.get("key_content"),
         )
-    except (OSError, ValueError, TypeError) as exc:
+    except (OSError, ValueError, TypeError, oci.exceptions.InvalidPrivateKey) as exc:
         raise UserError(f"cannot load the API key of profile {auth.profile!r}: {exc}") from exc
 
 
@@ -182,6 +182,7 @@ class PredictClient:
         stream_endpoint: str | None = None,
         on_retry: OnRetry | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not timeout_s > 0:
             raise UserError(f"timeout must be a positive number of seconds, got {timeout_s!r}")
@@ -194,6 +195,7 @@ class PredictClient:
         self.backoff = backoff
         self._on_retry = on_retry
         self._sleep = sleep
+        self._clock = clock  # what the backoff's total time is measured on (a caller's deadline clock)
         self._signer = request_signer(auth)
 
     @property
@@ -247,7 +249,10 @@ class PredictClient:
     def _send(self, url: str, body: bytes, *, stream: bool) -> requests.Response:
         import requests
 
+        sent = [0]
+
         def attempt() -> requests.Response:
+            sent[0] += 1
             response = requests.post(
                 url,
                 data=body,
@@ -272,6 +277,7 @@ class PredictClient:
                 retryable=_retryable,
                 on_retry=self._on_retry,
                 sleep=self._sleep,
+                clock=self._clock,
             )
         except _HttpStatus as exc:
             raise _status_error(exc, url, stream=stream, oci=self.endpoints.oci) from None
@@ -283,10 +289,14 @@ class PredictClient:
             ) from exc
         except requests.exceptions.RequestException as exc:
             raise PredictError(
-                f"cannot reach {url} ({_root_cause(exc)}) after {self.backoff.attempts} attempts: "
+                f"cannot reach {url} ({_root_cause(exc)}) after {_attempts(sent[0])}: "
                 f"check the URL and your network",
                 url=url,
             ) from exc
+
+
+def _attempts(n: int) -> str:
+    return "1 attempt" if n == 1 else f"{n} attempts"
 
 
 def _retryable(exc: BaseException) -> bool:

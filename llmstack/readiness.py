@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from llmstack.errors import UserError
 from llmstack.logsearch import UNREACHABLE, LogSource, log_tails, reason
@@ -27,6 +27,8 @@ FAILED_STATES = frozenset({"FAILED", "NEEDS_ATTENTION", "INACTIVE", "DELETING", 
 SMOKE_PARAMS = GenerationParams(max_new_tokens=16)  # values both engines accept
 SMOKE_REQUEST_TIMEOUT_S = 120.0  # a first request can be slow: compilation, cache warm-up
 WORK_REQUEST_ERRORS = 5
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,6 +48,29 @@ class Polling:
     def backoff(self, total_s: float) -> Backoff:
         """The same schedule as a retry policy, for the smoke request (503s while the model loads)."""
         return Backoff(attempts=1_000_000, base_s=self.first_s, cap_s=self.cap_s, total_s=max(total_s, 1e-3))
+
+    def until(
+        self,
+        read: Callable[[], T],
+        state_of: Callable[[T], str],
+        settled: Collection[str],
+        *,
+        timeout_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> tuple[T, bool]:
+        """`read()` until its state is one of `settled` or `timeout_s` has passed, sleeping on this schedule
+        (never past the deadline). Returns the last thing read, and whether its state settled."""
+        deadline = clock() + timeout_s
+        delays = self.delays(max(timeout_s, 1e-3))
+        while True:
+            last = read()
+            if state_of(last) in settled:
+                return last, True
+            left = deadline - clock()
+            if left <= 0:
+                return last, False
+            sleep(min(next(delays, self.cap_s), left))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,6 +148,7 @@ def check_readiness(
         stream_endpoint=check.stream_url,
         on_retry=restart_timer,
         sleep=sleep,
+        clock=clock,  # the retries end at the same deadline as the wait for ACTIVE
     )
     try:
         completion = client.predict(check.smoke_prompt, SMOKE_PARAMS)
@@ -163,10 +189,9 @@ def _wait_until_active(
 ) -> Any:
     import oci
 
-    delays = check.polling.delays(check.timeout_s)
-    while True:
+    def read() -> Any:
         try:
-            deployment = data_science.get_model_deployment(check.deployment_id).data
+            return data_science.get_model_deployment(check.deployment_id).data
         except oci.exceptions.ServiceError as exc:
             raise NotReady(
                 f"cannot read model deployment {check.deployment_id}: {exc.status} {exc.code}: {exc.message}"
@@ -175,29 +200,27 @@ def _wait_until_active(
             raise NotReady(
                 f"cannot reach Data Science to read model deployment {check.deployment_id}: {reason(exc)}"
             ) from None
-        state = deployment.lifecycle_state
-        if state == ACTIVE:
-            return deployment
-        if state in FAILED_STATES:
-            raise _not_ready(
-                f"model deployment {check.deployment_id} is {state}",
-                check,
-                data_science,
-                deployment,
-                began_at,
-            )
-        left = deadline - clock()
-        if left <= 0:
-            minutes = check.timeout_s / 60
-            raise _not_ready(
-                f"model deployment {check.deployment_id} is still {state} after {minutes:g} minutes "
-                f"(readiness.timeoutMinutes)",
-                check,
-                data_science,
-                deployment,
-                began_at,
-            )
-        sleep(min(next(delays, check.polling.cap_s), left))
+
+    deployment, settled = check.polling.until(
+        read,
+        lambda d: str(d.lifecycle_state),
+        {ACTIVE, *FAILED_STATES},
+        timeout_s=deadline - clock(),
+        clock=clock,
+        sleep=sleep,
+    )
+    state = deployment.lifecycle_state
+    if state == ACTIVE:
+        return deployment
+    if settled:
+        headline = f"model deployment {check.deployment_id} is {state}"
+    else:
+        minutes = check.timeout_s / 60
+        headline = (
+            f"model deployment {check.deployment_id} is still {state} after {minutes:g} minutes "
+            "(readiness.timeoutMinutes)"
+        )
+    raise _not_ready(headline, check, data_science, deployment, began_at)
 
 
 def _not_ready(

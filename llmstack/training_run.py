@@ -137,36 +137,42 @@ def _wait(
 ) -> Any:
     import oci
 
-    deadline = clock() + run.timeout_s
-    delays = run.polling.delays(run.timeout_s)
-    while True:
+    def read() -> Any:
+        # A run this wait gives up on is recorded nowhere (create failed), so it is cancelled, not left
+        # training on GPUs that nobody pays attention to.
         try:
-            job_run = data_science.get_job_run(job_run_id).data
+            return data_science.get_job_run(job_run_id).data
         except oci.exceptions.ServiceError as exc:
             raise TrainingFailed(
-                f"cannot read job run {job_run_id}: {exc.status} {exc.code}: {exc.message}"
+                f"cannot read job run {job_run_id}: {exc.status} {exc.code}: {exc.message}; "
+                f"{cancel(data_science, job_run_id)}"
             ) from None
         except UNREACHABLE as exc:
             raise TrainingFailed(
-                f"cannot reach Data Science to read job run {job_run_id}: {reason(exc)}"
+                f"cannot reach Data Science to read job run {job_run_id}: {reason(exc)}; "
+                f"{cancel(data_science, job_run_id)}"
             ) from None
-        state = job_run.lifecycle_state
-        if state == SUCCEEDED:
-            return job_run
-        if state in FAILED_STATES:
-            raise _failed(
-                f"job run {job_run_id} of job {run.job_id} is {state}", run, job_run_id, job_run, began_at
-            )
-        left = deadline - clock()
-        if left <= 0:
-            cancelled = cancel(data_science, job_run_id)
-            minutes = run.timeout_s / 60
-            headline = (
-                f"job run {job_run_id} is still {state} after {minutes:g} minutes "
-                f"(fineTune.timeoutMinutes plus {START_ALLOWANCE_MINUTES} to start); {cancelled}"
-            )
-            raise _failed(headline, run, job_run_id, job_run, began_at)
-        sleep(min(next(delays, run.polling.cap_s), left))
+
+    job_run, settled = run.polling.until(
+        read,
+        lambda r: str(r.lifecycle_state),
+        {SUCCEEDED, *FAILED_STATES},
+        timeout_s=run.timeout_s,
+        clock=clock,
+        sleep=sleep,
+    )
+    state = job_run.lifecycle_state
+    if state == SUCCEEDED:
+        return job_run
+    if settled:
+        headline = f"job run {job_run_id} of job {run.job_id} is {state}"
+    else:
+        headline = (
+            f"job run {job_run_id} is still {state} after {run.timeout_s / 60:g} minutes "
+            f"(fineTune.timeoutMinutes plus {START_ALLOWANCE_MINUTES} to start); "
+            f"{cancel(data_science, job_run_id)}"
+        )
+    raise _failed(headline, run, job_run_id, job_run, began_at)
 
 
 def cancel(data_science: Any, job_run_id: str) -> str:

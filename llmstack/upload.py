@@ -220,8 +220,15 @@ def find_uploaded(client: Any, dest: Destination, manifest: Manifest) -> Uploade
         raise
     except ValueError:
         return None
-    if record.get("layout") != LAYOUT_VERSION or record.get("manifestDigest") != digest:
-        return None
+    if (
+        not isinstance(record, dict)
+        or record.get("layout") != LAYOUT_VERSION
+        or record.get("manifestDigest") != digest
+        or not isinstance(record.get("objectName"), str)
+        or not isinstance(record.get("fingerprint"), str)
+        or not isinstance(record.get("sizeBytes"), int)
+    ):
+        return None  # not a record this code wrote: upload again, which writes a good one
     head = head_object(client, dest.namespace, dest.bucket, record["objectName"])
     if head is None or int(head.get("content-length", -1)) != record["sizeBytes"]:
         return None
@@ -477,10 +484,32 @@ class _Upload:
                 for n in sorted(self.etags)
             ]
         )
-        response = self.client().commit_multipart_upload(
-            self.dest.namespace, self.dest.bucket, self.object_name, self.upload_id, details
-        )
+        try:
+            response = self.client().commit_multipart_upload(
+                self.dest.namespace, self.dest.bucket, self.object_name, self.upload_id, details
+            )
+        except oci.exceptions.ServiceError as exc:
+            committed = self._committed_before(exc)
+            if committed is None:
+                raise
+            return committed
         return {k.lower(): v for k, v in response.headers.items()}
+
+    def _committed_before(self, exc: Any) -> dict[str, str] | None:
+        """A commit retried after its answer was lost finds the upload gone (404). When the object is
+        there as this upload made it (its size, and the manifest and layout it was started with, in its
+        metadata), the first try worked: the object's headers; else None."""
+        if exc.status != 404:
+            return None
+        head = head_object(self.client(), self.dest.namespace, self.dest.bucket, self.object_name)
+        if (
+            head is None
+            or int(head.get("content-length", -1)) != self.layout.total_size
+            or head.get("opc-meta-manifest-digest") != self.manifest.digest
+            or head.get("opc-meta-layout") != LAYOUT_VERSION
+        ):
+            return None
+        return head
 
 
 class PartBody:
@@ -541,6 +570,11 @@ def upload_folder(
         found = find_uploaded(client, dest, manifest)
     except oci.exceptions.ServiceError as exc:
         raise _service_error(exc, dest, "look up earlier uploads in") from exc
+    except _unreachable() as exc:
+        raise UserError(
+            f"cannot reach Object Storage to look up earlier uploads in {dest.uri(dest.prefix)} "
+            f"({type(exc).__name__}); check the network and the endpoint, then run again"
+        ) from exc
     if found is not None:
         return found
 
@@ -563,12 +597,7 @@ def upload_folder(
     except oci.exceptions.ServiceError as exc:
         keep_for_resume = is_retryable(exc)
         raise _service_error(exc, dest, "upload to", job, keep_for_resume) from exc
-    except (
-        oci.exceptions.RequestException,
-        oci.exceptions.ConnectTimeout,
-        ConnectionError,
-        TimeoutError,
-    ) as exc:
+    except _unreachable() as exc:
         keep_for_resume = True
         raise UserError(
             f"upload to {dest.uri(dest.prefix)} interrupted ({type(exc).__name__}); "
@@ -601,6 +630,11 @@ def upload_folder(
         )
     except oci.exceptions.ServiceError as exc:
         raise _service_error(exc, dest, "finish the upload in") from exc
+    except _unreachable() as exc:
+        raise UserError(
+            f"the zip is in {dest.uri(job.object_name)}, but naming it {final} failed "
+            f"({type(exc).__name__}); run the same command again"
+        ) from exc
     return Uploaded(
         object_name=final,
         uri=dest.uri(final),
@@ -618,10 +652,27 @@ def _place(client: Any, dest: Destination, staging: str, final: str, committed: 
 
     existing = head_object(client, dest.namespace, dest.bucket, final)
     if existing is not None and _content_md5(existing) == _content_md5(committed):
-        client.delete_object(dest.namespace, dest.bucket, staging)
+        try:
+            client.delete_object(dest.namespace, dest.bucket, staging)
+        except oci.exceptions.ServiceError as exc:
+            if exc.status != 404:  # gone already: a retry after a lost answer
+                raise
         return
     details = oci.object_storage.models.RenameObjectDetails(source_name=staging, new_name=final)
-    client.rename_object(dest.namespace, dest.bucket, details)
+    try:
+        client.rename_object(dest.namespace, dest.bucket, details)
+    except oci.exceptions.ServiceError as exc:
+        # a rename retried after its answer was lost finds its source gone, and the object in place
+        moved = head_object(client, dest.namespace, dest.bucket, final) if exc.status == 404 else None
+        if moved is None or _content_md5(moved) != _content_md5(committed):
+            raise
+
+
+def _unreachable() -> tuple[type[BaseException], ...]:
+    """What the SDK raises when, after its retries, it got no answer at all."""
+    import oci
+
+    return (oci.exceptions.RequestException, oci.exceptions.ConnectTimeout, ConnectionError, TimeoutError)
 
 
 def _kept(job: _Upload | None) -> str:

@@ -178,6 +178,21 @@ def test_a_failed_export_deletes_the_half_made_model_and_names_it(
     assert store.object_info(BUCKET, outs["objectName"]) is not None
 
 
+def test_a_half_made_model_that_cannot_be_deleted_is_named_for_the_user(
+    tmp_path: Path, fake_oci: FakeOci, oci_identity: TestIdentity, store: ObjectStorage, catalog: DataScience
+) -> None:
+    outs = artifacts().create(artifact_props(make_model(tmp_path / "m"), fake_oci, oci_identity)).outs
+    fake_oci.faults.add(Fault(kind="work_request_failed", ops=frozenset({"ExportModelArtifact"})))
+    fake_oci.faults.add(Fault(kind="reset", ops=frozenset({"DeleteModel"}), after_bytes=0))
+
+    with pytest.raises(ArtifactFailed) as err:
+        catalogs().create(catalog_props(fake_oci, oci_identity, outs))
+
+    (model_id,) = catalog.models  # still there: the message must say so, and which one
+    assert f"the half-made model {model_id} could not be deleted (" in str(err.value)
+    assert str(err.value).endswith("delete it by hand")
+
+
 def test_a_missing_source_object_fails_before_any_model_exists(
     fake_oci: FakeOci, oci_identity: TestIdentity, store: ObjectStorage, catalog: DataScience
 ) -> None:
@@ -189,6 +204,30 @@ def test_a_missing_source_object_fails_before_any_model_exists(
     ):
         catalogs().create(props)
     assert catalog.models == {} and not fake_oci.requests("CreateModel")
+
+
+def test_a_project_the_catalog_refuses_is_one_line_and_leaves_nothing(
+    tmp_path: Path, fake_oci: FakeOci, oci_identity: TestIdentity, store: ObjectStorage, catalog: DataScience
+) -> None:
+    outs = artifacts().create(artifact_props(make_model(tmp_path / "m"), fake_oci, oci_identity)).outs
+    fake_oci.faults.add(
+        Fault(
+            kind="status",
+            ops=frozenset({"CreateModel"}),
+            status=404,
+            code="NotAuthorizedOrNotFound",
+            message="project not found",
+        )
+    )
+
+    with pytest.raises(ArtifactFailed) as err:
+        catalogs().create(catalog_props(fake_oci, oci_identity, outs))
+
+    assert str(err.value) == (
+        f"cannot create catalog model 'dev-llama2-7b' in project {PROJECT}: "
+        "404 NotAuthorizedOrNotFound: project not found"
+    )
+    assert catalog.models == {}
 
 
 def test_by_reference_needs_a_versioned_bucket_and_registers_in_place(
@@ -368,3 +407,17 @@ def test_providers_pickle_with_dill_and_build_clients_inside_methods(
     assert "ObjectStorageClient" in built
     created = catalog_p.create(catalog_props(fake_oci, oci_identity, outs))
     assert "DataScienceClient" in built and created.id in catalog.models
+
+
+def test_dropping_the_hf_token_replaces_the_model_that_holds_it(
+    fake_oci: FakeOci, oci_identity: TestIdentity
+) -> None:
+    with_token = catalog_props(fake_oci, oci_identity, None, hfToken=HF_TOKEN)
+    olds = {**with_token, "modelId": "ocid1.datasciencemodel.oc1.iad.x", "state": "ACTIVE"}
+    without = catalog_props(fake_oci, oci_identity, None)  # the token now comes from Vault
+    assert "hfToken" not in without  # the engine leaves a None input out
+
+    diff = catalogs().diff(olds["modelId"], olds, without)
+    assert diff.changes and diff.replaces == ["hfToken"]  # a new model, without the token file
+    # what create returned besides the inputs (modelId, state) is not an input that went away
+    assert catalogs().diff(olds["modelId"], olds, with_token).changes is False

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import oci
 import pytest
@@ -152,9 +153,8 @@ def test_export_work_request_succeeds_or_fails_on_demand(
         )
     )
     wr_id = ds.export_model_artifact(model.id, export).headers["opc-work-request-id"]
-    while (status := ds.get_work_request(wr_id).data.status) not in ("FAILED", "SUCCEEDED"):
-        pass
-    assert status == "FAILED"
+    statuses = [ds.get_work_request(wr_id).data.status for _ in range(3)]
+    assert statuses == ["IN_PROGRESS", "FAILED", "FAILED"]  # ends after as many polls as a success
     errors = ds.list_work_request_errors(wr_id).data
     assert [(e.code, e.message) for e in errors] == [("InternalError", "copy failed")]
 
@@ -194,3 +194,57 @@ def test_standalone_server_serves_signed_requests_and_stops(tmp_path: Path) -> N
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_client_that_leaves_is_routine_and_stop_ends_every_connection(
+    tmp_path: Path, oci_identity: TestIdentity, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+    import threading
+
+    before = set(threading.enumerate())
+    fake = FakeOci(tmp_path / "fake")
+    fake.trust(oci_identity)
+    fake.start()
+    try:
+        fake.faults.add(Fault(kind="slow", ops=frozenset({"GetNamespace"}), delay_s=60))
+        signer = oci.signer.Signer.from_config(oci.config.from_file(str(oci_identity.config_file)))
+        with pytest.raises(requests.exceptions.ReadTimeout):  # the client gives up; the fake still answers
+            requests.get(f"{fake.endpoint}/n", auth=signer, timeout=(5, 0.2))
+        idle = socket.create_connection(("127.0.0.1", fake.port), timeout=5)  # kept open, never used
+    finally:
+        started = time.monotonic()
+        fake.stop()
+        stopped_in = time.monotonic() - started
+    idle.close()
+
+    assert stopped_in < 5  # not the slow fault's 60 s, nor the idle socket's 30 s read timeout
+    assert [t for t in threading.enumerate() if t not in before] == []  # no thread of the fake lives on
+    assert fake.errors == []
+    assert capfd.readouterr().err == ""  # no traceback lands in another test's output
+
+
+def test_a_long_run_of_503s_trips_no_breaker_shared_by_every_client(
+    fake_oci: FakeOci, oci_identity: TestIdentity
+) -> None:
+    from llmstack.oci_auth import Auth, make_client
+
+    auth = Auth(config_file=str(oci_identity.config_file))
+    quick = Backoff(attempts=4, base_s=0.001, cap_s=0.002, total_s=5)
+
+    def client(cls: type) -> Any:
+        return make_client(cls, auth, region="us-ashburn-1", endpoint=fake_oci.endpoint, backoff=quick)
+
+    fake_oci.faults.add(Fault(kind="status", status=503, ops=frozenset({"GetNamespace"})))
+    for _ in range(3):  # 12 answers of 503 in a row: the SDK's default breaker opens after 10
+        with pytest.raises(oci.exceptions.ServiceError) as err:
+            client(oci.object_storage.ObjectStorageClient).get_namespace()
+        assert err.value.status == 503
+    assert len(fake_oci.requests("GetNamespace")) == 3 * quick.attempts  # every retry was sent
+    fake_oci.faults.clear()
+
+    # other clients, another service: answered, not refused for 30 s by a process-wide breaker
+    with pytest.raises(oci.exceptions.ServiceError) as err:
+        client(oci.data_science.DataScienceClient).get_model("ocid1.datasciencemodel.oc1.iad.gone")
+    assert err.value.status == 404
+    assert client(oci.object_storage.ObjectStorageClient).get_namespace().data == NS

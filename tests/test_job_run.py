@@ -14,7 +14,7 @@ from components.providers.job_run import JobRunProvider
 from llmstack.oci_auth import Auth
 from llmstack.readiness import Polling
 from llmstack.training_run import StoredObject, TrainingFailed, TrainingRun, delete_run, run_training
-from tests.fakeoci.core import FakeOci, TestIdentity
+from tests.fakeoci.core import FakeOci, Fault, TestIdentity
 from tests.fakeoci.jobruns import JobRuns
 from tests.fakeoci.loggingsearch import LoggingSearch
 from tests.fakeoci.objectstorage import ObjectStorage
@@ -150,6 +150,23 @@ def test_a_run_that_outlasts_the_wait_is_cancelled_and_explained(
     assert len(fake_oci.requests("CancelJobRun")) == 1
     assert runs.runs[run_id].canceled  # nobody pays for GPUs nobody waits for
     assert f"training log {TRAIN_LOG}: no lines since" in message
+
+
+def test_a_run_that_cannot_be_read_any_more_is_cancelled_not_left_training(
+    fake_oci: FakeOci, runs: JobRuns, oci_identity: TestIdentity
+) -> None:
+    runs.script(JOB, polls=1_000_000)
+    fake_oci.faults.add(
+        Fault(kind="status", status=500, code="InternalServerError", ops=frozenset({"GetJobRun"}))
+    )
+
+    message = failure(training_run(fake_oci, oci_identity))
+
+    run_id = latest_run(runs)
+    assert message == (
+        f"cannot read job run {run_id}: 500 InternalServerError: injected fault; it has been cancelled"
+    )
+    assert runs.runs[run_id].canceled  # the failed create records no run: none may keep training
 
 
 def test_a_run_that_succeeds_without_its_zip_is_a_failure(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -205,6 +206,23 @@ def test_a_closed_port_is_a_connection_error_after_retries() -> None:
         )
 
     assert "cannot reach" in str(caught.value) and "ConnectionRefusedError" in str(caught.value)
+    assert f"after {FAST.attempts} attempts" in str(caught.value)
+
+
+def test_a_connection_error_names_the_attempts_made_not_the_most_allowed() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    # readiness allows retries for as long as its deadline lasts; the message counts the ones sent
+    patient = Backoff(attempts=1_000_000, base_s=0.01, cap_s=0.02, total_s=0.05)
+
+    with pytest.raises(PredictError) as caught:
+        PredictClient(f"http://127.0.0.1:{port}/predict", auth=NO_AUTH, backoff=patient, timeout_s=1).predict(
+            "hi"
+        )
+
+    assert "1000000" not in str(caught.value)
+    assert re.search(r"after \d{1,2} attempts?:", str(caught.value)), str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -370,7 +388,14 @@ def test_cli_streams_tokens(fake_oci: FakeOci, capsys: pytest.CaptureFixture[str
 @pytest.mark.usefixtures("oci_config")
 @pytest.mark.parametrize(
     ("flag", "value"),
-    [("--temperature", "-1"), ("--top-p", "0"), ("--top-p", "1.01"), ("--max-tokens", "0")],
+    [
+        ("--temperature", "-1"),
+        ("--top-p", "0"),
+        ("--top-p", "1.01"),
+        ("--max-tokens", "0"),
+        ("--timeout", "0"),
+        ("--timeout", "nan"),
+    ],
 )
 def test_cli_refuses_a_bad_parameter_before_any_request(
     fake_oci: FakeOci, deployment: Deployment, capsys: pytest.CaptureFixture[str], flag: str, value: str
@@ -396,6 +421,26 @@ def test_cli_401_is_one_line_without_traceback(
     assert code == 1
     assert err.startswith("llmstack predict: 401 NotAuthenticated from ") and err.count("\n") == 1
     assert "Traceback" not in err
+
+
+def test_cli_a_key_that_does_not_load_is_one_line(
+    tmp_path: Path,
+    oci_identity: TestIdentity,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "key.pem").write_text("not a key\n")
+    config = tmp_path / "config"
+    config.write_text(
+        oci_identity.config_file.read_text().replace(str(oci_identity.key_file), str(tmp_path / "key.pem"))
+    )
+    monkeypatch.setenv("OCI_CLI_CONFIG_FILE", str(config))
+
+    code = main(["predict", "--auth", "api_key", "--endpoint", "http://192.0.2.1/predict", "hi"])
+
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("llmstack predict: cannot load the API key of profile 'DEFAULT': ")
 
 
 @pytest.mark.usefixtures("oci_config")

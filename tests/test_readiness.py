@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import socket
 import time
@@ -171,7 +172,15 @@ def test_active_but_failing_to_answer_is_not_ready_and_shows_the_logs(
         ["huggingface_hub.errors.GatedRepoError: 401 Client Error for url: https://huggingface.co/..."],
     )
 
-    message = not_ready(check_for(fake_oci, md, oci_identity, timeout_s=0.3))
+    # Time passes only in the check's sleeps: "until the deadline" does not depend on how fast this
+    # machine signs and sends the first request (a cold, loaded run used to get no retry at all).
+    now = [0.0]
+    check = dataclasses.replace(
+        check_for(fake_oci, md, oci_identity, timeout_s=0.3), polling=Polling(first_s=0.05, cap_s=0.1)
+    )
+    with pytest.raises(NotReady) as caught:
+        check_readiness(check, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    message = str(caught.value)
 
     first = message.splitlines()[0]
     assert first.startswith(

@@ -217,6 +217,22 @@ def test_a_failing_commit_aborts_the_multipart_upload(
     assert not list((store.root / NS / BUCKET / "objects").glob("*.json"))
 
 
+@pytest.mark.parametrize("op", ["CommitMultipartUpload", "RenameObject"])
+def test_a_step_whose_answer_was_lost_is_recognised_as_done(
+    tmp_path: Path, fake_oci: FakeOci, store: ObjectStorage, clients: Callable[[], Any], op: str
+) -> None:
+    model = make_model(tmp_path / "m")
+    fake_oci.faults.add(Fault(kind="lost_answer", ops=frozenset({op}), times=1))
+
+    result = upload_folder(model, DEST, clients, tuning=SMALL)
+
+    # done, answer lost; the SDK's retry finds its source gone, the object tells what happened
+    assert [r.status for r in fake_oci.requests(op)] == [0, 404]
+    assert store.object_bytes(BUCKET, result.object_name) == write_zip_bytes(model, tmp_path)
+    assert store.uploads(BUCKET) == []
+    assert upload_folder(model, DEST, clients, tuning=SMALL).skipped  # recorded: not uploaded again
+
+
 def test_ctrl_c_keeps_the_upload_and_the_next_run_sends_only_missing_parts(
     tmp_path: Path, fake_oci: FakeOci, store: ObjectStorage, clients: Callable[[], Any]
 ) -> None:
@@ -368,6 +384,41 @@ def test_touched_folder_is_uploaded_again_but_keeps_its_object_name(
     assert store.object_info(BUCKET, DEST.staging(second.manifest_digest)) is None
 
 
+def test_a_sidecar_this_code_did_not_write_means_upload_again(
+    tmp_path: Path, fake_oci: FakeOci, store: ObjectStorage, clients: Callable[[], Any]
+) -> None:
+    model = make_model(tmp_path / "m")
+    first = upload_folder(model, DEST, clients, tuning=SMALL)
+    record = {"layout": zipstream.LAYOUT_VERSION, "manifestDigest": first.manifest_digest}  # no object
+    clients().put_object(NS, BUCKET, DEST.sidecar(first.manifest_digest), json.dumps(record).encode())
+
+    again = upload_folder(model, DEST, clients, tuning=SMALL)
+
+    assert not again.skipped and again.fingerprint == first.fingerprint
+    assert upload_folder(model, DEST, clients, tuning=SMALL).skipped  # the record was written anew
+
+
+def test_no_answer_from_object_storage_is_one_line(tmp_path: Path, oci_identity: TestIdentity) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens there once the socket closes
+    auth = Auth(config_file=str(oci_identity.config_file))
+    once = Backoff(attempts=2, base_s=0.001, cap_s=0.002)
+
+    def dead() -> Any:
+        return make_client(
+            oci.object_storage.ObjectStorageClient, auth, endpoint=f"http://127.0.0.1:{port}", backoff=once
+        )
+
+    with pytest.raises(UserError) as err:
+        upload_folder(make_model(tmp_path / "m"), DEST, dead, tuning=SMALL)
+
+    assert str(err.value).startswith("cannot reach Object Storage to look up earlier uploads in oci://")
+    assert "\n" not in str(err.value)
+
+
 def test_memory_stays_bounded_by_parts_in_flight(
     tmp_path: Path, fake_oci: FakeOci, store: ObjectStorage, clients: Callable[[], Any]
 ) -> None:
@@ -440,7 +491,15 @@ def test_cli_errors_are_one_line_and_exit_2(
         ),
         (
             ["package", str(model), "--to", "oci://b@ns/", "--part-size-mib", "0"],
-            "--part-size-mib must be at least 1",
+            "--part-size-mib must be 1 to 51200 (50 GiB), got 0",
+        ),
+        (
+            ["package", str(model), "--to", "oci://b@ns/", "--part-size-mib", "60000"],
+            "--part-size-mib must be 1 to 51200 (50 GiB), got 60000",
+        ),
+        (
+            ["package", str(model), "--to", "oci://b@ns/", "--workers", "0"],
+            "--workers must be at least 1, got 0",
         ),
         (["package", str(model), "--to", "oci://b@ns/"], "OCI config file"),
     ]
@@ -479,3 +538,32 @@ def test_part_body_rewinds_for_a_retry_and_reads_in_large_blocks() -> None:
     body.seek(0)
     assert b"".join(bytes(body.read(8192)) for _ in range(3)) == data
     assert bytes(body.read(8192)) == b""
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        (None, "key_file's value"),  # the file the profile names is not there
+        (b"not a key\n", "is not usable: The provided key is not a private key"),
+    ],
+)
+def test_cli_a_profile_with_an_unusable_key_is_one_line(
+    tmp_path: Path,
+    oci_identity: TestIdentity,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    key: bytes | None,
+    expected: str,
+) -> None:
+    key_file = tmp_path / "key.pem"
+    if key is not None:
+        key_file.write_bytes(key)
+    config = tmp_path / "config"
+    config.write_text(oci_identity.config_file.read_text().replace(str(oci_identity.key_file), str(key_file)))
+    monkeypatch.setenv("OCI_CLI_CONFIG_FILE", str(config))
+
+    code = cli.main(["package", str(make_model(tmp_path / "m")), "--to", "oci://b@ns/p/"])
+
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("llmstack package: ") and err.count("\n") == 1, err
+    assert expected in err and "Traceback" not in err

@@ -69,6 +69,7 @@ class ModelArtifactProvider(ProviderBase):
 
     replace_on = ("localPath", "namespace", "bucket", "objectPrefix", "region")
     required = ("localPath", "namespace", "bucket", "region")
+    outputs = OUTPUT_KEYS
 
     def __init__(self, tuning: Tuning | None = None, backoff: Backoff | None = None) -> None:
         super().__init__()

@@ -22,13 +22,17 @@ def partial_diff(
     *,
     replace_on: Iterable[str] = (),
     ignore: Iterable[str] = (),
+    outputs: Iterable[str] = (),
 ) -> pulumi.dynamic.DiffResult:
-    """Compare the inputs in `news` with the same keys of the old state.
+    """Compare the inputs in `news` with the old state (old inputs plus the provider's `outputs`).
 
-    A change of a key in `replace_on` replaces the resource; any other change updates it in place.
+    A change of a key in `replace_on` replaces the resource; any other change updates it in place. An input
+    that is no longer given counts as a change: the engine leaves out inputs that are None, so a removed
+    `hfToken` arrives as a missing key, not as None.
     """
     skip = NEVER_DIFF | set(ignore)
-    changed = sorted(k for k in news if k not in skip and olds.get(k) != news.get(k))
+    keys = set(news) | (set(olds) - set(outputs))
+    changed = sorted(k for k in keys if k not in skip and olds.get(k) != news.get(k))
     replaces = [k for k in changed if k in set(replace_on)]
     return pulumi.dynamic.DiffResult(
         changes=bool(changed),
@@ -39,10 +43,14 @@ def partial_diff(
 
 
 class ProviderBase(pulumi.dynamic.ResourceProvider):
-    """`check` runs `validate`; `diff` is a partial diff over the declared inputs."""
+    """`check` runs `validate`; `diff` is a partial diff over the declared inputs.
+
+    `outputs`: the keys a provider adds to its inputs in what create and update return.
+    """
 
     replace_on: ClassVar[tuple[str, ...]] = ()
     required: ClassVar[tuple[str, ...]] = ()
+    outputs: ClassVar[tuple[str, ...]] = ()
 
     def validate(self, news: Mapping[str, Any]) -> list[pulumi.dynamic.CheckFailure]:
         return [
@@ -55,7 +63,7 @@ class ProviderBase(pulumi.dynamic.ResourceProvider):
         return pulumi.dynamic.CheckResult(news, self.validate(news))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.DiffResult:
-        return partial_diff(olds, news, replace_on=self.replace_on)
+        return partial_diff(olds, news, replace_on=self.replace_on, outputs=self.outputs)
 
 
 class DynamicResource(pulumi.dynamic.Resource):

@@ -30,11 +30,13 @@ import pulumi.dynamic
 from components.providers.artifact import auth_inputs
 from components.providers.base import DynamicResource, ProviderBase, partial_diff
 from components.settings import AuthSettings
+from llmstack.logsearch import UNREACHABLE, reason
 from llmstack.oci_auth import Auth, make_client
 from llmstack.retry import Backoff
 from llmstack.upload import head_object
 
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELED")
+OUTPUT_KEYS = ("modelId", "state")
 METADATA_CATEGORY = "Other"
 
 
@@ -114,6 +116,7 @@ class ArtifactFailed(Exception):
 class CatalogModelProvider(ProviderBase):
     replace_on = ("compartmentId", "projectId", "region", "artifact", "hfToken")
     required = ("compartmentId", "projectId", "displayName", "region", "artifact")
+    outputs = OUTPUT_KEYS
 
     def __init__(
         self,
@@ -139,7 +142,7 @@ class CatalogModelProvider(ProviderBase):
         return failures
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.DiffResult:
-        result = partial_diff(olds, news, replace_on=self.replace_on)
+        result = partial_diff(olds, news, replace_on=self.replace_on, outputs=self.outputs)
         old_fp = (olds.get("customMetadata") or {}).get("fingerprint")
         new_fp = (news.get("customMetadata") or {}).get("fingerprint")
         replaces = list(result.replaces or [])
@@ -164,7 +167,13 @@ class CatalogModelProvider(ProviderBase):
             freeform_tags=dict(props.get("freeformTags") or {}),
             custom_metadata_list=_metadata(props.get("customMetadata")),
         )
-        model = ds.create_model(details).data
+        try:
+            model = ds.create_model(details).data
+        except oci.exceptions.ServiceError as exc:  # nothing was made: say why in one line
+            raise ArtifactFailed(
+                f"cannot create catalog model {props['displayName']!r} in project {props['projectId']}: "
+                f"{exc.status} {exc.code}: {exc.message}"
+            ) from exc
         try:
             if artifact["kind"] == "objectStorage":
                 self._copy_in(ds, model.id, artifact)
@@ -260,6 +269,10 @@ class CatalogModelProvider(ProviderBase):
             raise ArtifactFailed(
                 f"cannot read the model artifact {uri}: {exc.status} {exc.code}: {exc.message}"
             ) from exc
+        except UNREACHABLE as exc:
+            raise ArtifactFailed(
+                f"cannot reach Object Storage to read the model artifact {uri}: {reason(exc)}"
+            ) from exc
         if head is None:
             raise ArtifactFailed(
                 f"the model artifact {uri} does not exist (HEAD 404); upload it or fix source.objectStorage"
@@ -330,6 +343,8 @@ class CatalogModelProvider(ProviderBase):
                     f"the half-made model {model_id} could not be deleted ({exc.status} {exc.code}): "
                     "delete it by hand"
                 )
+        except UNREACHABLE as exc:
+            return f"the half-made model {model_id} could not be deleted ({reason(exc)}): delete it by hand"
         return f"the half-made model {model_id} was deleted"
 
 
@@ -390,6 +405,6 @@ class CatalogModel(DynamicResource, module="catalog", name="CatalogModel"):
         super().__init__(
             provider or CatalogModelProvider(),
             name,
-            {**args.props(), "modelId": None, "state": None},
+            {**args.props(), **dict.fromkeys(OUTPUT_KEYS)},
             pulumi.ResourceOptions.merge(secret, opts),
         )

@@ -88,6 +88,7 @@ class JobRunProvider(ProviderBase):
         "triggers",
     )
     required = ("jobId", "compartmentId", "projectId", "region", "namespace", "bucket", "objectName")
+    outputs = OUTPUT_KEYS
 
     def __init__(self, polling: Polling | None = None) -> None:
         super().__init__()

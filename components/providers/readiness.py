@@ -64,6 +64,7 @@ class ReadinessArgs:
 class ReadinessProvider(ProviderBase):
     replace_on = ("deploymentId", "triggers")
     required = ("deploymentId", "deploymentUrl", "region", "smokePrompt")
+    outputs = OUTPUT_KEYS
 
     def __init__(self, polling: Polling | None = None) -> None:
         super().__init__()

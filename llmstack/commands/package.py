@@ -13,6 +13,7 @@ from llmstack.errors import UserError
 if TYPE_CHECKING:
     from llmstack.upload import Uploaded
 
+MAX_PART_MIB = 50 << 10  # Object Storage's largest part
 HELP = "zip a model folder (stored, files at the root) straight into Object Storage, or into a file"
 
 
@@ -53,8 +54,10 @@ def run(args: argparse.Namespace) -> int:
     from llmstack.oci_auth import Auth, make_client
 
     dest = Destination.parse(args.to)
-    if args.part_size_mib is not None and args.part_size_mib < 1:
-        raise UserError(f"--part-size-mib must be at least 1, got {args.part_size_mib}")
+    if args.part_size_mib is not None and not 1 <= args.part_size_mib <= MAX_PART_MIB:
+        raise UserError(f"--part-size-mib must be 1 to {MAX_PART_MIB} (50 GiB), got {args.part_size_mib}")
+    if args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
     tuning = Tuning(
         part_size=args.part_size_mib << 20 if args.part_size_mib else None,
         workers=args.workers,

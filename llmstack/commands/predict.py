@@ -40,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
         )
     except InvalidParameter as exc:
         raise UserError(f"{FLAGS[exc.name]}: {exc}") from None
+    if not args.timeout > 0 or args.timeout == float("inf"):
+        raise UserError(f"--timeout: timeout must be a positive number of seconds, got {args.timeout:g}")
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     target = resolve_target(args)
     client = PredictClient(

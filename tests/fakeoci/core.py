@@ -32,6 +32,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import email.utils
+import errno
 import fcntl
 import hashlib
 import importlib
@@ -44,6 +45,7 @@ import re
 import select
 import socket
 import struct
+import sys
 import threading
 import time
 import uuid
@@ -61,6 +63,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 CHUNK = 1 << 20
 SOCKET_TIMEOUT_S = 30.0
 MAX_CLOCK_SKEW_S = 300.0
+STOP_TIMEOUT_S = 10.0
 JSON_BODY_LIMIT = 16 << 20
 BODY_SIGNED_METHODS = frozenset({"PUT", "POST", "PATCH"})
 BASE_SIGNED_HEADERS = ("date", "(request-target)", "host")
@@ -248,7 +251,9 @@ def verify_signature(
 class Fault:
     """One fault rule. Kinds the core applies: "status" (answer `status`/`code` instead of the handler),
     "reset" (read `after_bytes` of the body, default half, then reset the connection), "slow" (wait
-    `delay_s` first, then serve normally). Any other kind is handed to the handler as `req.fault`.
+    `delay_s` first, then serve normally), "lost_answer" (serve the request, then reset the connection
+    instead of answering: the client cannot tell whether it happened). Any other kind is handed to the
+    handler as `req.fault`.
     `ops=None` matches every operation; `times=None` never runs out; `probability` is per request."""
 
     kind: str
@@ -541,14 +546,70 @@ class _Handler(BaseHTTPRequestHandler):
     do_HEAD = do_PUT = do_POST = do_DELETE = do_PATCH = do_GET
 
 
+_DISCONNECT_ERRNOS = frozenset(
+    {errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ENOTCONN, errno.ESHUTDOWN, errno.EBADF}
+)
+
+
+def is_disconnect(exc: BaseException | None) -> bool:
+    """A client that went away (closed, reset, timed out): routine for a server, never worth a traceback."""
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return True
+    return isinstance(exc, OSError) and exc.errno in _DISCONNECT_ERRNOS
+
+
 class _Server(ThreadingHTTPServer):
+    """Serves each connection on its own thread and keeps track of them, so that `close_connections` can
+    end them all and wait for their threads: nothing the fake started outlives the test that started it."""
+
     daemon_threads = True
+    block_on_close = False  # close_connections joins the threads, with a deadline
     allow_reuse_address = True
     request_queue_size = 64
 
     def __init__(self, address: tuple[str, int], fake: FakeOci) -> None:
         self.fake = fake
+        self._connections: dict[socket.socket, threading.Thread] = {}
+        self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(
+            target=self.process_request_thread,
+            args=(request, client_address),
+            name="fakeoci-connection",
+            daemon=True,
+        )
+        with self._connections_lock:  # registered before it runs: close_connections never misses one
+            self._connections[request] = thread
+        thread.start()
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._connections_lock:
+                self._connections.pop(request, None)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Instead of printing a traceback into whatever test runs next: a client that left is routine,
+        anything else is kept in `fake.errors` (the fixture fails the test with it)."""
+        exc = sys.exc_info()[1]
+        if is_disconnect(exc) or self.fake.stopping.is_set():
+            return
+        self.fake.errors.append(f"connection from {client_address[0]}:{client_address[1]}: {exc!r}")
+
+    def close_connections(self, timeout: float) -> list[threading.Thread]:
+        """Shut every open connection down and wait for its thread; returns those still running."""
+        with self._connections_lock:
+            live = dict(self._connections)
+        for sock in live:
+            with contextlib.suppress(OSError):  # already closed (a reset fault) or gone
+                sock.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + timeout
+        for thread in live.values():
+            thread.join(max(deadline - time.monotonic(), 0.0))
+        return [thread for thread in live.values() if thread.is_alive()]
 
 
 # ------------------------------------------------------------------------------------------- server
@@ -583,6 +644,7 @@ class FakeOci:
         self.log: list[LoggedRequest] = []
         self._in_flight = 0
         self.errors: list[str] = []  # handler exceptions; the pytest fixture fails the test on any
+        self.stopping = threading.Event()  # set by stop(): slow faults end early, disconnects are expected
         self._log_lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -620,6 +682,7 @@ class FakeOci:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, port: int = 0) -> FakeOci:
+        self.stopping.clear()
         self._server = _Server(("127.0.0.1", port), self)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fakeoci", daemon=True
@@ -627,13 +690,21 @@ class FakeOci:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """Stop listening, end every open connection (a slow fault stops waiting) and wait for their
+        threads, so no request of this test is still being answered while the next one runs."""
+        server, thread = self._server, self._thread
         self._server = self._thread = None
+        if server is None:
+            return
+        self.stopping.set()
+        server.shutdown()
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout)
+        lingering = server.close_connections(timeout)
+        if lingering:
+            self.errors.append(f"{len(lingering)} connection threads still ran {timeout:g} s after stop()")
 
     def __enter__(self) -> FakeOci:
         return self if self._server else self.start()
@@ -701,15 +772,18 @@ class FakeOci:
             if (h.headers.get("transfer-encoding") or "").lower() == "chunked":
                 raise HttpError(411, "LengthRequired", "chunked transfer encoding is not supported")
             response = self._control(req) if req.path.startswith("/_fake/") else self._serve(req)
+            if req.fault is not None and req.fault.kind == "lost_answer":
+                self._reset(req, Fault(kind="reset", after_bytes=0))
         except HttpError as exc:
             response = error_response(exc.status, exc.code, exc.message, exc.headers)
         except _Reset:
             self._record(req, 0, body_in - req._remaining)
             return
-        except (ConnectionError, TimeoutError, OSError):
-            h.close_connection = True
-            return
-        except Exception as exc:  # a bug in a handler: answer 500 and keep it for the test to see
+        except Exception as exc:
+            if is_disconnect(exc):  # the client left mid-body, or the fake is stopping
+                h.close_connection = True
+                return
+            # a bug in a handler (an OSError of its own files too): answer 500, keep it for the test to see
             self.errors.append(f"{req.op} {req.method} {req.path}: {exc!r}")
             response = error_response(500, "InternalServerError", f"fake handler error: {exc!r}")
         if req._remaining:
@@ -720,7 +794,12 @@ class FakeOci:
                 h.close_connection = True
                 return
         self._record(req, response.status, body_in)
-        self._send(h, response)
+        try:
+            self._send(h, response)
+        except OSError as exc:
+            if not is_disconnect(exc):
+                raise
+            h.close_connection = True  # the client left before the answer (e.g. it timed out): routine
 
     def _serve(self, req: Request) -> Response:
         route_, params = self._match(req.method, req.path)
@@ -745,7 +824,8 @@ class FakeOci:
         fault = self.faults.pick(req.op)
         if fault is not None:
             if fault.kind == "slow":
-                time.sleep(fault.delay_s)
+                if self.stopping.wait(fault.delay_s):
+                    raise ConnectionAbortedError("the fake is stopping")
             elif fault.kind == "status":
                 raise HttpError(fault.status, fault.code, fault.message)
             elif fault.kind == "reset":
