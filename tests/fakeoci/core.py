@@ -32,7 +32,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import email.utils
-import errno
 import fcntl
 import hashlib
 import importlib
@@ -45,13 +44,12 @@ import re
 import select
 import socket
 import struct
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -60,10 +58,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from tests.httpfakes import STOP_TIMEOUT_S, FakeHttpServer, is_disconnect
+
 CHUNK = 1 << 20
 SOCKET_TIMEOUT_S = 30.0
 MAX_CLOCK_SKEW_S = 300.0
-STOP_TIMEOUT_S = 10.0
 JSON_BODY_LIMIT = 16 << 20
 BODY_SIGNED_METHODS = frozenset({"PUT", "POST", "PATCH"})
 BASE_SIGNED_HEADERS = ("date", "(request-target)", "host")
@@ -546,70 +545,13 @@ class _Handler(BaseHTTPRequestHandler):
     do_HEAD = do_PUT = do_POST = do_DELETE = do_PATCH = do_GET
 
 
-_DISCONNECT_ERRNOS = frozenset(
-    {errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ENOTCONN, errno.ESHUTDOWN, errno.EBADF}
-)
-
-
-def is_disconnect(exc: BaseException | None) -> bool:
-    """A client that went away (closed, reset, timed out): routine for a server, never worth a traceback."""
-    if isinstance(exc, ConnectionError | TimeoutError):
-        return True
-    return isinstance(exc, OSError) and exc.errno in _DISCONNECT_ERRNOS
-
-
-class _Server(ThreadingHTTPServer):
-    """Serves each connection on its own thread and keeps track of them, so that `close_connections` can
-    end them all and wait for their threads: nothing the fake started outlives the test that started it."""
-
-    daemon_threads = True
-    block_on_close = False  # close_connections joins the threads, with a deadline
-    allow_reuse_address = True
-    request_queue_size = 64
+class _Server(FakeHttpServer):
+    """The fake's server: its errors and its stopping flag are the fake's own (`fake.errors` fails the
+    test; `fake.stopping` also ends slow faults early)."""
 
     def __init__(self, address: tuple[str, int], fake: FakeOci) -> None:
         self.fake = fake
-        self._connections: dict[socket.socket, threading.Thread] = {}
-        self._connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        thread = threading.Thread(
-            target=self.process_request_thread,
-            args=(request, client_address),
-            name="fakeoci-connection",
-            daemon=True,
-        )
-        with self._connections_lock:  # registered before it runs: close_connections never misses one
-            self._connections[request] = thread
-        thread.start()
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            with self._connections_lock:
-                self._connections.pop(request, None)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Instead of printing a traceback into whatever test runs next: a client that left is routine,
-        anything else is kept in `fake.errors` (the fixture fails the test with it)."""
-        exc = sys.exc_info()[1]
-        if is_disconnect(exc) or self.fake.stopping.is_set():
-            return
-        self.fake.errors.append(f"connection from {client_address[0]}:{client_address[1]}: {exc!r}")
-
-    def close_connections(self, timeout: float) -> list[threading.Thread]:
-        """Shut every open connection down and wait for its thread; returns those still running."""
-        with self._connections_lock:
-            live = dict(self._connections)
-        for sock in live:
-            with contextlib.suppress(OSError):  # already closed (a reset fault) or gone
-                sock.shutdown(socket.SHUT_RDWR)
-        deadline = time.monotonic() + timeout
-        for thread in live.values():
-            thread.join(max(deadline - time.monotonic(), 0.0))
-        return [thread for thread in live.values() if thread.is_alive()]
+        super().__init__(address, _Handler, name="fakeoci", errors=fake.errors, stopping=fake.stopping)
 
 
 # ------------------------------------------------------------------------------------------- server
@@ -647,7 +589,6 @@ class FakeOci:
         self.stopping = threading.Event()  # set by stop(): slow faults end early, disconnects are expected
         self._log_lock = threading.Lock()
         self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._services: dict[type[Service], Service] = {}
         self._routes: list[Route] = []
         for cls in discover_services():
@@ -683,28 +624,15 @@ class FakeOci:
 
     def start(self, port: int = 0) -> FakeOci:
         self.stopping.clear()
-        self._server = _Server(("127.0.0.1", port), self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fakeoci", daemon=True
-        )
-        self._thread.start()
+        self._server = _Server(("127.0.0.1", port), self).start()
         return self
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """Stop listening, end every open connection (a slow fault stops waiting) and wait for their
         threads, so no request of this test is still being answered while the next one runs."""
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is None:
-            return
-        self.stopping.set()
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout)
-        lingering = server.close_connections(timeout)
-        if lingering:
-            self.errors.append(f"{len(lingering)} connection threads still ran {timeout:g} s after stop()")
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop(timeout)
 
     def __enter__(self) -> FakeOci:
         return self if self._server else self.start()
