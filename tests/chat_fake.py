@@ -2,7 +2,9 @@
 
 It records every request body and answers in the predict contract: JSON `{"generated_text"}`, or, when
 the body asks for a stream, Server-Sent Events in TGI's generate_stream shape. The reply can pause after
-a few tokens until the test releases it, so a test can see a half-written reply on the page.
+a few tokens until the test releases it, so a test can see a half-written reply on the page. Leaving
+the `with` block stops it, waits for every connection and fails the test on any error of the fake other
+than a client hanging up.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import json
 import threading
 import time
 from collections.abc import Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.httpfakes import FakeHttpServer
 
 SOCKET_TIMEOUT_S = 10.0
 HOLD_TIMEOUT_S = 20.0
@@ -28,29 +32,28 @@ class FakePredictServer:
         self.hold_after: int | None = None
         self.release = threading.Event()
         self.token_delay_s = 0.02
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+        self.errors: list[str] = []  # handler errors other than a client leaving; leaving `with` fails on any
+        self._server = FakeHttpServer(
+            ("127.0.0.1", 0), self._handler(), name="fake-predict", errors=self.errors
         )
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/predict"
+        return f"http://127.0.0.1:{self._server.port}/predict"
 
     @property
     def reply(self) -> str:
         return "".join(self.tokens)
 
     def __enter__(self) -> FakePredictServer:
-        self._thread.start()
+        self._server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.release.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._server.stop(SOCKET_TIMEOUT_S)
+        if self.errors:
+            raise AssertionError(f"the fake predict server failed: {self.errors}")
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self

@@ -1,5 +1,6 @@
 """Fakes for the serving tests: an engine on 127.0.0.1 speaking vLLM's or TGI's HTTP API, and fake
-engine programs for the launcher. Every server thread and socket has a timeout; servers stop in teardown."""
+engine programs for the launcher. Every server thread and socket has a timeout; servers stop in teardown,
+every connection thread joined, and a test fails on any error of the fake other than a client leaving."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ import socket
 import sys
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
+from tests.httpfakes import FakeHttpServer
+
 SOCKET_TIMEOUT_S = 5.0
 GATE_TIMEOUT_S = 5.0
-TESTS_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -40,8 +43,8 @@ class FakeEngine:
         self.pieces = ["Hel", "lo", " world"]
         self.gate: threading.Event | None = None
         self.requests: list[tuple[str, dict[str, Any]]] = []
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self.errors: list[str] = []  # handler errors other than a client leaving; stop() fails on any
+        self._server: FakeHttpServer | None = None
 
     @property
     def url(self) -> str:
@@ -53,13 +56,10 @@ class FakeEngine:
         class Handler(_EngineHandler):
             fake = engine
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._server = FakeHttpServer(
+            ("127.0.0.1", self.port), Handler, name=f"fake-{self.engine}", errors=self.errors
+        ).start()
+        self.port = self._server.port
         return self
 
     def __enter__(self) -> FakeEngine:
@@ -69,13 +69,14 @@ class FakeEngine:
         self.stop()
 
     def stop(self) -> None:
+        """Stop serving and wait for every connection; an error of the fake's own fails the test here."""
         if self.gate is not None:
             self.gate.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=SOCKET_TIMEOUT_S)
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop(SOCKET_TIMEOUT_S)
+        if self.errors:
+            raise AssertionError(f"the fake {self.engine} engine failed: {self.errors}")
 
     # what the engine sends -------------------------------------------------------------------------
 
@@ -182,7 +183,7 @@ FAKE_PROGRAM = """#!{python}
 # A stand-in for the engine's program: records what it was given, then behaves as FAKE_ENGINE_MODE says.
 # Its signal handlers go in before the record is written: the tests signal as soon as the record exists.
 import json, os, signal, sys, time
-sys.path.insert(0, {tests!r})
+sys.path.insert(0, {project!r})
 record = os.environ["FAKE_ENGINE_RECORD"]
 mode = os.environ.get("FAKE_ENGINE_MODE", "exit:0")
 engines = []
@@ -203,7 +204,7 @@ if mode.startswith("exit:"):
 if mode == "kill-self":
     os.kill(os.getpid(), signal.SIGKILL)
 if mode == "serve":
-    from serving_fakes import FakeEngine
+    from tests.serving_fakes import FakeEngine
     port = int(sys.argv[sys.argv.index("--port") + 1])
     engines.append(FakeEngine({engine!r}, port=port).start())
 deadline = time.monotonic() + 60  # bounded, and longer than any test waits for it
@@ -219,6 +220,6 @@ def write_fake_program(folder: Path, name: str, engine: str) -> Path:
     """An executable called `name` in `folder` that acts as the engine's program."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
-    path.write_text(FAKE_PROGRAM.format(python=sys.executable, tests=str(TESTS_DIR), engine=engine))
+    path.write_text(FAKE_PROGRAM.format(python=sys.executable, project=str(PROJECT_DIR), engine=engine))
     path.chmod(0o755)
     return path
