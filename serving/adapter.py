@@ -13,15 +13,23 @@ own `/generate` never streams and vLLM speaks the OpenAI API, so both engines si
   not up (yet) a 503, each with `{"error": message, "error_type": kind}`; mid-stream, the same object
   comes as the last event.
 
+Each request is one access line on stderr (the container's output, which OCI keeps in the deployment's
+predict log): client, request line, status, duration, and why it went wrong when it did. A caller that
+hangs up is routine, never a traceback; any other failure in a handler is that same one line.
+
 Standard library only: the adapter runs in the engines' images beside their own packages.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import http.client
 import json
+import socket
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -50,6 +58,7 @@ VLLM_FLAGS = ("do_sample", "return_full_text")  # mapped to temperature 0 and ec
 # What makes TGI sample: with `do_sample: false` (or temperature 0) they are left out, so greedy means greedy.
 TGI_SAMPLING = ("temperature", "top_p", "top_k", "typical_p")
 _EXCERPT = 300
+STOP_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,12 +85,23 @@ class RequestProblem(Exception):
         return {"error": str(self), "error_type": self.error_type}
 
 
-class Adapter:
-    """The HTTP layer; `engine_alive` tells whether the engine process still runs."""
+def log_to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
-    def __init__(self, config: AdapterConfig, engine_alive: Callable[[], bool] | None = None) -> None:
+
+class Adapter:
+    """The HTTP layer; `engine_alive` tells whether the engine process still runs, `log` takes the access
+    and error lines (stderr by default)."""
+
+    def __init__(
+        self,
+        config: AdapterConfig,
+        engine_alive: Callable[[], bool] | None = None,
+        log: Callable[[str], None] = log_to_stderr,
+    ) -> None:
         self.config = config
         self.engine_alive: Callable[[], bool] = engine_alive or (lambda: True)
+        self.log = log
         self.slots = threading.BoundedSemaphore(config.max_concurrency)  # requests in flight
         target = urlsplit(config.engine_url)
         if target.scheme != "http" or not target.hostname or not target.port:
@@ -89,8 +109,8 @@ class Adapter:
         self._host: str = target.hostname
         self._port: int = target.port
 
-    def bind(self, host: str, port: int) -> ThreadingHTTPServer:
-        """A server bound to `host:port`, not yet serving (call `serve_forever`)."""
+    def bind(self, host: str, port: int) -> AdapterServer:
+        """A server bound to `host:port`, not yet serving (call `start`, and `stop` when done)."""
         adapter = self
 
         class Handler(_Handler):
@@ -98,9 +118,7 @@ class Adapter:
 
         Handler.adapter = adapter
         Handler.timeout = self.config.idle_timeout_s
-        server = ThreadingHTTPServer((host, port), Handler)
-        server.daemon_threads = True
-        return server
+        return AdapterServer((host, port), Handler, log=self.log)
 
     # -- health -----------------------------------------------------------------------------------
 
@@ -375,10 +393,134 @@ def _excerpt(raw: bytes) -> str:
     return text if len(text) <= _EXCERPT else text[:_EXCERPT] + "..."
 
 
+_DISCONNECT_ERRNOS = frozenset(
+    {errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ENOTCONN, errno.ESHUTDOWN, errno.EBADF}
+)
+
+
+def is_disconnect(exc: BaseException | None) -> bool:
+    """A caller that went away (closed, reset, timed out): routine for a server."""
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return True
+    return isinstance(exc, OSError) and exc.errno in _DISCONNECT_ERRNOS
+
+
+def _one_line(text: str) -> str:
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
+
+
+class AdapterServer(ThreadingHTTPServer):
+    """One thread per connection, each tracked, so that `stop` ends them all and waits for them: no request
+    thread outlives the server. A connection error is one line, never the standard library's traceback."""
+
+    daemon_threads = True
+    block_on_close = False  # stop() joins the threads, with a deadline
+
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], log: Callable[[str], None]
+    ) -> None:
+        self.log = log
+        self._connections: dict[socket.socket, threading.Thread] = {}
+        self._connections_lock = threading.Lock()
+        self._serving: threading.Thread | None = None
+        super().__init__(address, handler)
+
+    def start(self, poll_interval: float = 0.2) -> None:
+        """Serve on a daemon thread."""
+        self._serving = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": poll_interval}, name="adapter", daemon=True
+        )
+        self._serving.start()
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> int:
+        """Stop listening, end every open connection and wait for the threads; returns how many still ran
+        after `timeout` (one waiting on an engine that does not answer)."""
+        serving, self._serving = self._serving, None
+        if serving is not None:
+            self.shutdown()
+        self.server_close()
+        if serving is not None:
+            serving.join(timeout)
+        with self._connections_lock:
+            live = dict(self._connections)
+        for sock in live:
+            with contextlib.suppress(OSError):  # closed already
+                sock.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + timeout
+        for thread in live.values():
+            thread.join(max(deadline - time.monotonic(), 0.0))
+        return sum(thread.is_alive() for thread in live.values())
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(
+            target=self.process_request_thread,
+            args=(request, client_address),
+            name="adapter-connection",
+            daemon=True,
+        )
+        with self._connections_lock:  # registered before it runs: stop() never misses one
+            self._connections[request] = thread
+        thread.start()
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._connections_lock:
+                self._connections.pop(request, None)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if exc is None or is_disconnect(exc):
+            return
+        self.log(
+            _one_line(f"adapter: connection from {client_address[0]} failed: {type(exc).__name__}: {exc}")
+        )
+
+
 class _Handler(BaseHTTPRequestHandler):
     adapter: Adapter
     protocol_version = "HTTP/1.1"
     server_version = "oci-llm-stack-adapter"
+    _status: int | None = None
+    _note = ""
+
+    def handle_one_request(self) -> None:
+        """One request and its access line. A caller that hangs up is routine; any other failure is noted
+        on that line, never a traceback."""
+        self.raw_requestline = b""
+        self.requestline = ""
+        self._status, self._note = None, ""
+        started = time.monotonic()
+        try:
+            super().handle_one_request()
+        except Exception as exc:
+            self.close_connection = True
+            self._note = "the caller left" if is_disconnect(exc) else f"failed: {type(exc).__name__}: {exc}"
+        if self.requestline:
+            self._access_line(time.monotonic() - started)
+
+    def _access_line(self, seconds: float) -> None:
+        path = self.path.split("?", 1)[0] if hasattr(self, "path") else ""
+        if path == HEALTH_ROUTE and self._status == 200 and not self._note:
+            return  # OCI polls /health every few seconds; only changes are worth a line
+        status = "-" if self._status is None else str(self._status)
+        note = f" {self._note}" if self._note else ""
+        self.adapter.log(
+            _one_line(f'adapter: {self.client_address[0]} "{self.requestline}" {status} {seconds:.3f}s{note}')
+        )
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        self._status = int(code) if isinstance(code, int) else None  # the line is written once it is over
+
+    def log_error(self, format: str, *args: Any) -> None:
+        if args and isinstance(args[0], TimeoutError):
+            self._note = "timed out"  # an idle keep-alive connection has no request line: no access line
+        else:
+            self._note = format % args  # send_error's "code %d, message %s"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        self.adapter.log(_one_line(f"adapter: {format % args}"))
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
@@ -450,11 +592,14 @@ class _Handler(BaseHTTPRequestHandler):
                 if isinstance(event, str):
                     self._chunk(f"{event}\n\n".encode())
                 else:
+                    if event.get("error"):
+                        self._note = f"the stream ended with an error: {event['error']}"
                     self._chunk(f"data: {json.dumps(event)}\n\n".encode())
             self.wfile.write(b"0\r\n\r\n")
         except OSError:
             # The caller went away; closing the engine connection (in _predict) lets the engine abort.
             self.close_connection = True
+            self._note = "the caller left mid-stream"
 
     def _chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
@@ -505,12 +650,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
         except OSError:
-            self.close_connection = True  # the caller went away before the answer
+            self.close_connection = True
+            self._note = "the caller left before the answer"
 
     def _problem(self, problem: RequestProblem, *, allow: str | None = None) -> None:
+        if problem.status >= 500:
+            self._note = str(problem)  # the engine's side: worth a look in the log; a refusal is the caller's
         self._json(problem.status, problem.body(), allow=allow)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if self.path.startswith(HEALTH_ROUTE) and args[1:2] == ("200",):
-            return  # OCI polls /health every few seconds; only changes are worth a line
-        super().log_message(format, *args)

@@ -20,7 +20,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -411,14 +410,14 @@ def run(config: LaunchConfig, command: list[str], env: dict[str, str], *, engine
     try:
         if early:
             _log(f"signal {early[0]} before {config.engine} started; not starting it")
-            server.server_close()
+            server.stop()
             return 128 + early[0]
         _log(f"starting {config.engine}: {shlex.join(command)}")
         try:
             # Its own process group: a Ctrl-C in a terminal reaches the engine once, through the launcher.
             process = subprocess.Popen(command, env=env, process_group=0)
         except OSError as exc:
-            server.server_close()
+            server.stop()
             raise LaunchError(
                 f"ENGINE={config.engine!r}: cannot start {command[0]!r} ({exc.strerror or exc})"
             ) from None
@@ -426,14 +425,14 @@ def run(config: LaunchConfig, command: list[str], env: dict[str, str], *, engine
         for signum in early:  # arrived while Popen ran
             process.send_signal(signum)
         adapter.engine_alive = lambda: process.poll() is None
-        serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
-        serving.start()
+        server.start()
         _log(f"serving /predict, /generate and /health on port {config.port}")
         try:
             code = process.wait()
         finally:
-            server.shutdown()
-            server.server_close()
+            lingering = server.stop()
+            if lingering:
+                _log(f"{lingering} requests were still open when the adapter stopped")
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

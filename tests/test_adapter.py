@@ -31,13 +31,13 @@ class Running:
             "idle_timeout_s": SOCKET_TIMEOUT_S,
         }
         settings.update(overrides)
-        self.adapter = Adapter(AdapterConfig(**settings), engine_alive=lambda: self.alive)
+        self.lines: list[str] = []  # the adapter's access and error lines
+        self.adapter = Adapter(
+            AdapterConfig(**settings), engine_alive=lambda: self.alive, log=self.lines.append
+        )
         self.server = self.adapter.bind("127.0.0.1", 0)
         self.port = int(self.server.server_address[1])
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
+        self.server.start(poll_interval=0.05)
 
     def __enter__(self) -> Running:
         return self
@@ -46,9 +46,8 @@ class Running:
         self.stop()
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=SOCKET_TIMEOUT_S)
+        lingering = self.server.stop(SOCKET_TIMEOUT_S)
+        assert lingering == 0, f"{lingering} adapter connection threads outlived stop()"
 
     def get(self, path: str) -> tuple[int, dict[str, Any]]:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=SOCKET_TIMEOUT_S)
@@ -358,3 +357,128 @@ def test_requests_beyond_the_concurrency_limit_are_told_to_retry(engine: FakeEng
         engine.gate.set()
         list(sse_events(held))
     assert status == 429 and answer["error_type"] == "overloaded"
+
+
+# -- the log, callers that leave, stopping -----------------------------------------------------------
+
+
+def adapter_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("adapter")]
+
+
+def test_each_request_is_one_access_line_and_a_healthy_poll_none(running: Running) -> None:
+    assert running.get("/health")[0] == 200
+    assert running.predict({"inputs": "x"})[0] == 200
+    assert running.get("/nope")[0] == 404
+    running.engine.mode = "error"
+    assert running.predict({"inputs": "x"})[0] == 502
+    running.stop()  # every request has finished its line (each is written once its answer is out)
+    assert len(running.lines) == 3
+
+    def line(start: str) -> str:
+        [found] = [line for line in running.lines if line.startswith(start)]
+        return found
+
+    assert line('adapter: 127.0.0.1 "POST /predict HTTP/1.1" 200 ').endswith("s")  # the duration
+    assert line('adapter: 127.0.0.1 "GET /nope HTTP/1.1" 404 ')
+    assert line('adapter: 127.0.0.1 "POST /predict HTTP/1.1" 502 ').endswith(
+        "the engine failed (500): CUDA out of memory"  # why, for the operator
+    )
+
+
+def test_a_stream_that_fails_says_why_on_its_line(engine: FakeEngine) -> None:
+    engine.mode = "midstream-error"
+    with Running(engine) as adapter:
+        events = list(sse_events(adapter.post("/predict", {"inputs": "x", "stream": True})))
+    assert "error" in events[-1]
+    [line] = adapter.lines
+    assert '"POST /predict HTTP/1.1" 200 ' in line
+    assert "the stream ended with an error: " in line and line.endswith("CUDA out of memory")
+
+
+def test_the_log_goes_to_stderr_by_default(engine: FakeEngine, capfd: pytest.CaptureFixture[str]) -> None:
+    adapter = Adapter(AdapterConfig(engine=engine.engine, engine_url=engine.url, served_model=SERVED))
+    server = adapter.bind("127.0.0.1", 0)
+    server.start(poll_interval=0.05)
+    try:
+        connection = http.client.HTTPConnection(
+            "127.0.0.1", server.server_address[1], timeout=SOCKET_TIMEOUT_S
+        )
+        connection.request("POST", "/predict", body=b'{"inputs": "x"}')
+        assert connection.getresponse().status == 200
+        connection.close()
+    finally:
+        assert server.stop(SOCKET_TIMEOUT_S) == 0
+    out, err = capfd.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1 and '"POST /predict HTTP/1.1" 200 ' in err
+
+
+def test_a_caller_that_hangs_up_mid_stream_is_routine_not_a_traceback(
+    engine: FakeEngine, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+    import struct
+
+    engine.gate = threading.Event()
+    with Running(engine) as adapter:
+        connection = http.client.HTTPConnection("127.0.0.1", adapter.port, timeout=SOCKET_TIMEOUT_S)
+        connection.request("POST", "/predict", body=b'{"inputs": "x", "stream": true}')
+        first = next(sse_events(connection.getresponse()))
+        assert first["token"]["text"] == "Hel"
+        assert connection.sock is not None
+        connection.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        connection.close()  # a reset, as a client that gives up does
+        engine.gate.set()  # the adapter writes the rest into the closed connection
+    [line] = adapter.lines
+    assert '"POST /predict HTTP/1.1" 200 ' in line and line.endswith("the caller left mid-stream")
+    assert "Traceback" not in capfd.readouterr().err
+    assert adapter_threads() == []
+
+
+def test_a_failing_handler_is_one_line_naming_the_route(
+    running: Running, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    def broken(body: dict[str, Any], *, stream: bool) -> tuple[str, dict[str, Any]]:
+        raise RuntimeError("a bug\nover two lines")
+
+    monkeypatch.setattr(running.adapter, "engine_request", broken)
+    with pytest.raises(http.client.RemoteDisconnected):  # the connection is closed, the adapter serves on
+        running.predict({"inputs": "x"})
+    assert running.get("/nope")[0] == 404  # the adapter still serves
+    running.stop()
+    failed, _ = running.lines
+    assert failed.startswith('adapter: 127.0.0.1 "POST /predict HTTP/1.1" - ')
+    assert failed.endswith("failed: RuntimeError: a bug over two lines")
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_an_idle_connection_times_out_without_a_line(
+    engine: FakeEngine, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    with (
+        Running(engine, idle_timeout_s=0.2) as adapter,
+        socket.create_connection(("127.0.0.1", adapter.port), timeout=SOCKET_TIMEOUT_S) as idle,
+    ):
+        assert idle.recv(1) == b""  # the adapter closed it: nothing was asked within the idle timeout
+    assert adapter.lines == []
+    assert capfd.readouterr().err == ""
+
+
+def test_stop_ends_open_connections_at_once_and_leaves_no_thread(engine: FakeEngine) -> None:
+    import socket
+    import time
+
+    adapter = Running(engine, idle_timeout_s=60)
+    kept = http.client.HTTPConnection("127.0.0.1", adapter.port, timeout=SOCKET_TIMEOUT_S)
+    kept.request("POST", "/predict", body=b'{"inputs": "x"}')
+    assert kept.getresponse().read()  # answered; the keep-alive connection stays open
+    idle = socket.create_connection(("127.0.0.1", adapter.port), timeout=SOCKET_TIMEOUT_S)
+    started = time.monotonic()
+    adapter.stop()  # asserts that no connection thread outlived it
+    assert time.monotonic() - started < 2  # not the 60 s idle timeout
+    assert adapter_threads() == []
+    kept.close()
+    idle.close()

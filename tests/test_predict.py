@@ -86,16 +86,15 @@ def test_values_tgi_refuses_are_sent_in_the_form_it_accepts(
 @pytest.fixture
 def adapter_for_tgi(fake_oci: FakeOci) -> Iterator[str]:
     """The serving images' adapter (engine: tgi) in front of the fake's TGI routes; yields its URL."""
+    lines: list[str] = []  # its access log, kept out of the test's output
     adapter = Adapter(
-        AdapterConfig(engine="tgi", engine_url=fake_oci.endpoint, served_model="m", request_timeout_s=5)
+        AdapterConfig(engine="tgi", engine_url=fake_oci.endpoint, served_model="m", request_timeout_s=5),
+        log=lines.append,
     )
     server = adapter.bind("127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
+    server.start(poll_interval=0.05)
     yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    assert server.stop(timeout=5) == 0
 
 
 def test_client_and_serving_adapter_agree_on_the_contract(
