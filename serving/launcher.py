@@ -354,7 +354,15 @@ def _secrets_client(oci: Any) -> Any:
         retry_strategy = oci_retry_strategy()
     except ImportError:  # pragma: no cover - the images copy llmstack/retry.py next to the launcher
         retry_strategy = oci.retry.DEFAULT_RETRY_STRATEGY
-    return oci.secrets.SecretsClient({"region": signer.region}, signer=signer, retry_strategy=retry_strategy)
+    # No circuit breaker: the SDK's default one is shared by every client in the process and, after 10
+    # answers of 429/5xx in a row (retries included), refuses every call for 30 s with an error that is
+    # neither a ServiceError nor retried. The bounded retry above is the policy.
+    return oci.secrets.SecretsClient(
+        {"region": signer.region},
+        signer=signer,
+        retry_strategy=retry_strategy,
+        circuit_breaker_strategy=oci.circuit_breaker.NoCircuitBreakerStrategy(),
+    )
 
 
 def engine_env(config: LaunchConfig, base: Mapping[str, str], token: str | None) -> dict[str, str]:

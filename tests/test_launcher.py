@@ -11,10 +11,9 @@ import shlex
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import pytest
 
 from serving import launcher
 from serving.launcher import LaunchError, engine_command, engine_env, main, read_config, read_token
+from tests.httpfakes import FakeHttpServer
 from tests.serving_fakes import SOCKET_TIMEOUT_S, free_port, write_fake_program
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -316,21 +316,15 @@ class FakeSecrets:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
+        self.server = FakeHttpServer(("127.0.0.1", 0), Handler, name="fake-secrets").start()
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return f"http://127.0.0.1:{self.server.port}"
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=SOCKET_TIMEOUT_S)
+        self.server.stop(SOCKET_TIMEOUT_S)
+        assert not self.server.errors, f"the fake secrets service failed: {self.server.errors}"
 
 
 def secrets_client(endpoint: str) -> Any:
@@ -404,6 +398,43 @@ def test_a_secret_without_a_token_is_one_line_saying_what_is_accepted(content: s
     message = str(raised.value)
     assert "\n" not in message and f"TOKEN_SECRET_ID={SECRET_OCID!r}" in message
     assert problem in message and "accepted: a Vault secret" in message
+
+
+def test_a_long_run_of_503s_from_the_vault_trips_no_breaker_shared_by_the_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The client the launcher builds itself (with the resource principal) has no circuit breaker: the
+    SDK's default one would refuse every call for 30 s after 10 answers of 5xx in a row, with an error
+    the launcher does not expect."""
+    import oci
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from llmstack import retry
+
+    attempts = 4
+    fake = FakeSecrets(base64.b64encode(TOKEN.encode()).decode(), statuses=[503] * (3 * attempts))
+    signer = oci.auth.signers.SecurityTokenSigner(
+        "header.payload.signature", rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    )
+    signer.region = "us-ashburn-1"  # type: ignore[attr-defined]  (a resource principal signer has one)
+    monkeypatch.setattr(oci.auth.signers, "get_resource_principals_signer", lambda: signer)
+    quick = retry.Backoff(attempts=attempts, base_s=0.001, cap_s=0.002, total_s=5)
+    real_strategy = retry.oci_retry_strategy
+    monkeypatch.setattr(retry, "oci_retry_strategy", lambda: real_strategy(quick))  # fast retries
+    real_client = oci.secrets.SecretsClient
+    monkeypatch.setattr(
+        oci.secrets,
+        "SecretsClient",
+        lambda config, **kwargs: real_client(config, service_endpoint=fake.endpoint, **kwargs),
+    )
+    try:
+        for _ in range(3):  # 12 answers of 503 in a row: the SDK's default breaker opens after 10
+            with pytest.raises(LaunchError, match="cannot be read: 503"):
+                launcher.read_vault_secret(SECRET_OCID)
+        assert len(fake.paths) == 3 * attempts  # every retry was sent
+        assert launcher.read_vault_secret(SECRET_OCID) == TOKEN  # answered, not refused for 30 s
+    finally:
+        fake.stop()
 
 
 def test_outside_oci_the_vault_path_says_the_resource_principal_is_missing(
