@@ -8,7 +8,9 @@ pulumi_oci are imported once per process (by the first plan); each further plan 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable
+import re
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +121,34 @@ def one(plan: Any, type_: str) -> Any:
     found = resources(plan, type_)
     assert len(found) == 1, f"expected one {type_}, found {len(found)}"
     return found[0]
+
+
+# -- no test leaks into the next one: server threads left running, tracebacks printed by a server thread ----
+
+SERVER_THREAD = re.compile(
+    r"^(fakeoci|fake-[\w-]+|adapter)(-connection)?$|\((serve_forever|process_request_thread)\)$"
+)
+TRACEBACK = ("Traceback (most recent call last)", "Exception occurred during processing of request")
+
+
+@pytest.fixture(autouse=True)
+def no_server_thread_outlives_its_test() -> Iterator[None]:
+    """A loopback server's threads end with the test that started them; one left running answers, and
+    prints into, whatever test runs next."""
+    before = set(threading.enumerate())
+    yield
+    left = [t.name for t in threading.enumerate() if t not in before and SERVER_THREAD.search(t.name)]
+    assert not left, f"HTTP server threads still running after the test: {left}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A test whose captured stdout/stderr holds a traceback fails, whichever thread printed it."""
+    report = yield
+    printed = "".join(
+        text for name, text in report.sections if name.startswith("Captured std") and name.endswith(call.when)
+    )
+    if report.passed and any(mark in printed for mark in TRACEBACK):
+        report.outcome = "failed"
+        report.longrepr = f"a traceback was printed during the test's {call.when}:\n{printed}"
+    return report
