@@ -481,6 +481,9 @@ class AdapterServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     adapter: Adapter
     protocol_version = "HTTP/1.1"
+    # Headers, body and each streamed chunk are separate writes: with Nagle's algorithm each one after
+    # the first waits for the caller's delayed ACK (40 ms on Linux) on a keep-alive connection.
+    disable_nagle_algorithm = True
     server_version = "oci-llm-stack-adapter"
     _status: int | None = None
     _note = ""

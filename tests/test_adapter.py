@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -364,6 +365,23 @@ def test_requests_beyond_the_concurrency_limit_are_told_to_retry(engine: FakeEng
 
 def adapter_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("adapter")]
+
+
+def test_keep_alive_connections_send_without_nagle(running: Running) -> None:
+    """Headers, body and stream chunks are separate writes; with Nagle's algorithm each waits for the
+    caller's delayed ACK (about 40 ms a request on a keep-alive connection, as OCI's front end keeps)."""
+    connection = http.client.HTTPConnection("127.0.0.1", running.port, timeout=SOCKET_TIMEOUT_S)
+    try:
+        for _ in range(3):  # one connection, several answers
+            connection.request("GET", "/health")
+            response = connection.getresponse()
+            assert response.status == 200 and json.loads(response.read())
+        with running.server._connections_lock:
+            served = list(running.server._connections)
+        assert len(served) == 1
+        assert served[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        connection.close()
 
 
 def test_each_request_is_one_access_line_and_a_healthy_poll_none(running: Running) -> None:
