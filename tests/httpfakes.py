@@ -93,6 +93,14 @@ class FakeHttpServer(ThreadingHTTPServer):
                 f"{self.name}: {len(lingering)} connection threads still ran {timeout:g} s after stop()"
             )
 
+    def get_request(self) -> tuple[socket.socket, Any]:
+        """An accepted connection, without Nagle's algorithm: handlers write a response's headers and its
+        body (or each streamed chunk) separately, and with Nagle the second write waits for the client's
+        delayed ACK of the first, 40 ms on Linux, that no real server adds to each answer."""
+        sock, address = super().get_request()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock, address
+
     def process_request(self, request: Any, client_address: Any) -> None:
         thread = threading.Thread(
             target=self.process_request_thread,
