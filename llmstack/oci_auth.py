@@ -6,13 +6,16 @@ Modes (the ones OCI users have):
 - `instance_principal`: the identity of the compute instance the code runs on.
 - `resource_principal`: the identity of a Data Science notebook, job or function.
 - `none`: no signing, for a container on localhost.
-Clients are built per call (they are not picklable); `endpoint` points a client somewhere else than the
-region's public endpoint: a private endpoint, or a loopback fake in tests.
+Clients are built per call (they are not picklable, nor safe to share between threads), but an API key
+is loaded once per process: parsing and checking an RSA key costs about 30 ms of CPU, and an upload builds
+a client on each of its threads. `endpoint` points a client somewhere else than the region's public
+endpoint: a private endpoint, or a loopback fake in tests.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, cast, get_args
 
@@ -115,6 +118,41 @@ def credentials(auth: Auth, region: str | None = None) -> Credentials:
     return Credentials(config, None)
 
 
+_SIGNERS: dict[tuple[Any, ...], Any] = {}
+_SIGNERS_LOCK = threading.Lock()
+
+
+def _api_key_signer(config: dict[str, Any]) -> Any | None:
+    """The signer the SDK would build from an API-key profile, built once per key and shared: signing is
+    stateless, so clients on several threads can use one. A key file that changes (rotated, rewritten)
+    is loaded again. None for a profile that names another `authentication_type` (the SDK handles it)."""
+    import oci
+
+    if oci.util.AUTHENTICATION_TYPE_FIELD_NAME in config:
+        return None
+    oci.config.validate_config(config)  # what the client checks when it builds the signer itself
+    content = config.get("key_content")
+    key_file = os.path.expanduser(str(config.get("key_file") or ""))
+    stamp = None
+    if not content:
+        st = os.stat(key_file)
+        stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    passphrase = oci.config.get_config_value_or_default(config, "pass_phrase")
+    key = (config["tenancy"], config["user"], config["fingerprint"], key_file, stamp, content, passphrase)
+    with _SIGNERS_LOCK:
+        signer = _SIGNERS.get(key)
+        if signer is None:
+            signer = _SIGNERS[key] = oci.signer.Signer(
+                tenancy=config["tenancy"],
+                user=config["user"],
+                fingerprint=config["fingerprint"],
+                private_key_file_location=key_file or None,
+                pass_phrase=passphrase,
+                private_key_content=content,
+            )
+    return signer
+
+
 def _principal(factory: Any, what: str) -> Any:
     try:
         return factory()
@@ -146,11 +184,12 @@ def make_client(
         "retry_strategy": oci_retry_strategy(backoff),
         "circuit_breaker_strategy": oci.circuit_breaker.NoCircuitBreakerStrategy(),
     }
-    if creds.signer is not None:
-        kwargs["signer"] = creds.signer
     if endpoint:
         kwargs["service_endpoint"] = endpoint
-    try:  # the client checks the profile's values and loads its API key only now
+    try:  # the profile's values are checked and its API key is loaded only now
+        signer = creds.signer or _api_key_signer(creds.config)
+        if signer is not None:
+            kwargs["signer"] = signer
         return client_class(creds.config, **kwargs)  # type: ignore[call-arg]
     except (oci.exceptions.InvalidConfig, oci.exceptions.InvalidPrivateKey, OSError) as exc:
         raise UserError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -248,3 +249,33 @@ def test_a_long_run_of_503s_trips_no_breaker_shared_by_every_client(
         client(oci.data_science.DataScienceClient).get_model("ocid1.datasciencemodel.oc1.iad.gone")
     assert err.value.status == 404
     assert client(oci.object_storage.ObjectStorageClient).get_namespace().data == NS
+
+
+def test_clients_share_one_loaded_api_key_until_the_key_file_changes(
+    fake_oci: FakeOci, oci_identity: TestIdentity, tmp_path: Path
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from llmstack.oci_auth import Auth, make_client
+
+    key_file = tmp_path / "key.pem"
+    key_file.write_bytes(oci_identity.key_file.read_bytes())
+    config = tmp_path / "config"
+    config.write_text(oci_identity.config_file.read_text().replace(str(oci_identity.key_file), str(key_file)))
+    auth = Auth(config_file=str(config))
+
+    def client() -> Any:
+        return make_client(oci.object_storage.ObjectStorageClient, auth, endpoint=fake_oci.endpoint)
+
+    with ThreadPoolExecutor(4) as pool:  # one client per thread, as an upload builds them, all signing
+        clients = list(pool.map(lambda _: client(), range(4)))
+        assert list(pool.map(lambda c: c.get_namespace().data, clients)) == [NS] * 4
+    assert len({id(c.base_client.signer) for c in clients}) == 1  # the key was loaded once
+    assert clients[0] is not clients[1]
+
+    key_file.write_bytes(oci_identity.key_file.read_bytes())  # rewritten (rotated): loaded again
+    os.utime(key_file, ns=(1, 1))
+    fresh = client()
+    assert fresh.base_client.signer is not clients[0].base_client.signer
+    assert fresh.get_namespace().data == NS
+    assert fake_oci.errors == []
