@@ -181,6 +181,37 @@ def test_round_trip_stores_a_valid_zip_equal_to_the_folder(
     )
 
 
+def test_the_benchmark_fake_stores_the_same_bytes_without_hashing_them(
+    tmp_path: Path, fake_oci: FakeOci, store: ObjectStorage, clients: Callable[[], Any]
+) -> None:
+    """bench/upload.py runs the fake with --fast-digests: bodies go to disk by splice, unhashed."""
+    model = make_model(tmp_path / "m", shards=4)
+    expected = write_zip_file(model, tmp_path / "expected.zip")
+    fake_oci.fast_digests = True
+    result = upload_folder(model, DEST, clients, tuning=SMALL)
+    assert store.object_bytes(BUCKET, result.object_name) == (tmp_path / "expected.zip").read_bytes()
+    assert result.fingerprint == expected.fingerprint
+    assert upload_folder(model, DEST, clients, tuning=SMALL).skipped
+
+
+def test_the_upload_benchmark_runs_and_ends_with_its_json_line() -> None:
+    out = subprocess.run(
+        [sys.executable, "bench/upload.py", "--size-mib", "3"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert set(result) == {"baseline_s", "streaming_s", "speedup", "peak_rss_mib", "unchanged_rerun_s"}
+    assert result["baseline_s"] > 0 and result["streaming_s"] > 0 and result["unchanged_rerun_s"] > 0
+    assert result["speedup"] == round(result["baseline_s"] / result["streaming_s"], 2)
+    assert 0 < result["peak_rss_mib"] <= 512
+    assert "run 1: baseline" in out.stderr
+
+
 def test_retries_under_20_percent_faults_give_identical_bytes(
     tmp_path: Path, fake_oci: FakeOci, store: ObjectStorage, clients: Callable[[], Any]
 ) -> None:
