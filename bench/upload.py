@@ -6,9 +6,11 @@ baseline  = what the seed does: write a stored zip to disk with `zipfile`, then 
             `oci os object put` does (UploadManager, 10 parallel parts of 128 MiB: oci-cli's defaults).
 streaming = `llmstack.upload.upload_folder`: zip parts streamed straight into a parallel multipart upload.
 Each side runs in its own process (timed around the work only, not the interpreter start); the fake runs
-in a third, with `--fast-digests` so that its own MD5 work (done by the real service on its own machines)
-does not steal the client's CPU, and optionally throttled to `--rate-mbps`. The last line of output is one
-JSON object: {"baseline_s", "streaming_s", "speedup", "peak_rss_mib", "unchanged_rerun_s"}.
+in a third, with `--fast-digests --discard-bodies`: it receives every byte but neither hashes nor keeps
+them (the real service does both on its own machines), so that its work takes little of the CPUs both
+sides share with it (`--keep-bodies` lets it store them); optionally throttled to `--rate-mbps`.
+The last line of output is one JSON object:
+{"baseline_s", "streaming_s", "speedup", "peak_rss_mib", "unchanged_rerun_s"}.
 Targets: speedup >= 2.0, peak RSS <= 512 MiB, unchanged re-run <= 5% of the first upload.
 """
 
@@ -54,8 +56,11 @@ def make_model(folder: Path, size_mib: int) -> None:
         (folder / name).write_text(json.dumps(data))
 
 
-def start_fake(data: Path, rate_mbps: float | None) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+def start_fake(
+    data: Path, rate_mbps: float | None, keep_bodies: bool = False
+) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     argv = [sys.executable, "-m", "tests.fakeoci", "--data", str(data), "--bucket", BUCKET, "--fast-digests"]
+    argv += [] if keep_bodies else ["--discard-bodies"]
     argv += ["--lifetime", "3600"] + (["--rate-mbps", str(rate_mbps)] if rate_mbps else [])
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
@@ -115,7 +120,7 @@ def side_streaming(
 
 
 def delete_objects(fake: dict[str, Any], prefix: str) -> None:
-    """Free the fake's store (memory, under /dev/shm) of what one side uploaded before the next runs."""
+    """Remove what one side uploaded, so that every run starts from the same, nearly empty, store."""
     import oci
 
     config = oci.config.from_file(fake["config_file"], fake["profile"])
@@ -164,11 +169,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=6, help="streaming: parts in flight")
     parser.add_argument("--part-size-mib", type=int, default=32, help="streaming: part size")
     parser.add_argument(
-        "--fake-store",
-        type=Path,
-        default=Path("/dev/shm") if Path("/dev/shm").is_dir() else None,
-        help="where the fake keeps uploaded bytes (default: /dev/shm, memory, so that the fake's disk "
-        "writeback does not slow both sides alike; the baseline's zip stays on the temp disk)",
+        "--keep-bodies",
+        action="store_true",
+        help="let the fake store what it receives (in the temp folder), as the tests' fake does",
     )
     parser.add_argument("--side", choices=["baseline", "streaming"], help=argparse.SUPPRESS)
     parser.add_argument("--fake", help=argparse.SUPPRESS)
@@ -188,20 +191,16 @@ def main() -> int:
         return 0
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-upload-"))
-    fake_dir = (
-        Path(tempfile.mkdtemp(prefix="bench-upload-fake-", dir=args.fake_store))
-        if args.fake_store
-        else tmp / "fake"
-    )
+    fake_dir = tmp / "fake"
     fake_proc = None
     try:
         folder = tmp / "model"
         print(f"generating a {args.size_mib} MiB model folder in {folder}", file=sys.stderr)
         make_model(folder, args.size_mib)
-        fake_proc, fake = start_fake(fake_dir, args.rate_mbps)
+        fake_proc, fake = start_fake(fake_dir, args.rate_mbps, args.keep_bodies)
         link = f"{args.rate_mbps:g} Mbps" if args.rate_mbps else "unthrottled loopback"
         print(
-            f"fake OCI at {fake['endpoint']} ({link}), storing in {fake_dir}; {os.cpu_count()} CPUs",
+            f"fake OCI at {fake['endpoint']} ({link}); {os.cpu_count()} CPUs",
             file=sys.stderr,
         )
         common = ["--folder", str(folder), "--fake", json.dumps(fake), "--work", str(tmp)]
@@ -252,7 +251,6 @@ def main() -> int:
             fake_proc.terminate()
             fake_proc.wait(timeout=10)
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(fake_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

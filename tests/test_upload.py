@@ -194,6 +194,30 @@ def test_the_benchmark_fake_stores_the_same_bytes_without_hashing_them(
     assert upload_folder(model, DEST, clients, tuning=SMALL).skipped
 
 
+@pytest.mark.parametrize("fast_digests", [True, False])
+def test_a_fake_that_drops_large_bodies_still_gets_sizes_and_unchanged_folders_right(
+    tmp_path: Path,
+    fake_oci: FakeOci,
+    store: ObjectStorage,
+    clients: Callable[[], Any],
+    fast_digests: bool,
+) -> None:
+    """bench/upload.py runs the fake with --discard-bodies: bodies of 1 MiB or more are received, then
+    dropped (sparse files of their size); small ones, such as the sidecar, are kept."""
+    model = make_model(tmp_path / "m", shards=3, shard_bytes=1_500_000)
+    expected = write_zip_file(model, tmp_path / "expected.zip")
+    fake_oci.fast_digests, fake_oci.keep_bodies = fast_digests, False
+    tuning = Tuning(part_size=1 << 20, workers=3)
+    result = upload_folder(model, DEST, clients, tuning=tuning)
+    assert result.fingerprint == expected.fingerprint and result.sent_bytes == expected.size_bytes
+    head = clients().head_object(NS, BUCKET, result.object_name)
+    assert int(head.headers["content-length"]) == expected.size_bytes
+    segments = store.root / NS / BUCKET / "objects"
+    dropped = [p for p in segments.glob("*.*.*") if p.stat().st_size >= 1 << 20]
+    assert len(dropped) == 4 and all(p.stat().st_blocks == 0 for p in dropped)  # 4 full parts, no bytes
+    assert upload_folder(model, DEST, clients, tuning=tuning).skipped  # the sidecar was kept
+
+
 def test_the_upload_benchmark_runs_and_ends_with_its_json_line() -> None:
     out = subprocess.run(
         [sys.executable, "bench/upload.py", "--size-mib", "3"],

@@ -30,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="benchmarks: no MD5 on the fake's side (see objectstorage.py)",
     )
+    parser.add_argument(
+        "--discard-bodies",
+        action="store_true",
+        help="benchmarks: receive bodies of 1 MiB or more in full, keep only their sizes (objectstorage.py)",
+    )
     parser.add_argument("--lifetime", type=float, default=3600.0, help="stop after this many seconds")
     args = parser.parse_args(argv)
 
@@ -37,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     fake = FakeOci(args.data / "store", namespace=args.namespace, rate_mbps=args.rate_mbps)
     fake.trust(identity)
     fake.fast_digests = args.fast_digests
+    fake.keep_bodies = not args.discard_bodies
     store = fake.service(ObjectStorage)
     existing = (
         {p.name for p in (store.root / args.namespace).glob("*")}

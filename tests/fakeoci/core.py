@@ -582,6 +582,7 @@ class FakeOci:
         self.faults = FaultPlan(seed)
         self.throttle = Throttle(rate_mbps) if rate_mbps else None
         self.fast_digests = False  # benchmarks: see ObjectStorage._receive
+        self.keep_bodies = True  # benchmarks: False drops bodies once received (ObjectStorage._receive)
         self.clock = clock
         self.log: list[LoggedRequest] = []
         self._in_flight = 0

@@ -31,6 +31,7 @@ from tests.fakeoci.core import (
 )
 
 MAX_PARTS = 10_000
+DISCARD_FROM = 1 << 20  # without fake.keep_bodies, bodies this large are received, then dropped
 
 
 def _key(name: str) -> str:
@@ -49,6 +50,12 @@ class _Crc32c:
 
     def b64(self) -> str:
         return base64.b64encode(self.digest()).decode()
+
+
+def _sparse(path: Path, size: int) -> None:
+    """A file of `size` bytes that holds none (reads give zeros): a dropped body's stand-in."""
+    with path.open("wb") as out:
+        out.truncate(size)
 
 
 def _b64md5(digest: bytes) -> str:
@@ -185,6 +192,11 @@ class ObjectStorage(Service):
         With `fake.fast_digests` (benchmarks) the body goes to disk by splice, unhashed: a sent content-md5
         or CRC32C is trusted and the MD5 is a stand-in. The real service hashes on its own machines; the
         fake, sharing the client's CPUs, would otherwise slow down both sides of a benchmark alike.
+        Without `fake.keep_bodies` (benchmarks) a body of 1 MiB or more is received in full, then dropped:
+        the stored file is sparse, of the body's size (sizes, HEAD and listings stay right; a GET reads
+        zeros); small bodies (JSON records) are kept. The real service stores bytes on its own machines; on
+        the client's machine, filling gigabytes of fresh memory costs the fake more CPU than receiving
+        them, and the more so the more memory the client itself fills (a zip written to disk).
         """
         algorithm = (req.headers.get("opc-checksum-algorithm") or "").upper()
         if algorithm not in ("", "CRC32C"):
@@ -193,15 +205,20 @@ class ObjectStorage(Service):
             )
         sent_md5 = req.headers.get("content-md5")
         try:
+            keep = self.fake.keep_bodies or req.content_length < DISCARD_FROM
             if self.fake.fast_digests:
-                with tmp.open("wb") as out:
+                with tmp.open("wb") if keep else open(os.devnull, "wb") as out:
                     size = req.splice_body(out.fileno())
+                if not keep:
+                    _sparse(tmp, size)
                 stand_in = hashlib.md5(f"{size}:{uuid.uuid4()}".encode(), usedforsecurity=False).digest()
                 return size, sent_md5 or _b64md5(stand_in)
             md5 = hashlib.md5(usedforsecurity=False)
             crc = _Crc32c()
-            with tmp.open("wb") as out:
+            with tmp.open("wb") if keep else open(os.devnull, "wb") as out:
                 size = req.copy_body(out, md5, crc)
+            if not keep:
+                _sparse(tmp, size)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
