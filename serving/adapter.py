@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal
+from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
 Engine = Literal["vllm", "tgi"]
@@ -409,28 +409,28 @@ def _one_line(text: str) -> str:
     return " ".join("".join(c if c.isprintable() else " " for c in text).split())
 
 
-class AdapterServer(ThreadingHTTPServer):
+class TrackedServer(ThreadingHTTPServer):
     """One thread per connection, each tracked, so that `stop` ends them all and waits for them: no request
-    thread outlives the server. A connection error is one line, never the standard library's traceback."""
+    thread outlives the server. Subclasses say what a connection's failure becomes (`handle_error`).
+    The tests' loopback fakes run on it too."""
 
     daemon_threads = True
     block_on_close = False  # stop() joins the threads, with a deadline
 
-    def __init__(
-        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], log: Callable[[str], None]
-    ) -> None:
-        self.log = log
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *, name: str) -> None:
+        self.name = name
         self._connections: dict[socket.socket, threading.Thread] = {}
         self._connections_lock = threading.Lock()
         self._serving: threading.Thread | None = None
         super().__init__(address, handler)
 
-    def start(self, poll_interval: float = 0.2) -> None:
+    def start(self, poll_interval: float = 0.2) -> Self:
         """Serve on a daemon thread."""
         self._serving = threading.Thread(
-            target=self.serve_forever, kwargs={"poll_interval": poll_interval}, name="adapter", daemon=True
+            target=self.serve_forever, kwargs={"poll_interval": poll_interval}, name=self.name, daemon=True
         )
         self._serving.start()
+        return self
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> int:
         """Stop listening, end every open connection and wait for the threads; returns how many still ran
@@ -455,7 +455,7 @@ class AdapterServer(ThreadingHTTPServer):
         thread = threading.Thread(
             target=self.process_request_thread,
             args=(request, client_address),
-            name="adapter-connection",
+            name=f"{self.name}-connection",
             daemon=True,
         )
         with self._connections_lock:  # registered before it runs: stop() never misses one
@@ -468,6 +468,16 @@ class AdapterServer(ThreadingHTTPServer):
         finally:
             with self._connections_lock:
                 self._connections.pop(request, None)
+
+
+class AdapterServer(TrackedServer):
+    """The adapter's server: a connection error is one line, never the standard library's traceback."""
+
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], log: Callable[[str], None]
+    ) -> None:
+        self.log = log
+        super().__init__(address, handler, name="adapter")
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         exc = sys.exc_info()[1]

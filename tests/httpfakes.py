@@ -2,8 +2,9 @@
 
 The standard library's servers print a traceback for each client that hangs up (a reset, a broken pipe),
 and their connection threads live on after `shutdown()`: both land in whatever test runs next. This one
-is quiet about clients that leave, keeps any other handler error in `errors` for the test to fail on,
-and `stop()` ends every open connection and waits for its thread.
+is the adapter's own tracked server (`serving.adapter.TrackedServer`: `stop()` ends every open connection
+and waits for its thread), quiet about clients that leave, and it keeps any other handler error in
+`errors` for the test to fail on.
 
     server = FakeHttpServer(("127.0.0.1", 0), Handler, name="fake-engine").start()
     ...
@@ -13,38 +14,21 @@ and `stop()` ends every open connection and waits for its thread.
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import socket
 import sys
 import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Self
 
-STOP_TIMEOUT_S = 10.0
+from serving.adapter import STOP_TIMEOUT_S, TrackedServer, is_disconnect
 
-_DISCONNECT_ERRNOS = frozenset(
-    {errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ENOTCONN, errno.ESHUTDOWN, errno.EBADF}
-)
+__all__ = ["STOP_TIMEOUT_S", "FakeHttpServer", "is_disconnect"]
 
 
-def is_disconnect(exc: BaseException | None) -> bool:
-    """A client that went away (closed, reset, timed out): routine for a server, never worth a traceback."""
-    if isinstance(exc, ConnectionError | TimeoutError):
-        return True
-    return isinstance(exc, OSError) and exc.errno in _DISCONNECT_ERRNOS
-
-
-class FakeHttpServer(ThreadingHTTPServer):
-    """Serves each connection on its own thread and keeps track of them, so that `stop()` can end them
-    all and wait for their threads: nothing a fake started outlives the test that started it.
-
-    `errors` and `stopping` may be shared with the fake that owns the server (a fake that restarts keeps
+class FakeHttpServer(TrackedServer):
+    """`errors` and `stopping` may be shared with the fake that owns the server (a fake that restarts keeps
     one list); once `stopping` is set, errors from the connections being cut are expected and dropped."""
 
-    daemon_threads = True
-    block_on_close = False  # stop() joins the threads, with a deadline
     allow_reuse_address = True
     request_queue_size = 64
 
@@ -57,41 +41,27 @@ class FakeHttpServer(ThreadingHTTPServer):
         errors: list[str] | None = None,
         stopping: threading.Event | None = None,
     ) -> None:
-        self.name = name
         self.errors: list[str] = [] if errors is None else errors
         self.stopping = threading.Event() if stopping is None else stopping
-        self._connections: dict[socket.socket, threading.Thread] = {}
-        self._connections_lock = threading.Lock()
-        self._serving: threading.Thread | None = None
-        super().__init__(address, handler)
+        super().__init__(address, handler, name=name)
 
     @property
     def port(self) -> int:
         return int(self.server_address[1])
 
     def start(self, poll_interval: float = 0.05) -> Self:
-        """Serve on a daemon thread."""
-        self._serving = threading.Thread(
-            target=self.serve_forever, kwargs={"poll_interval": poll_interval}, name=self.name, daemon=True
-        )
-        self._serving.start()
-        return self
+        return super().start(poll_interval)
 
-    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
-        """Stop listening, end every open connection and wait for the threads; one still running after
-        `timeout` is recorded in `errors`."""
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> int:
+        """As the tracked server's, and a connection thread still running after `timeout` is recorded in
+        `errors`."""
         self.stopping.set()
-        serving, self._serving = self._serving, None
-        if serving is not None:
-            self.shutdown()
-        self.server_close()
-        if serving is not None:
-            serving.join(timeout)
-        lingering = self.close_connections(timeout)
+        lingering = super().stop(timeout)
         if lingering:
             self.errors.append(
-                f"{self.name}: {len(lingering)} connection threads still ran {timeout:g} s after stop()"
+                f"{self.name}: {lingering} connection threads still ran {timeout:g} s after stop()"
             )
+        return lingering
 
     def get_request(self) -> tuple[socket.socket, Any]:
         """An accepted connection, without Nagle's algorithm: handlers write a response's headers and its
@@ -101,24 +71,6 @@ class FakeHttpServer(ThreadingHTTPServer):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock, address
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        thread = threading.Thread(
-            target=self.process_request_thread,
-            args=(request, client_address),
-            name=f"{self.name}-connection",
-            daemon=True,
-        )
-        with self._connections_lock:  # registered before it runs: close_connections never misses one
-            self._connections[request] = thread
-        thread.start()
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            with self._connections_lock:
-                self._connections.pop(request, None)
-
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Instead of printing a traceback into whatever test runs next: a client that left is routine,
         anything else is kept in `errors` (the test fails with it)."""
@@ -126,15 +78,3 @@ class FakeHttpServer(ThreadingHTTPServer):
         if is_disconnect(exc) or self.stopping.is_set():
             return
         self.errors.append(f"{self.name}: connection from {client_address[0]}:{client_address[1]}: {exc!r}")
-
-    def close_connections(self, timeout: float) -> list[threading.Thread]:
-        """Shut every open connection down and wait for its thread; returns those still running."""
-        with self._connections_lock:
-            live = dict(self._connections)
-        for sock in live:
-            with contextlib.suppress(OSError):  # already closed (a reset) or gone
-                sock.shutdown(socket.SHUT_RDWR)
-        deadline = time.monotonic() + timeout
-        for thread in live.values():
-            thread.join(max(deadline - time.monotonic(), 0.0))
-        return [thread for thread in live.values() if thread.is_alive()]
