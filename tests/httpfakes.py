@@ -14,6 +14,7 @@ and waits for its thread), quiet about clients that leave, and it keeps any othe
 
 from __future__ import annotations
 
+import json
 import socket
 import sys
 import threading
@@ -22,7 +23,7 @@ from typing import Any, Self
 
 from serving.adapter import STOP_TIMEOUT_S, TrackedServer, is_disconnect
 
-__all__ = ["STOP_TIMEOUT_S", "FakeHttpServer", "is_disconnect"]
+__all__ = ["STOP_TIMEOUT_S", "FakeHttpServer", "is_disconnect", "send_json"]
 
 
 class FakeHttpServer(TrackedServer):
@@ -78,3 +79,13 @@ class FakeHttpServer(TrackedServer):
         if is_disconnect(exc) or self.stopping.is_set():
             return
         self.errors.append(f"{self.name}: connection from {client_address[0]}:{client_address[1]}: {exc!r}")
+
+
+def send_json(handler: BaseHTTPRequestHandler, status: int, body: Any) -> None:
+    """Answer `handler`'s request with `body` as JSON, sized (Content-Length), as the services do."""
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from tests.httpfakes import FakeHttpServer
+from tests.httpfakes import FakeHttpServer, send_json
 
 SOCKET_TIMEOUT_S = 5.0
 GATE_TIMEOUT_S = 5.0
@@ -171,12 +171,7 @@ class _EngineHandler(BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
 
     def _json(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, body)
 
 
 FAKE_PROGRAM = """#!{python}

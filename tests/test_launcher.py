@@ -21,7 +21,7 @@ import pytest
 
 from serving import launcher
 from serving.launcher import LaunchError, engine_command, engine_env, main, read_config, read_token
-from tests.httpfakes import FakeHttpServer
+from tests.httpfakes import FakeHttpServer, send_json
 from tests.serving_fakes import SOCKET_TIMEOUT_S, free_port, write_fake_program
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -309,12 +309,7 @@ class FakeSecrets:
                         "code": "NotAuthorizedOrNotFound" if status == 404 else "InternalError",
                         "message": "x",
                     }
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, body)
 
         self.server = FakeHttpServer(("127.0.0.1", 0), Handler, name="fake-secrets").start()
 
