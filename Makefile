@@ -31,7 +31,7 @@ lint: $(STAMP) ## ruff
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP) $(CHAT_STAMP) ## mypy --strict on the project's packages
-	$(BIN)/mypy components llmstack serving training __main__.py $(wildcard policy/*.py)
+	$(BIN)/mypy domain oci_runtime components llmstack serving training __main__.py $(wildcard policy/*.py)
 
 unit: $(STAMP) $(CHAT_STAMP) browser ## the pytest suite (the chat page's browser test when Chromium is here)
 	$(BIN)/pytest -q
@@ -72,8 +72,8 @@ endif
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
 
-docs: $(STAMP) ## regenerate the README's settings table from components/settings.py
-	$(BIN)/python -c 'import pathlib, re; from components.settings import settings_table; \
+docs: $(STAMP) ## regenerate the README's settings table from domain/settings.py
+	$(BIN)/python -c 'import pathlib, re; from domain.settings import settings_table; \
 	p = pathlib.Path("README.md"); start, end = "<!-- settings-table:start", "<!-- settings-table:end -->"; \
 	s = p.read_text(); a = s.index("\n", s.index(start)) + 1; b = s.index(end); \
 	p.write_text(s[:a] + settings_table() + "\n" + s[b:])'

@@ -5,8 +5,8 @@ from pathlib import Path
 import pulumi
 
 from components.platform import LlmPlatform, LlmPlatformArgs
-from components.settings import SettingsError, settings_from_runtime
-from llmstack.errors import UserError
+from domain.errors import UserError
+from domain.settings import SettingsError, settings_from_runtime
 
 try:
     settings = settings_from_runtime(Path(__file__).resolve().parent)

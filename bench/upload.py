@@ -4,7 +4,7 @@
 
 baseline  = what the seed does: write a stored zip to disk with `zipfile`, then upload it the way
             `oci os object put` does (UploadManager, 10 parallel parts of 128 MiB: oci-cli's defaults).
-streaming = `llmstack.upload.upload_folder`: zip parts streamed straight into a parallel multipart upload.
+streaming = `oci_runtime.upload.upload_folder`: zip parts streamed straight into a parallel multipart upload.
 Each side runs in its own process (timed around the work only, not the interpreter start); the fake runs
 in a third, with `--fast-digests --discard-bodies`: it receives every byte but neither hashes nor keeps
 them (the real service does both on its own machines), so that its work takes little of the CPUs both
@@ -95,8 +95,8 @@ def side_streaming(
 ) -> dict[str, float]:
     import oci
 
-    from llmstack.oci_auth import Auth, make_client
-    from llmstack.upload import Destination, Tuning, upload_folder
+    from oci_runtime.auth import Auth, make_client
+    from oci_runtime.upload import Destination, Tuning, upload_folder
 
     auth = Auth(config_file=fake["config_file"], profile=fake["profile"])
 

@@ -28,18 +28,18 @@ from pulumi_oci.datascience import (
     JobJobLogConfigurationDetailsArgs as JobLogArgs,
 )
 
-from components import sizing
-from components.context import (
+from components.providers.job_run import JobRun, JobRunArgs
+from domain import sizing
+from domain.context import (
     TAG_FINETUNE_METHOD,
     TAG_MODEL,
     TAG_PARAMETERS,
     TAG_SHAPE_HOURLY_USD,
     Context,
 )
-from components.providers.job_run import JobRun, JobRunArgs
-from components.settings import FINE_TUNE_ZIP, AuthSettings, FineTuneSettings, image_digest
-from llmstack.training_run import START_ALLOWANCE_MINUTES
-from training.storage import parse_oci_uri
+from domain.settings import FINE_TUNE_ZIP, AuthSettings, FineTuneSettings, image_digest
+from oci_runtime.storage import parse_oci_uri
+from oci_runtime.training_run import START_ALLOWANCE_MINUTES
 
 MANAGED_EGRESS = "MANAGED_NETWORKING_INTERNET_ACCESS"
 

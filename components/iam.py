@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_oci as oci
 
-from components.context import Context
+from domain.context import Context
 
 
 def matching_rule(compartment_id: str) -> str:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_oci as oci
 
-from components.context import TAG_MODEL, Context
+from domain.context import TAG_MODEL, Context
 
 
 @dataclass(frozen=True, kw_only=True)

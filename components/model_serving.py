@@ -50,9 +50,14 @@ from pulumi_oci.datascience import (
     ModelDeploymentModelDeploymentConfigurationDetailsModelConfigurationDetailsScalingPolicyAutoScalingPolicyRuleScaleOutConfigurationArgs as ScaleOutArgs,  # noqa: E501
 )
 
-from components import sizing
-from components.container_env import container_env
-from components.context import (
+from components.fine_tune import FineTune, FineTuneArgs
+from components.logging import ModelLogs
+from components.providers.artifact import ModelArtifact, ModelArtifactArgs
+from components.providers.catalog import CatalogModel, CatalogModelArgs, InlineArtifact, ObjectStorageArtifact
+from components.providers.readiness import Readiness, ReadinessArgs
+from domain import sizing
+from domain.container_env import container_env
+from domain.context import (
     TAG_ARCHITECTURE,
     TAG_ENGINE,
     TAG_MAX_MODEL_LEN,
@@ -64,12 +69,7 @@ from components.context import (
     TAG_TENSOR_PARALLELISM,
     Context,
 )
-from components.fine_tune import FineTune, FineTuneArgs
-from components.logging import ModelLogs
-from components.providers.artifact import ModelArtifact, ModelArtifactArgs
-from components.providers.catalog import CatalogModel, CatalogModelArgs, InlineArtifact, ObjectStorageArtifact
-from components.providers.readiness import Readiness, ReadinessArgs
-from components.settings import AuthSettings, ComputeSettings, ModelSettings, image_digest
+from domain.settings import AuthSettings, ComputeSettings, ModelSettings, image_digest
 
 # The service waits up to 240 minutes for a deployment; the provider must wait a little longer.
 DEPLOYMENT_TIMEOUTS = pulumi.CustomTimeouts(create="245m", update="245m", delete="60m")

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_oci as oci
 
-from components.context import Context
-from components.settings import NetworkSettings
+from domain.context import Context
+from domain.settings import NetworkSettings
 
 HTTPS = 443
 ALL_SERVICES = "All .* Services In Oracle Services Network"

@@ -7,14 +7,14 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_oci as oci
 
-from components.context import TAG_BUDGET, Context
 from components.iam import DeploymentIdentity, DeploymentIdentityArgs, TrainingAccess
 from components.logging import DeploymentLogs, DeploymentLogsArgs
 from components.model_serving import ModelServing, ModelServingArgs
 from components.network import Network, NetworkArgs
 from components.registry import ContainerRegistry, ContainerRegistryArgs
-from components.settings import Settings
 from components.storage import ArtifactBucket, ArtifactBucketArgs
+from domain.context import TAG_BUDGET, Context
+from domain.settings import Settings
 
 
 @dataclass(frozen=True, kw_only=True)

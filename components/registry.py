@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_oci as oci
 
-from components.context import Context
+from domain.context import Context
 
 # Region identifier -> the short key OCIR hostnames use (`<key>.ocir.io`). Source: OCI "Regions and
 # Availability Domains" table. Regions not listed use the long form `ocir.<region>.oci.oraclecloud.com`.

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_oci as oci
 
-from components.context import Context
+from domain.context import Context
 
 
 @dataclass(frozen=True, kw_only=True)

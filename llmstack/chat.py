@@ -17,9 +17,9 @@ from typing import Any, Protocol, TypeVar
 
 import gradio as gr
 
-from llmstack.errors import UserError
-from llmstack.predict import GenerationParams, InvalidParameter
+from domain.errors import UserError
 from llmstack.prompting import ChatTemplate, Turn, build_prompt, cut_at_stop
+from oci_runtime.predict import GenerationParams, InvalidParameter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -13,8 +13,8 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
+from domain.errors import UserError
 from llmstack import commands
-from llmstack.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:

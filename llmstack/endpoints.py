@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from llmstack.errors import UserError
-from llmstack.oci_auth import AUTH_MODES
+from domain.errors import UserError
+from oci_runtime.auth import AUTH_MODES
 
 if TYPE_CHECKING:
-    from llmstack.oci_auth import Auth
+    from oci_runtime.auth import Auth
 
 PULUMI_TIMEOUT_S = 120
 
@@ -80,7 +80,7 @@ def resolve_target(args: argparse.Namespace) -> Target:
 
 def auth_for(args: argparse.Namespace, url: str) -> Auth:
     """--auth, else $OCI_CLI_AUTH, else `none` for a container on this machine, else the api_key default."""
-    from llmstack.oci_auth import Auth
+    from oci_runtime.auth import Auth
 
     return Auth.from_env(args.auth or os.environ.get("OCI_CLI_AUTH") or default_mode(url), args.profile)
 

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from components import pricing, sizing
-from components.context import TAG_FINETUNE_METHOD, TAG_MODEL
-from components.settings import Settings, training_fit
-from llmstack.errors import UserError
+from domain import pricing, sizing
+from domain.context import TAG_FINETUNE_METHOD, TAG_MODEL
+from domain.errors import UserError
+from domain.settings import Settings, training_fit
 from policy import figures
 from policy.rules import (
     RULES,

@@ -24,7 +24,8 @@ from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from components.settings import (
+from domain.errors import UserError
+from domain.settings import (
     SECRET_PLACEHOLDER,
     Settings,
     StackFile,
@@ -32,7 +33,6 @@ from components.settings import (
     load_settings,
     read_stack_file,
 )
-from llmstack.errors import UserError
 
 STACK_TYPE = "pulumi:pulumi:Stack"
 SECRET_SIG = "4dabf18193072939515e22adb298388d"

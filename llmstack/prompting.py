@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from llmstack.errors import UserError
+from domain.errors import UserError
 
 Family = Literal["llama2", "llama3", "mistral", "generic"]
 FAMILIES: tuple[str, ...] = get_args(Family)

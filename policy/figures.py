@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from components import pricing, sizing
-from components.context import (
+from domain import pricing, sizing
+from domain.context import (
     TAG_ARCHITECTURE,
     TAG_ENGINE,
     TAG_MAX_MODEL_LEN,

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from components import pricing
-from components.context import TAG_BUDGET, TAG_MODEL
-from components.secrets import SECRET_PATTERNS
+from domain import pricing
+from domain.context import TAG_BUDGET, TAG_MODEL
+from domain.secrets import SECRET_PATTERNS
 from policy import figures
 from policy.figures import MODEL_DEPLOYMENT, TRAINING_JOB, UNKNOWN, FactsError, get, tags_of
 

@@ -1,7 +1,7 @@
 """The serving image's entrypoint: the deployment's environment in, the engine's command line out.
 
 One launcher for both images; `ENGINE` (set by each Dockerfile) picks vLLM or TGI. It reads the keys that
-`components.container_env` sets, builds the engine's command line, starts the engine on a loopback port,
+`domain.container_env` sets, builds the engine's command line, starts the engine on a loopback port,
 and serves OCI's routes on `PORT` through `serving.adapter`. The Hugging Face token reaches the engine
 only through its environment (`HF_TOKEN`, `HUGGING_FACE_HUB_TOKEN`): never argv, never a log line.
 Signals are forwarded to the engine, and the launcher exits with the engine's exit code.
@@ -38,7 +38,7 @@ DEFAULT_MAX_MODEL_LEN = 4096
 CODE_ROOT = Path(__file__).resolve().parent.parent
 VENDOR_DIR = CODE_ROOT / "vendor"
 
-# The keys of the deployment contract the launcher reads (components.container_env sets them).
+# The keys of the deployment contract the launcher reads (domain.container_env sets them).
 LAUNCHER_KEYS = frozenset(
     {
         "ENGINE",
@@ -349,10 +349,10 @@ def _secrets_client(oci: Any) -> Any:
             f"accepted: a model deployment in OCI, or TOKEN_FILE elsewhere"
         ) from None
     try:
-        from llmstack.retry import oci_retry_strategy
+        from oci_runtime.retry import oci_retry_strategy
 
         retry_strategy = oci_retry_strategy()
-    except ImportError:  # pragma: no cover - the images copy llmstack/retry.py next to the launcher
+    except ImportError:  # pragma: no cover - the images copy oci_runtime/retry.py next to the launcher
         retry_strategy = oci.retry.DEFAULT_RETRY_STRATEGY
     # No circuit breaker: the SDK's default one is shared by every client in the process and, after 10
     # answers of 429/5xx in a row (retries included), refuses every call for 30 s with an error that is

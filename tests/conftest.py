@@ -74,7 +74,7 @@ def write_stack(tmp_path: Path) -> Callable[..., Path]:
 @pytest.fixture
 def plan_of(write_stack: Callable[..., Path]) -> Callable[..., Any]:
     """Run the offline plan for a config mapping; `secret_keys` marks plain values as Pulumi secrets."""
-    from components.settings import load_settings, read_stack_file
+    from domain.settings import load_settings, read_stack_file
     from llmstack.plan import record_program
 
     def run(config: dict[str, Any], stack: str = "test", secret_keys: Iterable[str] = ()) -> Any:

@@ -24,8 +24,8 @@ from components.providers.catalog import (
     WorkRequestWait,
     inline_artifact,
 )
-from llmstack.retry import Backoff
-from llmstack.upload import Tuning
+from oci_runtime.retry import Backoff
+from oci_runtime.upload import Tuning
 from tests.fakeoci import FakeOci, Fault, TestIdentity
 from tests.fakeoci.datascience import DataScience
 from tests.fakeoci.objectstorage import ObjectStorage
@@ -399,7 +399,7 @@ def test_providers_pickle_with_dill_and_build_clients_inside_methods(
     monkeypatch.setattr(catalog_module, "make_client", counting)
     providers = [artifacts(), catalogs()]
     for provider in providers:
-        assert not [v for v in vars(provider).values() if type(v).__module__.startswith("oci")]
+        assert not [v for v in vars(provider).values() if type(v).__module__.split(".")[0] == "oci"]
     # what the engine does: serialize with dill, then rebuild in the provider host
     artifact_p, catalog_p = (dill.loads(base64.b64decode(serialize_provider(p))) for p in providers)
     assert built == []  # nothing was built to construct or pickle them

@@ -17,13 +17,13 @@ import pytest
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 pytest.importorskip("gradio", reason="the chat extra is not installed: pip install -e '.[chat]'")
 
+from domain.errors import UserError
 from llmstack import chat
 from llmstack.chat import ERROR_MARK, ChatSettings, params_from_controls, reply, turns_from_history
-from llmstack.errors import UserError
-from llmstack.oci_auth import Auth
-from llmstack.predict import GenerationParams, PredictClient, PredictError
 from llmstack.prompting import Turn, template_for
-from llmstack.retry import Backoff
+from oci_runtime.auth import Auth
+from oci_runtime.predict import GenerationParams, PredictClient, PredictError
+from oci_runtime.retry import Backoff
 from tests.chat_fake import FakePredictServer
 
 

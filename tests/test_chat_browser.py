@@ -72,10 +72,10 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from llmstack import chat
-from llmstack.oci_auth import Auth
-from llmstack.predict import PredictClient
 from llmstack.prompting import template_for
-from llmstack.retry import Backoff
+from oci_runtime.auth import Auth
+from oci_runtime.predict import PredictClient
+from oci_runtime.retry import Backoff
 from tests.chat_fake import FakePredictServer
 
 

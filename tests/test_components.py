@@ -12,9 +12,9 @@ import pulumi._types as pulumi_types
 import pulumi_oci
 import pytest
 
-from components.container_env import DEPLOYED_MODEL_DIR, TOKEN_FILE
-from components.context import TAG_ENGINE, TAG_MODEL, TAG_PARAMETERS
 from components.iam import matching_rule, policy_statements
+from domain.container_env import DEPLOYED_MODEL_DIR, TOKEN_FILE
+from domain.context import TAG_ENGINE, TAG_MODEL, TAG_PARAMETERS
 from tests.conftest import (
     COMPARTMENT,
     FAKE_HF_TOKEN,

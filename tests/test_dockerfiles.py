@@ -210,7 +210,7 @@ def test_the_build_context_holds_what_the_images_copy_and_not_the_work_tree() ->
     assert [path for path in copied if dockerignored(path, patterns)] == []
     for local in (".venv/bin/python", "node_modules/x/y.js", "tests/test_launcher.py", "outputs.json"):
         assert dockerignored(local, patterns), local
-    assert dockerignored("llmstack/__pycache__/retry.cpython-311.pyc", patterns)
+    assert dockerignored("oci_runtime/__pycache__/retry.cpython-311.pyc", patterns)
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from components import container_env as contract
-from components.container_env import ContainerSpec, container_env
+from domain import container_env as contract
+from domain.container_env import ContainerSpec, container_env
 from serving import launcher
 
 
@@ -144,7 +144,7 @@ def test_the_routes_oci_is_told_to_call_are_served_by_the_adapter() -> None:
 
 
 def test_the_launcher_serves_every_quantization_the_settings_accept_and_no_other() -> None:
-    from components.settings import ENGINE_QUANTIZATIONS
+    from domain.settings import ENGINE_QUANTIZATIONS
 
     for engine in contract.ENGINES:
         accepted = set(ENGINE_QUANTIZATIONS[engine]) - {"none"}

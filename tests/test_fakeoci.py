@@ -14,7 +14,7 @@ import oci
 import pytest
 from oci._vendor import requests
 
-from llmstack.retry import Backoff, oci_retry_strategy
+from oci_runtime.retry import Backoff, oci_retry_strategy
 from tests.fakeoci import FakeOci, Fault, TestIdentity
 from tests.fakeoci.datascience import DataScience
 from tests.fakeoci.objectstorage import ObjectStorage
@@ -228,7 +228,7 @@ def test_a_client_that_leaves_is_routine_and_stop_ends_every_connection(
 def test_a_long_run_of_503s_trips_no_breaker_shared_by_every_client(
     fake_oci: FakeOci, oci_identity: TestIdentity
 ) -> None:
-    from llmstack.oci_auth import Auth, make_client
+    from oci_runtime.auth import Auth, make_client
 
     auth = Auth(config_file=str(oci_identity.config_file))
     quick = Backoff(attempts=4, base_s=0.001, cap_s=0.002, total_s=5)
@@ -256,7 +256,7 @@ def test_clients_share_one_loaded_api_key_until_the_key_file_changes(
 ) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from llmstack.oci_auth import Auth, make_client
+    from oci_runtime.auth import Auth, make_client
 
     key_file = tmp_path / "key.pem"
     key_file.write_bytes(oci_identity.key_file.read_bytes())

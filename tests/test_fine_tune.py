@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from components.iam import job_matching_rule, training_policy_statements
-from components.settings import Settings, SettingsError, load_settings
+from domain.settings import Settings, SettingsError, load_settings
+from domain.training_args import parse_args
 from llmstack.cli import main
 from tests.conftest import COMPARTMENT, IMAGE, PROJECT_DIR, model_of, one, resource_count, resources
 from tests.test_components import (
@@ -26,7 +27,6 @@ from tests.test_components import (
     depends_on,
     parent_name,
 )
-from training.args import parse_args
 
 Plan = Any
 PlanOf = Callable[..., Plan]
@@ -169,14 +169,14 @@ FINE_TUNE_CASES = [
         "unknown shape",
         {"shape": "VM.GPU.A10.3"},
         f"{FT}.shape: unknown shape 'VM.GPU.A10.3'; accepted: "
-        + ", ".join(__import__("components.shapes").shapes.known_shape_names())
+        + ", ".join(__import__("domain.shapes").shapes.known_shape_names())
         + " (did you mean VM.GPU.A10.2?)",
     ),
     (
         "a CPU shape",
         {"shape": "VM.Standard.E4.Flex"},
         f"{FT}.shape: not a GPU shape: 'VM.Standard.E4.Flex'; accepted: a GPU shape (the job trains on GPUs; "
-        "qlora needs CUDA): " + ", ".join(__import__("components.shapes").shapes.known_shape_names()),
+        "qlora needs CUDA): " + ", ".join(__import__("domain.shapes").shapes.known_shape_names()),
     ),
     (
         "more than one node",
@@ -474,7 +474,7 @@ def test_the_example_stack_plans_cleanly_with_the_training_cost(capsys: pytest.C
 
 
 def test_the_example_stack_settings_load() -> None:
-    from components.settings import read_stack_file
+    from domain.settings import read_stack_file
 
     parsed = read_stack_file(EXAMPLE)
     settings = load_settings(parsed.config, stack=parsed.stack, project_dir=PROJECT_DIR)
@@ -531,7 +531,7 @@ def test_the_training_image_holds_everything_the_entrypoint_imports(tmp_path: Pa
                 shutil.copy(origin, tmp_path / dest)
     # -S: no site-packages, so nothing comes from this checkout's editable install.
     code = (
-        "import sys, training.finetune, training.vault; "
+        "import sys, training.finetune, oci_runtime.vault; "
         f"assert training.finetune.__file__.startswith({str(tmp_path)!r}); "
         "assert not any(m.split('.')[0] in ('components', 'policy', 'serving') for m in sys.modules); print('ok')"
     )

@@ -11,9 +11,9 @@ import oci
 import pytest
 
 from components.providers.job_run import JobRunProvider
-from llmstack.oci_auth import Auth
-from llmstack.readiness import Polling
-from llmstack.training_run import StoredObject, TrainingFailed, TrainingRun, delete_run, run_training
+from oci_runtime.auth import Auth
+from oci_runtime.readiness import Polling
+from oci_runtime.training_run import StoredObject, TrainingFailed, TrainingRun, delete_run, run_training
 from tests.fakeoci.core import FakeOci, Fault, TestIdentity
 from tests.fakeoci.jobruns import JobRuns
 from tests.fakeoci.loggingsearch import LoggingSearch

@@ -326,7 +326,7 @@ def secrets_client(endpoint: str) -> Any:
     import oci
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from llmstack.retry import Backoff, oci_retry_strategy
+    from oci_runtime.retry import Backoff, oci_retry_strategy
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     signer = oci.auth.signers.SecurityTokenSigner("header.payload.signature", key)
@@ -404,7 +404,7 @@ def test_a_long_run_of_503s_from_the_vault_trips_no_breaker_shared_by_the_proces
     import oci
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from llmstack import retry
+    from oci_runtime import retry
 
     attempts = 4
     fake = FakeSecrets(base64.b64encode(TOKEN.encode()).decode(), statuses=[503] * (3 * attempts))

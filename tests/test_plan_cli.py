@@ -188,7 +188,7 @@ def test_under_the_engine_a_users_error_is_a_run_error(
     """`pulumi up` prints a RunError as its message alone; any other exception with a traceback."""
     import pulumi
 
-    from llmstack.errors import UserError
+    from domain.errors import UserError
 
     folder = tmp_path / "llama-2-7b-chat-hf"
     folder.mkdir()
@@ -219,7 +219,7 @@ def test_under_the_engine_bad_settings_stop_the_program_before_any_resource(
     config: dict[str, Any], write_stack: Callable[..., Path]
 ) -> None:
     """`pulumi up` reads settings inside __main__; a bad value must stop it with the same message, no resource."""
-    from components.settings import load_settings, read_stack_file
+    from domain.settings import load_settings, read_stack_file
     from llmstack.plan import ProgramError, record_program
 
     good = load_settings(read_stack_file(write_stack(config)).config, stack="test", project_dir=PROJECT_DIR)

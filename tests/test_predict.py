@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from domain.errors import UserError
 from llmstack.cli import main
-from llmstack.errors import UserError
-from llmstack.oci_auth import Auth
-from llmstack.predict import GenerationParams, InvalidParameter, PredictClient, PredictError, endpoints_for
-from llmstack.retry import Backoff
+from oci_runtime.auth import Auth
+from oci_runtime.predict import GenerationParams, InvalidParameter, PredictClient, PredictError, endpoints_for
+from oci_runtime.retry import Backoff
 from serving.adapter import Adapter, AdapterConfig
 from tests.fakeoci.core import FakeOci, Fault, TestIdentity
 from tests.fakeoci.inference import Inference
@@ -526,8 +526,8 @@ def test_cli_reads_stack_outputs_through_the_pulumi_cli(
 def test_sdk_clients_refuse_unsigned_auth() -> None:
     import oci
 
-    from llmstack.errors import UserError
-    from llmstack.oci_auth import Auth, make_client
+    from domain.errors import UserError
+    from oci_runtime.auth import Auth, make_client
 
     with pytest.raises(UserError, match="auth mode 'none' is for a local container"):
         make_client(oci.object_storage.ObjectStorageClient, Auth(mode="none"), region="us-ashburn-1")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from components.pricing import (
+from domain.pricing import (
     DEFAULT_PRICES,
     HOURS_PER_MONTH,
     estimate_monthly_cost,
     with_overrides,
 )
-from components.shapes import SHAPES
+from domain.shapes import SHAPES
 
 
 def test_every_shape_has_a_price() -> None:
@@ -104,7 +104,7 @@ def test_the_table_is_dated_and_sourced() -> None:
 
 
 def test_a_training_run_costs_at_most_its_shape_for_its_maximum_runtime() -> None:
-    from components.pricing import estimate_training_cost
+    from domain.pricing import estimate_training_cost
 
     cost = estimate_training_cost(shape="VM.GPU.A10.2", max_minutes=480)
     assert (cost.hourly_usd, cost.max_hours, cost.max_usd) == (4.0, 8.0, 32.0)  # 2 x A10 at $2/GPU-hour

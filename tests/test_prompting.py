@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmstack.errors import UserError
+from domain.errors import UserError
 from llmstack.prompting import (
     PromptTooLong,
     Turn,

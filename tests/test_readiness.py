@@ -12,8 +12,8 @@ import dill
 import pytest
 
 from components.providers.readiness import ReadinessProvider
-from llmstack.oci_auth import Auth
-from llmstack.readiness import NotReady, Polling, ReadinessCheck, check_readiness
+from oci_runtime.auth import Auth
+from oci_runtime.readiness import NotReady, Polling, ReadinessCheck, check_readiness
 from tests.fakeoci.core import FakeOci, Fault, TestIdentity
 from tests.fakeoci.loggingsearch import LoggingSearch
 from tests.fakeoci.modeldeployments import Deployment, Engine, ModelDeployments

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from components.settings import (
+from domain.settings import (
     KEY_DOCS,
     Settings,
     SettingsError,
@@ -308,7 +308,7 @@ CASES = [
         "price for a shape that does not exist",
         set_top("pricing", {"shapes": {"VM.GPU.A10.9": 1.0}}),
         "pricing.shapes.VM.GPU.A10.9: unknown shape 'VM.GPU.A10.9'; accepted: "
-        + ", ".join(__import__("components.shapes").shapes.known_shape_names()),
+        + ", ".join(__import__("domain.shapes").shapes.known_shape_names()),
     ),
     (
         "negative price",
@@ -382,7 +382,7 @@ def test_a_token_in_a_plain_setting_is_refused_and_never_shown(
 
 
 def test_messages_hide_secret_material_in_any_value() -> None:
-    from components.settings import _show
+    from domain.settings import _show
 
     key = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----"
     assert _show(f"x {FAKE_HF_TOKEN}{FAKE_HF_TOKEN} y") == "'x [hidden] y'"

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from components.shapes import SHAPES
-from components.sizing import (
+from domain.shapes import SHAPES
+from domain.sizing import (
     KNOWN_ARCHITECTURES,
     FitReport,
     approximate_architecture,
@@ -270,7 +270,7 @@ class TestArchitectureTag:
 
 def test_lora_adapters_on_every_linear_layer_match_peft_for_llama_2_7b() -> None:
     """PEFT reports 39,976,960 trainable parameters for Llama-2-7B at r=16 on all linear layers."""
-    from components.sizing import lora_parameters
+    from domain.sizing import lora_parameters
 
     llama = known_architecture("meta-llama/Llama-2-7b-hf")
     assert llama is not None
@@ -279,7 +279,7 @@ def test_lora_adapters_on_every_linear_layer_match_peft_for_llama_2_7b() -> None
 
 
 def test_training_memory_follows_the_method() -> None:
-    from components.sizing import TrainingFitReport, estimate_training_fit
+    from domain.sizing import TrainingFitReport, estimate_training_fit
 
     llama = known_architecture("meta-llama/Llama-2-7b-hf")
 
@@ -304,7 +304,7 @@ def test_training_memory_follows_the_method() -> None:
 
 
 def test_training_fit_is_per_gpu_whatever_the_shape_has() -> None:
-    from components.sizing import estimate_training_fit
+    from domain.sizing import estimate_training_fit
 
     one = estimate_training_fit(
         shape="VM.GPU.A10.1", method="lora", parameters_b=13.0, gradient_checkpointing=True
@@ -319,7 +319,7 @@ def test_training_fit_is_per_gpu_whatever_the_shape_has() -> None:
 
 
 def test_a_training_job_gets_disk_for_the_base_the_model_and_its_zip() -> None:
-    from components.sizing import training_disk_gb
+    from domain.sizing import training_disk_gb
 
     assert training_disk_gb(0.1) == 50  # OCI's minimum
     assert training_disk_gb(6.74) == 80  # 3 x 13.5 GB + 30 GB, rounded up to 10

@@ -19,11 +19,12 @@ from typing import Any
 import oci
 import pytest
 
-from llmstack import cli, zipstream
-from llmstack.errors import UserError
-from llmstack.oci_auth import Auth, make_client
-from llmstack.retry import Backoff
-from llmstack.upload import Destination, Progress, Tuning, upload_folder, write_zip_file
+from domain.errors import UserError
+from llmstack import cli
+from oci_runtime import zipstream
+from oci_runtime.auth import Auth, make_client
+from oci_runtime.retry import Backoff
+from oci_runtime.upload import Destination, Progress, Tuning, upload_folder, write_zip_file
 from tests.fakeoci import FakeOci, Fault, TestIdentity
 from tests.fakeoci.objectstorage import ObjectStorage
 
@@ -399,7 +400,7 @@ def test_unchanged_folder_is_not_read_or_uploaded_again(
     def no_reading(*_a: object, **_k: object) -> None:
         raise AssertionError("an unchanged folder must not be read")
 
-    monkeypatch.setattr("llmstack.upload.write_zip", no_reading)
+    monkeypatch.setattr("oci_runtime.upload.write_zip", no_reading)
     again = upload_folder(model, DEST, clients, tuning=SMALL)
     assert again.skipped and again.sent_bytes == 0
     assert (again.object_name, again.fingerprint) == (first.object_name, first.fingerprint)
@@ -584,7 +585,7 @@ def test_progress_shows_bytes_rate_and_eta_on_a_terminal_only() -> None:
 
 
 def test_part_body_rewinds_for_a_retry_and_reads_in_large_blocks() -> None:
-    from llmstack.upload import PartBody
+    from oci_runtime.upload import PartBody
 
     data = bytes(range(256)) * 8192  # 2 MiB
     body = PartBody(memoryview(data))

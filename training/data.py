@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmstack.errors import UserError
+from domain.errors import UserError
 
 IGNORE_INDEX = -100  # the label value the loss skips
 SUFFIXES = (".jsonl",)

@@ -34,10 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmstack.errors import UserError
-from training.args import ALL_LINEAR, FineTuneArgs, flag, parse_args
-from training.data import Encoded, encode, jsonl_files, pad_batch, read_examples
-from training.storage import (
+from domain.errors import UserError
+from domain.training_args import ALL_LINEAR, FineTuneArgs, flag, parse_args
+from oci_runtime.storage import (
     ObjectStore,
     OciObjectStore,
     OciUri,
@@ -48,7 +47,8 @@ from training.storage import (
     parse_oci_uri,
     upload_folder,
 )
-from training.vault import read_secret
+from oci_runtime.vault import read_secret
+from training.data import Encoded, encode, jsonl_files, pad_batch, read_examples
 
 MANIFEST = "finetune.json"
 COMPLETE_MARKER = ".complete"

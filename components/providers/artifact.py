@@ -1,9 +1,9 @@
 """ModelArtifact: a local model folder, zipped (stored, files at the root) and uploaded to Object Storage.
 
 Inputs carry a cheap manifest digest of the folder (paths, sizes, modification times, see
-`llmstack.zipstream.Manifest`) so that a preview notices a changed folder without reading every byte; the
+`oci_runtime.zipstream.Manifest`) so that a preview notices a changed folder without reading every byte; the
 provider computes the content fingerprint (sha-256 of the zip) while it streams the upload
-(`llmstack.upload.upload_folder`: parallel multipart, resumable, skipped when the folder is already there).
+(`oci_runtime.upload.upload_folder`: parallel multipart, resumable, skipped when the folder is already there).
 
 A changed folder updates the resource in place: the upload runs again and the outputs follow the new
 bytes. The object name is the fingerprint, so a folder whose files were only touched keeps its object
@@ -22,11 +22,11 @@ import pulumi
 import pulumi.dynamic
 
 from components.providers.base import DynamicResource, ProviderBase
-from components.settings import AuthSettings
-from llmstack.oci_auth import Auth, make_client
-from llmstack.retry import Backoff
-from llmstack.upload import Destination, Tuning, Uploaded, head_object, upload_folder
-from llmstack.zipstream import scan
+from domain.settings import AuthSettings
+from oci_runtime.auth import Auth, make_client
+from oci_runtime.retry import Backoff
+from oci_runtime.upload import Destination, Tuning, Uploaded, head_object, upload_folder
+from oci_runtime.zipstream import scan
 
 OUTPUT_KEYS = ("uri", "objectName", "fingerprint", "sizeBytes")
 

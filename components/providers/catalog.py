@@ -29,11 +29,11 @@ import pulumi.dynamic
 
 from components.providers.artifact import auth_inputs
 from components.providers.base import DynamicResource, ProviderBase, partial_diff
-from components.settings import AuthSettings
-from llmstack.logsearch import UNREACHABLE, reason
-from llmstack.oci_auth import Auth, make_client
-from llmstack.retry import Backoff
-from llmstack.upload import head_object
+from domain.settings import AuthSettings
+from oci_runtime.auth import Auth, make_client
+from oci_runtime.logsearch import UNREACHABLE, reason
+from oci_runtime.retry import Backoff
+from oci_runtime.upload import head_object
 
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELED")
 OUTPUT_KEYS = ("modelId", "state")

@@ -3,7 +3,7 @@
 pulumi_oci's `datascience.JobRun` cannot be used for this: waiting (`asynchronous = false`) it counts
 FAILED, CANCELED and NEEDS_ATTENTION as a finished create, so a failed training would go on to register a
 model that does not exist, and it shows nothing of why. This resource starts the run and waits for it with
-`llmstack.training_run` (bounded polling, diagnostics from the run's log), like Readiness does for a
+`oci_runtime.training_run` (bounded polling, diagnostics from the run's log), like Readiness does for a
 deployment.
 
 A new run starts when the job or what it trains changes (`triggers`: the digest of the run folder's
@@ -22,10 +22,10 @@ import pulumi.dynamic
 
 from components.providers.artifact import auth_inputs
 from components.providers.base import DynamicResource, ProviderBase
-from components.settings import AuthSettings
-from llmstack.oci_auth import Auth
-from llmstack.readiness import Polling
-from llmstack.training_run import (
+from domain.settings import AuthSettings
+from oci_runtime.auth import Auth
+from oci_runtime.readiness import Polling
+from oci_runtime.training_run import (
     TRAINING_POLLING,
     StoredObject,
     Trained,

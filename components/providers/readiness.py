@@ -2,7 +2,7 @@
 
 It re-checks only when what it guards changes (`triggers`: model, image, environment, shape, replicas;
 or the deployment itself, the URL or the smoke prompt), not on every `pulumi up`. The check itself, and
-the diagnostics it raises when the deployment fails, live in `llmstack.readiness`.
+the diagnostics it raises when the deployment fails, live in `oci_runtime.readiness`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import pulumi.dynamic
 
 from components.providers.artifact import auth_inputs
 from components.providers.base import DynamicResource, ProviderBase
-from components.settings import AuthSettings
-from llmstack.oci_auth import Auth
-from llmstack.readiness import Polling, ReadinessCheck, Ready, check_readiness
+from domain.settings import AuthSettings
+from oci_runtime.auth import Auth
+from oci_runtime.readiness import Polling, ReadinessCheck, Ready, check_readiness
 
 OUTPUT_KEYS = ("predictUrl", "streamUrl", "state", "smokeLatencyMs", "checkedAt")
 # Inputs whose change calls for a new smoke test even when the triggers stay the same.

@@ -6,8 +6,8 @@ import argparse
 import os
 import sys
 
+from domain.errors import UserError
 from llmstack.endpoints import add_target_arguments, auth_for, resolve_target, retry_notice
-from llmstack.errors import UserError
 from llmstack.prompting import FAMILIES
 
 HELP = "open a chat page (Gradio) on a deployed model"
@@ -63,8 +63,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from llmstack.predict import PredictClient
     from llmstack.prompting import family_of, template_for
+    from oci_runtime.predict import PredictClient
 
     target = resolve_target(args)
     family = family_of(target.model) if args.template == "auto" else args.template

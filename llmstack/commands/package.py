@@ -8,10 +8,10 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from llmstack.errors import UserError
+from domain.errors import UserError
 
 if TYPE_CHECKING:
-    from llmstack.upload import Uploaded
+    from oci_runtime.upload import Uploaded
 
 MAX_PART_MIB = 50 << 10  # Object Storage's largest part
 HELP = "zip a model folder (stored, files at the root) straight into Object Storage, or into a file"
@@ -42,7 +42,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from llmstack.upload import Destination, Tuning, upload_folder, write_zip_file
+    from oci_runtime.upload import Destination, Tuning, upload_folder, write_zip_file
 
     if args.output is not None:
         result = write_zip_file(args.folder, args.output)
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     import oci
 
-    from llmstack.oci_auth import Auth, make_client
+    from oci_runtime.auth import Auth, make_client
 
     dest = Destination.parse(args.to)
     if args.part_size_mib is not None and not 1 <= args.part_size_mib <= MAX_PART_MIB:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmstack.errors import UserError
+from domain.errors import UserError
 
 if TYPE_CHECKING:
     from llmstack.plan import Plan, RecordedResource
@@ -51,7 +51,7 @@ def find_project_dir(start: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from components.settings import SettingsError
+    from domain.settings import SettingsError
     from llmstack import guardrails
     from llmstack.plan import ProgramError, run_plan, shown_path, stack_file_for
 

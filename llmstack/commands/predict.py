@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from domain.errors import UserError
 from llmstack.endpoints import add_target_arguments, auth_for, resolve_target, retry_notice
-from llmstack.errors import UserError
 
 HELP = "send a prompt to a deployed model and print its completion"
 
@@ -32,7 +32,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from llmstack.predict import GenerationParams, InvalidParameter, PredictClient
+    from oci_runtime.predict import GenerationParams, InvalidParameter, PredictClient
 
     try:
         params = GenerationParams(

@@ -1,4 +1,4 @@
-"""An in-memory Object Storage that implements training.storage.ObjectStore, for the fine-tuning tests."""
+"""An in-memory Object Storage that implements oci_runtime.storage.ObjectStore, for the fine-tuning tests."""
 
 from __future__ import annotations
 

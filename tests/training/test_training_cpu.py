@@ -329,7 +329,7 @@ def test_the_stack_job_command_writes_one_catalog_zip_that_loads_and_answers(
     """
     import zipfile
 
-    from training.args import FineTuneArgs, job_command, parse_args
+    from domain.training_args import FineTuneArgs, job_command, parse_args
 
     for file in tiny_base.iterdir():
         memory_store.put("acme", "models", f"base/tiny/{file.name}", file.read_bytes())

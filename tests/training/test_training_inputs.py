@@ -16,12 +16,9 @@ from typing import Any
 
 import pytest
 
-from llmstack.errors import UserError
-from tests.training.memory_store import MemoryStore
-from training import finetune
-from training.args import ArgsError, FineTuneArgs, job_command, parse_args, to_argv
-from training.data import IGNORE_INDEX, Example, encode, jsonl_files, read_examples
-from training.storage import (
+from domain.errors import UserError
+from domain.training_args import ArgsError, FineTuneArgs, job_command, parse_args, to_argv
+from oci_runtime.storage import (
     OciObjectStore,
     default_auth,
     download_prefix,
@@ -29,6 +26,9 @@ from training.storage import (
     parse_oci_uri,
     upload_folder,
 )
+from tests.training.memory_store import MemoryStore
+from training import finetune
+from training.data import IGNORE_INDEX, Example, encode, jsonl_files, read_examples
 
 REQUIRED = [
     "--base-model",
@@ -387,7 +387,7 @@ def test_the_sdk_store_lists_pages_downloads_uploads_and_deletes(
 
 
 def test_findings_name_the_field_so_the_stack_can_name_its_own_keys() -> None:
-    from training.args import findings
+    from domain.training_args import findings
 
     args = parse_args(REQUIRED)
     bad = dataclasses_replace(args, learning_rate=3.0, method="dpo", zip="out/model.zip")
@@ -446,8 +446,8 @@ def test_the_token_comes_from_the_secret_before_the_environment(monkeypatch: pyt
 def test_a_vault_secret_is_read_with_the_real_sdk(
     fake_oci: Any, oci_identity: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from oci_runtime.vault import read_secret
     from tests.fakeoci.secrets import Secrets
-    from training.vault import read_secret
 
     monkeypatch.setenv("OCI_CLI_CONFIG_FILE", str(oci_identity.config_file))
     secret_id = fake_oci.service(Secrets).put("hf_FromVaultNotPrinted\n")

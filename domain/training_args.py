@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NoReturn, cast, get_args
 
-from llmstack.errors import UserError
-from llmstack.oci_auth import AUTH_MODES
-from training.storage import is_oci_uri, parse_oci_uri
+from domain.errors import UserError
+from oci_runtime.auth import AUTH_MODES
+from oci_runtime.storage import is_oci_uri, parse_oci_uri
 
 Method = Literal["lora", "qlora", "full"]
 SaveAs = Literal["merged", "adapter"]

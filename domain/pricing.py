@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from components.shapes import SHAPES, GpuShape
+from domain.shapes import SHAPES, GpuShape
 
 HOURS_PER_MONTH = 730.0
 """The month OCI's cost estimator uses (8760 h / 12)."""
@@ -24,7 +24,7 @@ HOURS_PER_MONTH = 730.0
 
 @dataclass(frozen=True, kw_only=True)
 class PriceTable:
-    """USD list prices. `gpu_hour` is per GPU and hour, by the GPU names of `components.shapes`."""
+    """USD list prices. `gpu_hour` is per GPU and hour, by the GPU names of `domain.shapes`."""
 
     as_of: str
     source: str

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.shapes import SHAPES, GpuShape
+from domain.shapes import SHAPES, GpuShape
 
 BYTES_PER_PARAMETER: dict[str, float] = {
     "none": 2.0,  # fp16 / bf16, as the checkpoints ship

@@ -15,7 +15,7 @@
 - The committed object is renamed to `<prefix><fingerprint[:16]>.zip`: the same bytes always get the same
   name, whatever the folder's timestamps.
 - Each part carries a CRC32C that the service checks (`opc-content-crc32c`); SDK calls retry 429, 5xx and
-  connection errors with the project's backoff (llmstack/retry.py, through `make_client`).
+  connection errors with the project's backoff (oci_runtime/retry.py, through `make_client`).
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from llmstack.errors import UserError
-from llmstack.retry import is_retryable
-from llmstack.zipstream import (
+from domain.errors import UserError
+from oci_runtime.retry import is_retryable
+from oci_runtime.zipstream import (
     LAYOUT_VERSION,
     ZIP64_LIMIT,
     Manifest,

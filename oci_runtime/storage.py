@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
-from llmstack.errors import UserError
-from llmstack.oci_auth import AUTH_MODES, Auth, make_client
-from llmstack.retry import retry_call
+from domain.errors import UserError
+from oci_runtime.auth import AUTH_MODES, Auth, make_client
+from oci_runtime.retry import retry_call
 
 OCI_SCHEME = "oci://"
 URI_FORM = "oci://<bucket>@<namespace>/<prefix>"

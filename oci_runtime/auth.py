@@ -19,8 +19,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, cast, get_args
 
-from llmstack.errors import UserError
-from llmstack.retry import DEFAULT_BACKOFF, Backoff, oci_retry_strategy
+from domain.errors import UserError
+from oci_runtime.retry import DEFAULT_BACKOFF, Backoff, oci_retry_strategy
 
 AuthMode = Literal["api_key", "security_token", "instance_principal", "resource_principal", "none"]
 AUTH_MODES: tuple[str, ...] = get_args(AuthMode)

@@ -18,11 +18,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmstack.errors import UserError
-from llmstack.logsearch import UNREACHABLE, LogSource, log_tails, reason
-from llmstack.oci_auth import Auth, make_client
-from llmstack.readiness import Polling
-from llmstack.upload import head_object
+from domain.errors import UserError
+from oci_runtime.auth import Auth, make_client
+from oci_runtime.logsearch import UNREACHABLE, LogSource, log_tails, reason
+from oci_runtime.readiness import Polling
+from oci_runtime.upload import head_object
 
 SUCCEEDED = "SUCCEEDED"
 RUNNING_STATES = frozenset({"ACCEPTED", "IN_PROGRESS"})

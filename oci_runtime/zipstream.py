@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from llmstack.errors import UserError
+from domain.errors import UserError
 
 LAYOUT_VERSION = "stored-zip-v1"
 ZIP64_LIMIT = 0xFFFFFFFF  # a size or offset at or above this needs a zip64 field

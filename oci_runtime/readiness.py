@@ -16,11 +16,11 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from llmstack.errors import UserError
-from llmstack.logsearch import UNREACHABLE, LogSource, log_tails, reason
-from llmstack.oci_auth import Auth, make_client
-from llmstack.predict import GenerationParams, PredictClient, PredictError
-from llmstack.retry import Backoff
+from domain.errors import UserError
+from oci_runtime.auth import Auth, make_client
+from oci_runtime.logsearch import UNREACHABLE, LogSource, log_tails, reason
+from oci_runtime.predict import GenerationParams, PredictClient, PredictError
+from oci_runtime.retry import Backoff
 
 ACTIVE = "ACTIVE"
 FAILED_STATES = frozenset({"FAILED", "NEEDS_ATTENTION", "INACTIVE", "DELETING", "DELETED"})

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from llmstack.oci_auth import Auth, make_client
-from llmstack.retry import DEFAULT_BACKOFF, Backoff
+from oci_runtime.auth import Auth, make_client
+from oci_runtime.retry import DEFAULT_BACKOFF, Backoff
 
 # What the SDK raises when it gets no answer at all (after its own retries): its vendored requests
 # exceptions, like the standard connection and timeout errors, are OSErrors.

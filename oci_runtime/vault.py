@@ -10,9 +10,9 @@ import base64
 import binascii
 from typing import Any
 
-from llmstack.errors import UserError
-from llmstack.oci_auth import make_client
-from training.storage import default_auth
+from domain.errors import UserError
+from oci_runtime.auth import make_client
+from oci_runtime.storage import default_auth
 
 
 def read_secret(

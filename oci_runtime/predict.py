@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
-from llmstack.errors import UserError
-from llmstack.oci_auth import Auth, credentials
-from llmstack.retry import Backoff, is_retryable, retry_call
+from domain.errors import UserError
+from oci_runtime.auth import Auth, credentials
+from oci_runtime.retry import Backoff, is_retryable, retry_call
 
 if TYPE_CHECKING:
     import requests

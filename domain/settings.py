@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import yaml
 
-from components import sizing
-from components.container_env import (
+from domain import sizing
+from domain.container_env import (
     DEFAULT_PORT,
     ENGINES,
     RESERVED_PORTS,
@@ -30,13 +30,13 @@ from components.container_env import (
     container_env,
     env_problems,
 )
-from components.pricing import DEFAULT_PRICES, PriceTable, with_overrides
-from components.secrets import mask_secrets, secret_kind
-from components.shapes import SHAPES, known_shape_names
-from llmstack.errors import UserError
+from domain.errors import UserError
+from domain.pricing import DEFAULT_PRICES, PriceTable, with_overrides
+from domain.secrets import mask_secrets, secret_kind
+from domain.shapes import SHAPES, known_shape_names
 
 if TYPE_CHECKING:
-    from training.args import FineTuneArgs as TrainingArgs
+    from domain.training_args import FineTuneArgs as TrainingArgs
 
 PROJECT = "oci-llm-stack"
 Egress = Literal["nat", "managed", "none"]
@@ -229,7 +229,7 @@ class FineTuneSettings:
 
     def training_args(self, output: str, hf_token_secret_id: str | None = None) -> TrainingArgs:
         """The entrypoint's arguments for a run writing to `output` (merged weights, one zip)."""
-        from training.args import FineTuneArgs as EntrypointArgs
+        from domain.training_args import FineTuneArgs as EntrypointArgs
 
         return EntrypointArgs(
             base_model=self.base_model,
@@ -258,7 +258,7 @@ class FineTuneSettings:
         import hashlib
         import json
 
-        from training.args import to_argv
+        from domain.training_args import to_argv
 
         shape = SHAPES.get(self.shape)
         spec = {
@@ -275,7 +275,7 @@ class FineTuneSettings:
 
     def command(self, stack: str, model: str, hf_token_secret_id: str | None = None) -> list[str]:
         """The job's command: torchrun, one process per GPU of the shape, running training.finetune."""
-        from training.args import job_command
+        from domain.training_args import job_command
 
         shape = SHAPES.get(self.shape)
         args = self.training_args(self.output_prefix(stack, model), hf_token_secret_id)
@@ -1252,7 +1252,7 @@ def _source(p: _Parser, raw: Any, path: str) -> SourceSettings | None:
 
 
 _FINE_TUNE_ARGS = {
-    # settings key -> the training entrypoint's argument it becomes (training.args.FineTuneArgs)
+    # settings key -> the training entrypoint's argument it becomes (domain.training_args.FineTuneArgs)
     "baseModel": "base_model",
     "dataset": "dataset",
     "output": "output",
@@ -1277,8 +1277,8 @@ TRAINING_URI_FORM = "oci://<bucket>@<namespace>/<prefix>"
 
 def _fine_tune(p: _Parser, raw: Any, path: str) -> FineTuneSettings | None:
     """The keys of `source.fineTune`; the numbers are checked by the training entrypoint's own rules."""
-    from training.args import checked
-    from training.storage import parse_oci_uri
+    from domain.training_args import checked
+    from oci_runtime.storage import parse_oci_uri
 
     if not isinstance(raw, Mapping):
         p.fail(path, raw, f"a mapping with keys {', '.join(_FINE_TUNE_KEYS)}", "not a mapping:")
