@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pulumi
 
+from components.config import settings_from_runtime
 from components.platform import LlmPlatform, LlmPlatformArgs
 from domain.errors import UserError
-from domain.settings import SettingsError, settings_from_runtime
+from domain.settings import SettingsError
 
 try:
     settings = settings_from_runtime(Path(__file__).resolve().parent)

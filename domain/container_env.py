@@ -11,10 +11,10 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-Engine = Literal["vllm", "tgi"]
+from domain.ids import Engine
+
 Method = Literal["offline", "online"]
 
-ENGINES: tuple[Engine, ...] = ("vllm", "tgi")
 DEPLOYED_MODEL_DIR = "/opt/ds/model/deployed_model"
 TOKEN_FILE = f"{DEPLOYED_MODEL_DIR}/token"
 DEFAULT_PORT = 8080

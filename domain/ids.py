@@ -31,7 +31,12 @@ SIGNING_AUTH_MODES: tuple[AuthMode, ...] = tuple(mode for mode in AUTH_MODES if 
 
 
 class InvalidId(ValueError):
-    """A string that is not the identifier it should be; the message says what is accepted."""
+    """A string that is not the identifier it should be: `str()` is what is accepted, `reason` why not."""
+
+    def __init__(self, accepted: str, reason: str = "not accepted") -> None:
+        super().__init__(accepted)
+        self.accepted = accepted
+        self.reason = reason
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -61,9 +66,9 @@ def parse_ocid(value: object, kinds: tuple[str, ...] = ()) -> Ocid:
         f"an OCID of a {' or '.join(kinds)} (ocid1.{kinds[0]}...)" if kinds else f"an OCID ({OCID_FORM})"
     )
     if not isinstance(value, str) or not (match := _OCID.match(value)):
-        raise InvalidId(accepted)
+        raise InvalidId(accepted, "not an OCID")
     if kinds and match["type"] not in kinds:
-        raise InvalidId(accepted)
+        raise InvalidId(accepted, f"an OCID of a {match['type']}")
     return Ocid(value=value, type=match["type"], realm=match["realm"], region=match["region"])
 
 
@@ -122,14 +127,13 @@ def is_object_uri(value: object) -> bool:
 
 def parse_object_uri(value: object, *, need_path: bool = False) -> ObjectUri:
     """`oci://bucket@namespace[/path]`; `need_path` refuses the bare bucket."""
-    accepted = OBJECT_URI_FORM
     if not isinstance(value, str) or not (match := _OBJECT_URI.match(value)):
-        raise InvalidId(accepted)
+        raise InvalidId(OBJECT_URI_FORM, "not an Object Storage address")
     path = match["path"] or ""
     if path and any(part in ("", ".", "..") for part in path.removesuffix("/").split("/")):
-        raise InvalidId(f"{accepted}, with no empty, '.' or '..' part in the path")
+        raise InvalidId(OBJECT_URI_FORM, "the prefix has an empty, '.' or '..' part")
     if need_path and not path:
-        raise InvalidId(f"{accepted}, with an object name or prefix after the '/'")
+        raise InvalidId(OBJECT_URI_FORM, "no object name or prefix after the namespace")
     return ObjectUri(bucket=match["bucket"], namespace=match["namespace"], path=path)
 
 
@@ -153,7 +157,9 @@ def is_hf_id(value: object) -> bool:
 
 def parse_hf_id(value: object) -> str:
     if not is_hf_id(value):
-        raise InvalidId(f"a Hugging Face model id <org>/<model>, e.g. {HF_ID_EXAMPLE}")
+        raise InvalidId(
+            f"a Hugging Face model id <org>/<model>, e.g. {HF_ID_EXAMPLE}", "not a Hugging Face id"
+        )
     return str(value)
 
 
@@ -166,7 +172,9 @@ _IMAGE = re.compile(
     r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
 )
 _OCIR_HOST = re.compile(r"^([a-z0-9-]+\.ocir\.io|ocir\.[a-z0-9-]+\.oci\.oraclecloud\.com)$")
-REPOSITORY_NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*$")
+# A repository path: components of the OCI distribution spec's grammar, joined by '/'.
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+REPOSITORY_NAME = re.compile(rf"^{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$")
 IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -194,12 +202,12 @@ class ImageRef:
 def parse_image(value: object, *, need_tag: bool = False, need_ocir: bool = False) -> ImageRef:
     """A registry image reference; OCI takes a deployment's or a job's image with its tag (`need_tag`)."""
     if not isinstance(value, str) or not (match := _IMAGE.match(value)):
-        raise InvalidId(IMAGE_EXAMPLE)
+        raise InvalidId(IMAGE_EXAMPLE, "not an image reference")
     image = ImageRef(host=match["host"], path=match["path"], tag=match["tag"], digest=match["digest"])
     if need_tag and not image.tag:
-        raise InvalidId(f"{IMAGE_EXAMPLE} (OCI needs the tag; the digest pins it)")
+        raise InvalidId(f"{IMAGE_EXAMPLE} (OCI needs the tag; the digest pins it)", "no tag")
     if need_ocir and not image.is_ocir:
-        raise InvalidId(f"an image in OCI Container Registry: {IMAGE_EXAMPLE}")
+        raise InvalidId(f"an image in OCI Container Registry: {IMAGE_EXAMPLE}", "not an OCIR image")
     return image
 
 

@@ -22,15 +22,13 @@ import yaml
 from domain import sizing
 from domain.container_env import (
     DEFAULT_PORT,
-    ENGINES,
     RESERVED_PORTS,
     ContainerSpec,
-    Engine,
     Method,
     container_env,
     env_problems,
 )
-from domain.errors import UserError
+from domain.ids import ENGINES, Engine, InvalidId, parse_object_uri
 from domain.pricing import DEFAULT_PRICES, PriceTable, with_overrides
 from domain.secrets import mask_secrets, secret_kind
 from domain.shapes import SHAPES, known_shape_names
@@ -1278,7 +1276,6 @@ TRAINING_URI_FORM = "oci://<bucket>@<namespace>/<prefix>"
 def _fine_tune(p: _Parser, raw: Any, path: str) -> FineTuneSettings | None:
     """The keys of `source.fineTune`; the numbers are checked by the training entrypoint's own rules."""
     from domain.training_args import checked
-    from oci_runtime.storage import parse_oci_uri
 
     if not isinstance(raw, Mapping):
         p.fail(path, raw, f"a mapping with keys {', '.join(_FINE_TUNE_KEYS)}", "not a mapping:")
@@ -1306,8 +1303,8 @@ def _fine_tune(p: _Parser, raw: Any, path: str) -> FineTuneSettings | None:
                 p.fail(f"{path}.{key}", value, accepted, "bad id")
             continue
         try:
-            uri = parse_oci_uri(value, arg=key)
-        except UserError:
+            uri = parse_object_uri(value)
+        except InvalidId:
             p.fail(f"{path}.{key}", value, accepted, "bad URI")
             continue
         if not _BUCKET.match(uri.bucket):
@@ -1735,41 +1732,6 @@ def config_as_strings(config: Mapping[str, Any]) -> tuple[dict[str, str], list[s
         else:
             out[full] = json.dumps(value)
     return out, secret_keys
-
-
-def settings_from_runtime(project_dir: Path) -> Settings:
-    """Settings for the stack Pulumi is running (inside `__main__`).
-
-    The engine hands the program every config key as a string (objects as JSON); the whole map is read so
-    that unknown keys are reported like any other problem, not silently ignored.
-    """
-    import pulumi
-    from pulumi.runtime import config as runtime_config
-
-    raw: dict[str, str] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    secret_keys = {k for k in raw if runtime_config.is_config_secret(k)}
-    secret_keys |= set(runtime_config.get_config_secret_keys_env())
-    config = {key: _parse_config_value(text) for key, text in raw.items()}
-    return load_settings(
-        config,
-        stack=pulumi.get_stack(),
-        project_dir=project_dir,
-        secret_keys=secret_keys,
-        source=f"stack {pulumi.get_stack()!r}",
-    )
-
-
-def _parse_config_value(text: Any) -> Any:
-    """Objects and numbers arrive as JSON text; plain strings as they are."""
-    if not isinstance(text, str):
-        return text
-    import json
-
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return text
-    return value if isinstance(value, dict | list | int | float) and not isinstance(value, bool) else text
 
 
 def settings_table() -> str:

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NoReturn, cast, get_args
 
 from domain.errors import UserError
-from oci_runtime.auth import AUTH_MODES
-from oci_runtime.storage import is_oci_uri, parse_oci_uri
+from domain.ids import AUTH_MODES, InvalidId, is_object_uri, is_ocid, parse_object_uri
 
 Method = Literal["lora", "qlora", "full"]
 SaveAs = Literal["merged", "adapter"]
@@ -37,7 +36,6 @@ ALL_LINEAR = "all-linear"
 
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 _ZIP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,250}\.zip$")
-_SECRET_OCID = re.compile(r"^ocid1\.vaultsecret\.[a-z0-9]+\.[a-z0-9-]*\.[a-z0-9]{20,}$")
 
 
 class ArgsError(UserError):
@@ -133,11 +131,11 @@ def findings(args: FineTuneArgs) -> list[Finding]:
         value = getattr(args, name)
         if not isinstance(value, str) or not value.strip():
             found.append(Finding(name, value, "a non-empty value"))
-        elif is_oci_uri(value) and name != "work_dir":
+        elif is_object_uri(value) and name != "work_dir":
             try:
-                parse_oci_uri(value, arg=flag(name))
-            except UserError as exc:
-                found.append(Finding(name, value, reason=str(exc).split(": ", 1)[1]))
+                parse_object_uri(value)
+            except InvalidId as exc:
+                found.append(Finding(name, value, reason=f"{exc.reason}; use {exc.accepted}"))
     choices = {"method": METHODS, "save": SAVE_AS, "precision": PRECISIONS, "lr_scheduler": SCHEDULERS}
     for name, allowed in choices.items():
         value = getattr(args, name)
@@ -178,7 +176,7 @@ def findings(args: FineTuneArgs) -> list[Finding]:
                     reason="a module name has letters, digits, '_' and '.'",
                 )
             )
-    if args.hf_token_secret_id is not None and not _SECRET_OCID.match(str(args.hf_token_secret_id)):
+    if args.hf_token_secret_id is not None and not is_ocid(args.hf_token_secret_id, ("vaultsecret",)):
         found.append(
             Finding(
                 "hf_token_secret_id", args.hf_token_secret_id, "a Vault secret OCID (ocid1.vaultsecret...)"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from domain.errors import UserError
-from oci_runtime.auth import AUTH_MODES
+from domain.ids import AUTH_MODES
 
 if TYPE_CHECKING:
     from oci_runtime.auth import Auth

@@ -17,13 +17,12 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar, cast, get_args
+from typing import Any, TypeVar, cast
 
 from domain.errors import UserError
+from domain.ids import AUTH_MODES, AuthMode
 from oci_runtime.retry import DEFAULT_BACKOFF, Backoff, oci_retry_strategy
 
-AuthMode = Literal["api_key", "security_token", "instance_principal", "resource_principal", "none"]
-AUTH_MODES: tuple[str, ...] = get_args(AuthMode)
 DEFAULT_CONFIG_FILE = "~/.oci/config"
 DEFAULT_PROFILE = "DEFAULT"
 
@@ -47,7 +46,7 @@ class Auth:
         if chosen not in AUTH_MODES:
             raise UserError(f"auth mode {chosen!r} is not one of: {', '.join(AUTH_MODES)}")
         return cls(
-            mode=cast(AuthMode, chosen),
+            mode=chosen,
             profile=profile or os.environ.get("OCI_CLI_PROFILE") or DEFAULT_PROFILE,
             config_file=os.environ.get("OCI_CLI_CONFIG_FILE") or DEFAULT_CONFIG_FILE,
         )

@@ -9,49 +9,25 @@ paths under a local folder, `prefix/a/b.json` <-> `folder/a/b.json`.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 from domain.errors import UserError
-from oci_runtime.auth import AUTH_MODES, Auth, make_client
+from domain.ids import AUTH_MODES, InvalidId, ObjectUri, parse_object_uri
+from oci_runtime.auth import Auth, make_client
 from oci_runtime.retry import retry_call
 
-OCI_SCHEME = "oci://"
-URI_FORM = "oci://<bucket>@<namespace>/<prefix>"
-_URI = re.compile(r"^oci://(?P<bucket>[A-Za-z0-9._-]+)@(?P<namespace>[A-Za-z0-9._-]+)(?:/(?P<prefix>.*))?$")
 PART_SIZE = 128 * 1024 * 1024
 CHUNK = 1024 * 1024
 
 
-@dataclass(frozen=True)
-class OciUri:
-    bucket: str
-    namespace: str
-    prefix: str  # no leading or trailing '/'; empty means the whole bucket
-
-    def object_name(self, relative: str) -> str:
-        return f"{self.prefix}/{relative}" if self.prefix else relative
-
-    def __str__(self) -> str:
-        return f"{OCI_SCHEME}{self.bucket}@{self.namespace}/{self.prefix}"
-
-
-def is_oci_uri(ref: str) -> bool:
-    return isinstance(ref, str) and ref.startswith(OCI_SCHEME)
-
-
-def parse_oci_uri(ref: str, *, arg: str) -> OciUri:
+def parse_oci_uri(ref: str, *, arg: str) -> ObjectUri:
     """`oci://bucket@ns/prefix` as parts; anything else is a UserError naming `arg`."""
-    match = _URI.match(ref)
-    if not match:
-        raise UserError(f"{arg} {ref!r}: not an Object Storage address; use {URI_FORM}")
-    prefix = (match.group("prefix") or "").strip("/")
-    if prefix and any(part in ("", ".", "..") for part in prefix.split("/")):
-        raise UserError(f"{arg} {ref!r}: the prefix has an empty, '.' or '..' part; use {URI_FORM}")
-    return OciUri(bucket=match.group("bucket"), namespace=match.group("namespace"), prefix=prefix)
+    try:
+        return parse_object_uri(ref)
+    except InvalidId as exc:
+        raise UserError(f"{arg} {ref!r}: {exc.reason}; use {exc.accepted}") from None
 
 
 class ObjectStore(Protocol):
@@ -66,7 +42,7 @@ class ObjectStore(Protocol):
     def delete(self, namespace: str, bucket: str, name: str) -> None: ...
 
 
-def objects_at(store: ObjectStore, uri: OciUri) -> dict[str, str]:
+def objects_at(store: ObjectStore, uri: ObjectUri) -> dict[str, str]:
     """Object name -> path relative to `uri`: the one object named by the prefix, or every object below it."""
     names = store.list_names(uri.namespace, uri.bucket, uri.prefix)
     if uri.prefix and uri.prefix in names:
@@ -75,7 +51,7 @@ def objects_at(store: ObjectStore, uri: OciUri) -> dict[str, str]:
     return {name: name[len(start) :] for name in names if name.startswith(start) and not name.endswith("/")}
 
 
-def download_prefix(store: ObjectStore, uri: OciUri, dest: Path) -> list[Path]:
+def download_prefix(store: ObjectStore, uri: ObjectUri, dest: Path) -> list[Path]:
     """Copy what `uri` names into `dest`, keeping relative paths; returns the files written."""
     dest = dest.resolve()
     written: list[Path] = []
@@ -96,7 +72,7 @@ def files_under(folder: Path) -> list[str]:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
 
 
-def upload_folder(store: ObjectStore, folder: Path, uri: OciUri, *, last: Iterable[str] = ()) -> list[str]:
+def upload_folder(store: ObjectStore, folder: Path, uri: ObjectUri, *, last: Iterable[str] = ()) -> list[str]:
     """Upload every file under `folder` to `uri`; the files named in `last` go after all others.
 
     A reader that waits for the `last` file (a manifest) never sees a half-written model.

@@ -25,7 +25,6 @@ import contextlib
 import hashlib
 import json
 import queue
-import re
 import sys
 import threading
 import time
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from domain.errors import UserError
+from domain.ids import InvalidId, parse_object_uri
 from oci_runtime.retry import is_retryable
 from oci_runtime.zipstream import (
     LAYOUT_VERSION,
@@ -50,9 +50,6 @@ from oci_runtime.zipstream import (
 ClientFactory = Callable[[], Any]  # returns an oci.object_storage.ObjectStorageClient
 SIDECAR_DIR = ".manifests/"
 STAGING_DIR = ".staging/"
-_URI = re.compile(
-    r"^oci://(?P<bucket>[A-Za-z0-9._-]{1,256})@(?P<namespace>[a-z0-9-]{1,64})(?:/(?P<prefix>.*))?$"
-)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,12 +64,11 @@ class Destination:
 
     @classmethod
     def parse(cls, uri: str, *, what: str = "--to") -> Destination:
-        m = _URI.match(uri)
-        if not m:
-            raise UserError(
-                f"{what} {uri!r} is not an Object Storage location: expected oci://BUCKET@NAMESPACE/PREFIX/"
-            )
-        return cls(namespace=m["namespace"], bucket=m["bucket"], prefix=m["prefix"] or "")
+        try:
+            parsed = parse_object_uri(uri)
+        except InvalidId as exc:
+            raise UserError(f"{what} {uri!r}: {exc.reason}; use {exc.accepted}/") from None
+        return cls(namespace=parsed.namespace, bucket=parsed.bucket, prefix=parsed.path)
 
     def uri(self, object_name: str) -> str:
         return f"oci://{self.bucket}@{self.namespace}/{object_name}"

@@ -33,10 +33,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal, Self
+from typing import Any, Self
 from urllib.parse import urlsplit
 
-Engine = Literal["vllm", "tgi"]
+from domain.ids import Engine
 
 PREDICT_ROUTES = ("/predict", "/generate")
 STREAM_ROUTE = "/generate_stream"

@@ -24,14 +24,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-ENGINES = ("vllm", "tgi")
+from domain.ids import ENGINES, IMAGE_TAG, REPOSITORY_NAME
+
 TOOLS = ("docker", "podman")
 PLATFORM = "linux/amd64"  # OCI's GPU shapes
 STACK_OUTPUT = "imageRepository"
 ROOT = Path(__file__).resolve().parent.parent
 
-_REPOSITORY = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)+$")
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_REGISTRY_HOST = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?$")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 Runner = Callable[[list[str]], subprocess.CompletedProcess[str]]
@@ -84,7 +84,8 @@ def container_tool(
 
 def check_repository(repository: str, source: str) -> str:
     repository = repository.strip()
-    if not _REPOSITORY.match(repository):
+    host, _, path = repository.partition("/")
+    if not (_REGISTRY_HOST.match(host) and REPOSITORY_NAME.match(path)):
         raise ImageError(
             f"{source}={repository!r} is not an image repository; "
             f"accepted: <region-key>.ocir.io/<namespace>/<repo> in lower case, without a tag or digest"
@@ -213,7 +214,7 @@ def main(argv: Sequence[str] | None = None, *, capture: Runner = _capture, strea
         else:
             repository = stack_repository(args.stack, capture)
         tag = args.tag.strip() or default_tag(engine, capture)
-        if not _TAG.match(tag):
+        if not IMAGE_TAG.match(tag):
             raise ImageError(
                 f"TAG={tag!r} is not an image tag; accepted: letters, digits, '_', '.', '-' (max 128)"
             )

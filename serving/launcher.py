@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import base64
 import os
-import re
 import shlex
 import signal
 import subprocess
@@ -24,15 +23,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, Literal
+from typing import Any
 
-Engine = Literal["vllm", "tgi"]
-ENGINES: tuple[Engine, ...] = ("vllm", "tgi")
+from domain.container_env import DEFAULT_PORT, DEPLOYED_MODEL_DIR, RESERVED_PORTS
+from domain.ids import ENGINES, Engine, is_hf_id, is_ocid
 
-DEPLOYED_MODEL_DIR = "/opt/ds/model/deployed_model"
-DEFAULT_PORT = 8080
 DEFAULT_ENGINE_PORT = 8000
-RESERVED_PORTS = frozenset({24224, 8446, 8447})
 DEFAULT_MAX_MODEL_LEN = 4096
 # Where the images put the launcher's code (on PYTHONPATH) and the oci SDK it alone uses (vendor/).
 CODE_ROOT = Path(__file__).resolve().parent.parent
@@ -117,8 +113,6 @@ ENGINE_FLAGS: dict[Engine, EngineFlags] = {
 }
 
 SECRET_ACCEPTED = "accepted: a Vault secret whose current version is the Hugging Face token as text"
-_HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-_SECRET_OCID = re.compile(r"^ocid1\.vaultsecret\.[a-z0-9-]+\.[a-z0-9-]*\.[a-z0-9._-]+$")
 
 
 class LaunchError(Exception):
@@ -152,7 +146,7 @@ def read_config(env: Mapping[str, str]) -> LaunchConfig:
     chosen: Engine = engine
 
     model = _value(env, "MODEL") or DEPLOYED_MODEL_DIR
-    if not model.startswith("/") and not _HF_ID.match(model):
+    if not model.startswith("/") and not is_hf_id(model):
         raise LaunchError(
             f"MODEL={model!r} is neither a folder in the container nor a Hugging Face id; "
             f"accepted: an absolute path such as {DEPLOYED_MODEL_DIR} "
@@ -206,7 +200,7 @@ def read_config(env: Mapping[str, str]) -> LaunchConfig:
         raise LaunchError(
             "TOKEN_FILE and TOKEN_SECRET_ID are both set; accepted: one of them, or neither (offline)"
         )
-    if token_secret_id is not None and not _SECRET_OCID.match(token_secret_id):
+    if token_secret_id is not None and not is_ocid(token_secret_id, ("vaultsecret",)):
         raise LaunchError(
             f"TOKEN_SECRET_ID={token_secret_id!r} is not a Vault secret OCID; "
             f"accepted: ocid1.vaultsecret.oc1.<region>.<id>"

@@ -26,7 +26,7 @@ from tests.serving_fakes import SOCKET_TIMEOUT_S, free_port, write_fake_program
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "hf_TESTtoken0123456789abcdef"
-SECRET_OCID = "ocid1.vaultsecret.oc1.iad.amaaaaaatestsecret"
+SECRET_OCID = "ocid1.vaultsecret.oc1.iad.amaaaaaatestsecretaaaa"
 PROGRAMS = {"vllm": "vllm", "tgi": "text-generation-launcher"}
 
 

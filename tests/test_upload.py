@@ -544,7 +544,7 @@ def test_cli_errors_are_one_line_and_exit_2(
         (["package", str(tmp_path / "nope"), "--output", str(tmp_path / "x.zip")], "is not a folder"),
         (
             ["package", str(model), "--to", "s3://bucket/x"],
-            "--to 's3://bucket/x' is not an Object Storage location",
+            "--to 's3://bucket/x': not an Object Storage address; use oci://<bucket>@<namespace>/<prefix>/",
         ),
         (
             ["package", str(model), "--to", "oci://b@ns/", "--part-size-mib", "0"],

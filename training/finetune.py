@@ -35,14 +35,13 @@ from pathlib import Path
 from typing import Any
 
 from domain.errors import UserError
+from domain.ids import ObjectUri, is_object_uri
 from domain.training_args import ALL_LINEAR, FineTuneArgs, flag, parse_args
 from oci_runtime.storage import (
     ObjectStore,
     OciObjectStore,
-    OciUri,
     download_prefix,
     files_under,
-    is_oci_uri,
     objects_at,
     parse_oci_uri,
     upload_folder,
@@ -121,7 +120,7 @@ def require_extra() -> None:
 
 def model_source(ref: str) -> str:
     """'oci', 'local' or 'hub' for a --base-model value; a path that does not exist is an error."""
-    if is_oci_uri(ref):
+    if is_object_uri(ref):
         return "oci"
     path = Path(ref).expanduser()
     if path.exists():
@@ -152,9 +151,9 @@ def preflight(args: FineTuneArgs, store: ObjectStore | None) -> None:
     if args.precision == "fp16" and not cuda:
         raise UserError("--precision 'fp16': fp16 mixed precision needs a CUDA GPU; use auto, fp32 or bf16")
     model_source(args.base_model)
-    if not is_oci_uri(args.dataset):
+    if not is_object_uri(args.dataset):
         jsonl_files(Path(args.dataset).expanduser())
-    if is_oci_uri(args.output):
+    if is_object_uri(args.output):
         assert store is not None
         uri = parse_oci_uri(args.output, arg="--output")
         existing = _names(store, uri, "--output")
@@ -173,13 +172,13 @@ def preflight(args: FineTuneArgs, store: ObjectStore | None) -> None:
             )
     for name in ("dataset", "base_model"):
         ref = getattr(args, name)
-        if is_oci_uri(ref):
+        if is_object_uri(ref):
             assert store is not None
             if not _names(store, parse_oci_uri(ref, arg=flag(name)), flag(name)):
                 raise UserError(f"{flag(name)} {ref!r}: no objects there")
 
 
-def _names(store: ObjectStore, uri: OciUri, arg: str) -> dict[str, str]:
+def _names(store: ObjectStore, uri: ObjectUri, arg: str) -> dict[str, str]:
     try:
         return objects_at(store, uri)
     except UserError:
@@ -221,7 +220,7 @@ def local_base_model(args: FineTuneArgs, store: ObjectStore | None, work: Path, 
     return fetch_once(work / "base-model", lambda d: _hub_download(args.base_model, d, token))
 
 
-def _download(store: ObjectStore, uri: OciUri, dest: Path) -> None:
+def _download(store: ObjectStore, uri: ObjectUri, dest: Path) -> None:
     files = download_prefix(store, uri, dest)
     log(f"downloaded {len(files)} file(s), {sum(f.stat().st_size for f in files)} bytes")
 
@@ -240,7 +239,7 @@ def _hub_download(repo_id: str, dest: Path, token: str | None) -> None:
 
 
 def local_dataset(args: FineTuneArgs, store: ObjectStore | None, work: Path) -> Path:
-    if not is_oci_uri(args.dataset):
+    if not is_object_uri(args.dataset):
         return Path(args.dataset).expanduser()
     assert store is not None
     uri = parse_oci_uri(args.dataset, arg="--dataset")
@@ -458,7 +457,7 @@ def package(staging: Path, args: FineTuneArgs, work: Path) -> Path:
 
 def publish(staging: Path, args: FineTuneArgs, store: ObjectStore | None) -> str:
     """Put the finished folder at --output; returns where it went."""
-    if is_oci_uri(args.output):
+    if is_object_uri(args.output):
         assert store is not None
         uri = parse_oci_uri(args.output, arg="--output")
         before = objects_at(store, uri)
@@ -496,7 +495,7 @@ def run(
     """The whole job; returns the Result on the first process and None on the others."""
     require_extra()
     token = hf_token(args, secret_reader)
-    uses_oci = any(is_oci_uri(ref) for ref in (args.base_model, args.dataset, args.output))
+    uses_oci = any(is_object_uri(ref) for ref in (args.base_model, args.dataset, args.output))
     factory = store_factory or (
         lambda a: OciObjectStore.connect(auth_mode=a.oci_auth, endpoint=a.oci_endpoint)
     )
