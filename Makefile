@@ -16,10 +16,19 @@ help: ## list the targets
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[stack,dev]'
 	@touch $@
 
 install: $(STAMP) ## create .venv with the llmstack script and the test tools
+
+POLICY_VENV := policy/venv
+$(POLICY_VENV)/.installed: policy/requirements.txt
+	@test -x $(POLICY_VENV)/bin/python || $(PYTHON) -m venv $(POLICY_VENV)
+	$(POLICY_VENV)/bin/pip install --quiet --disable-pip-version-check -r policy/requirements.txt
+	@touch $@
+
+.PHONY: policy-venv
+policy-venv: $(POLICY_VENV)/.installed ## the policy pack's own virtualenv (pulumi-policy alone), as `pulumi --policy-pack policy` uses it
 
 preview: $(STAMP) ## the dev stack's plan, offline (STACK=staging|prod for the others)
 	$(BIN)/llmstack plan --stack $(STACK)
@@ -70,7 +79,7 @@ actionlint:
 endif
 
 clean: ## remove the virtualenv and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(POLICY_VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
 
 docs: $(STAMP) ## regenerate the README's settings table from domain/settings.py
 	$(BIN)/python -c 'import pathlib, re; from domain.settings import settings_table; \
@@ -81,7 +90,7 @@ docs: $(STAMP) ## regenerate the README's settings table from domain/settings.py
 TRAIN_STAMP := $(VENV)/.installed-train
 
 $(TRAIN_STAMP): $(STAMP) pyproject.toml
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,train]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[stack,dev,train]'
 	@touch $@
 
 .PHONY: install-train test-train
@@ -96,7 +105,7 @@ bench-upload: $(STAMP) ## streaming upload vs the seed's zip-then-upload, same l
 	PYTHONPATH=. $(BIN)/python bench/upload.py $(ARGS)
 
 $(CHAT_STAMP): $(STAMP) pyproject.toml
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,chat]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[stack,dev,chat]'
 	@touch $@
 
 .PHONY: install-chat browser test-browser chat-screenshot

@@ -1,8 +1,9 @@
 """`llmstack`: the user's toolkit (plan, package, predict, chat, ...).
 
 Each subcommand lives in `llmstack/commands/<name>.py` and exposes `HELP` (one line), `configure(parser)`
-and `run(args) -> int`. Module-level imports there stay light; heavy ones (pulumi, oci, gradio) happen
-inside `run`, so `llmstack predict` never pays for the Pulumi engine.
+and `run(args) -> int`. Module-level imports there stay light; what an optional extra brings (pulumi,
+oci, gradio) is imported inside `run`, so `llmstack predict` never pays for the Pulumi engine and an
+install without the extra still lists every command and says which extra the one asked for needs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,17 @@ from collections.abc import Sequence
 
 from domain.errors import UserError
 from llmstack import commands
+
+# The distribution's extras (pyproject.toml), by the top-level module each brings.
+EXTRA_OF_MODULE = {
+    "oci": "runtime",
+    "requests": "runtime",
+    "tenacity": "runtime",
+    "pulumi": "stack",
+    "pulumi_oci": "stack",
+    "pulumi_policy": "stack",
+    "gradio": "chat",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +50,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"llmstack {args.command}: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ModuleNotFoundError as exc:
+        extra = EXTRA_OF_MODULE.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(
+            f"llmstack {args.command}: needs the {extra!r} extra ({exc.name} is not installed): "
+            f"pip install 'oci-llm-stack[{extra}]'",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         print(f"llmstack {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -6,8 +6,14 @@ The `PolicyPack` constructor serves the analyzer over gRPC and blocks until the 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
+
+# The pack runs in its own virtualenv (requirements.txt: pulumi-policy alone) and imports the rules and the
+# project's domain facts (pure Python, standard library only) from the repository it ships in.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pulumi_policy import (
     EnforcementLevel,

@@ -137,9 +137,10 @@ def test_main_deploys_dev_then_staging_then_prod_behind_an_approval() -> None:
     assert DEPLOY["concurrency"]["cancel-in-progress"] is False
 
 
-def test_every_previewed_stack_has_a_policy_config_and_the_pack_uses_the_project_venv() -> None:
+def test_every_previewed_stack_has_a_policy_config_and_the_pack_has_its_own_venv() -> None:
     for stack in PULL_REQUEST["jobs"]["preview"]["strategy"]["matrix"]["stack"]:
         assert (ROOT / "policy" / "config" / f"{stack}.json").is_file(), stack
         assert (ROOT / "stacks" / f"Pulumi.{stack}.yaml").is_file(), stack
     pack = yaml.safe_load((ROOT / "policy" / "PulumiPolicy.yaml").read_text())
-    assert pack["runtime"] == {"name": "python", "options": {"virtualenv": "../.venv"}}
+    assert pack["runtime"] == {"name": "python", "options": {"toolchain": "pip", "virtualenv": "venv"}}
+    assert (ROOT / "policy" / "requirements.txt").is_file()
