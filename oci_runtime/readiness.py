@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from domain.errors import UserError
 from oci_runtime.auth import Auth, make_client
 from oci_runtime.logsearch import UNREACHABLE, LogSource, log_tails, reason
 from oci_runtime.predict import GenerationParams, PredictClient, PredictError
-from oci_runtime.retry import Backoff
+from oci_runtime.retry import Backoff, poll
 
 ACTIVE = "ACTIVE"
 FAILED_STATES = frozenset({"FAILED", "NEEDS_ATTENTION", "INACTIVE", "DELETING", "DELETED"})
@@ -28,49 +28,9 @@ SMOKE_PARAMS = GenerationParams(max_new_tokens=16)  # values both engines accept
 SMOKE_REQUEST_TIMEOUT_S = 120.0  # a first request can be slow: compilation, cache warm-up
 WORK_REQUEST_ERRORS = 5
 
-T = TypeVar("T")
 
-
-@dataclass(frozen=True, kw_only=True)
-class Polling:
-    """Exponential backoff with full jitter between status reads: `first_s`, doubling, at most `cap_s`."""
-
-    first_s: float = 5.0
-    cap_s: float = 60.0
-
-    def delays(self, total_s: float) -> Iterator[float]:
-        return Backoff(attempts=1_000_000, base_s=self.first_s, cap_s=self.cap_s, total_s=total_s).delays()
-
-    def sdk_backoff(self) -> Backoff:
-        """Retries of one status or log read (429/5xx/connection errors) inside the SDK."""
-        return Backoff(attempts=4, base_s=self.first_s, cap_s=self.cap_s, total_s=max(4 * self.cap_s, 1.0))
-
-    def backoff(self, total_s: float) -> Backoff:
-        """The same schedule as a retry policy, for the smoke request (503s while the model loads)."""
-        return Backoff(attempts=1_000_000, base_s=self.first_s, cap_s=self.cap_s, total_s=max(total_s, 1e-3))
-
-    def until(
-        self,
-        read: Callable[[], T],
-        state_of: Callable[[T], str],
-        settled: Collection[str],
-        *,
-        timeout_s: float,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> tuple[T, bool]:
-        """`read()` until its state is one of `settled` or `timeout_s` has passed, sleeping on this schedule
-        (never past the deadline). Returns the last thing read, and whether its state settled."""
-        deadline = clock() + timeout_s
-        delays = self.delays(max(timeout_s, 1e-3))
-        while True:
-            last = read()
-            if state_of(last) in settled:
-                return last, True
-            left = deadline - clock()
-            if left <= 0:
-                return last, False
-            sleep(min(next(delays, self.cap_s), left))
+POLLING = Backoff(attempts=None, base_s=5.0, cap_s=60.0)
+"""Status reads of a deployment: 5 s, doubling, at most 60 s apart (full jitter), until the timeout."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,7 +47,7 @@ class ReadinessCheck:
     predict_log_id: str | None = None
     access_log_id: str | None = None
     endpoints: Mapping[str, str] = field(default_factory=dict)
-    polling: Polling = field(default_factory=Polling)
+    polling: Backoff = POLLING  # its total_s is replaced by timeout_s
 
     @property
     def predict_url(self) -> str:
@@ -130,7 +90,7 @@ def check_readiness(
         check.auth,
         region=check.region,
         endpoint=check.endpoints.get("datascience"),
-        backoff=check.polling.sdk_backoff(),
+        backoff=check.polling.for_each_read(),
     )
     deployment = _wait_until_active(check, data_science, deadline, clock, sleep, began_at)
 
@@ -144,7 +104,7 @@ def check_readiness(
         check.predict_url,
         auth=check.auth,
         timeout_s=SMOKE_REQUEST_TIMEOUT_S,  # one answer may take this long, even near the deadline
-        backoff=check.polling.backoff(remaining),
+        backoff=check.polling.within(remaining),
         stream_endpoint=check.stream_url,
         on_retry=restart_timer,
         sleep=sleep,
@@ -201,11 +161,10 @@ def _wait_until_active(
                 f"cannot reach Data Science to read model deployment {check.deployment_id}: {reason(exc)}"
             ) from None
 
-    deployment, settled = check.polling.until(
+    deployment, settled = poll(
         read,
-        lambda d: str(d.lifecycle_state),
-        {ACTIVE, *FAILED_STATES},
-        timeout_s=deadline - clock(),
+        lambda d: str(d.lifecycle_state) in {ACTIVE, *FAILED_STATES},
+        backoff=check.polling.within(deadline - clock()),
         clock=clock,
         sleep=sleep,
     )
@@ -277,5 +236,5 @@ def _log_tails(check: ReadinessCheck, deployment: Any, began_at: dt.datetime) ->
         logs=logs,
         since=began_at - dt.timedelta(minutes=10),
         endpoints=check.endpoints,
-        backoff=check.polling.sdk_backoff(),
+        backoff=check.polling.for_each_read(),
     )

@@ -21,7 +21,7 @@ from typing import Any
 from domain.errors import UserError
 from oci_runtime.auth import Auth, make_client
 from oci_runtime.logsearch import UNREACHABLE, LogSource, log_tails, reason
-from oci_runtime.readiness import Polling
+from oci_runtime.retry import Backoff, poll
 from oci_runtime.upload import head_object
 
 SUCCEEDED = "SUCCEEDED"
@@ -30,7 +30,7 @@ FAILED_STATES = frozenset({"FAILED", "NEEDS_ATTENTION", "CANCELING", "CANCELED",
 FINISHED_STATES = frozenset({SUCCEEDED, "FAILED", "NEEDS_ATTENTION", "CANCELED", "DELETED"})
 START_ALLOWANCE_MINUTES = 60
 """How long a run may wait for GPU capacity before its maximum runtime starts counting."""
-TRAINING_POLLING = Polling(first_s=15.0, cap_s=120.0)
+TRAINING_POLLING = Backoff(attempts=None, base_s=15.0, cap_s=120.0)
 """Training takes hours: a status read every two minutes at most is plenty."""
 CANCEL_WAIT_S = 600.0
 
@@ -62,7 +62,7 @@ class TrainingRun:
     log_group_id: str | None = None
     log_id: str | None = None
     endpoints: Mapping[str, str] = field(default_factory=dict)
-    polling: Polling = TRAINING_POLLING
+    polling: Backoff = TRAINING_POLLING  # its total_s is replaced by timeout_s
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,11 +153,10 @@ def _wait(
                 f"{cancel(data_science, job_run_id)}"
             ) from None
 
-    job_run, settled = run.polling.until(
+    job_run, settled = poll(
         read,
-        lambda r: str(r.lifecycle_state),
-        {SUCCEEDED, *FAILED_STATES},
-        timeout_s=run.timeout_s,
+        lambda r: str(r.lifecycle_state) in {SUCCEEDED, *FAILED_STATES},
+        backoff=run.polling.within(run.timeout_s),
         clock=clock,
         sleep=sleep,
     )
@@ -194,7 +193,7 @@ def delete_run(
     job_run_id: str,
     *,
     endpoints: Mapping[str, str] | None = None,
-    polling: Polling = TRAINING_POLLING,
+    polling: Backoff = TRAINING_POLLING,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
@@ -206,22 +205,25 @@ def delete_run(
         auth,
         region=region,
         endpoint=(endpoints or {}).get("datascience"),
-        backoff=polling.sdk_backoff(),
+        backoff=polling.for_each_read(),
     )
-    deadline = clock() + CANCEL_WAIT_S
-    delays = polling.delays(CANCEL_WAIT_S)
     try:
         state = data_science.get_job_run(job_run_id).data.lifecycle_state
         if state in RUNNING_STATES:
             data_science.cancel_job_run(job_run_id)
-        while state not in FINISHED_STATES:
-            if clock() >= deadline:
+        if state not in FINISHED_STATES:
+            state, finished = poll(
+                lambda: data_science.get_job_run(job_run_id).data.lifecycle_state,
+                lambda s: s in FINISHED_STATES,
+                backoff=polling.within(CANCEL_WAIT_S),
+                clock=clock,
+                sleep=sleep,
+            )
+            if not finished:
                 raise TrainingFailed(
                     f"job run {job_run_id} is still {state} {CANCEL_WAIT_S / 60:g} minutes after it was "
                     "cancelled; delete it in the console, then run this again"
                 )
-            sleep(min(next(delays, polling.cap_s), max(deadline - clock(), 0.0)))
-            state = data_science.get_job_run(job_run_id).data.lifecycle_state
         data_science.delete_job_run(job_run_id)
     except oci.exceptions.ServiceError as exc:
         if exc.status == 404:
@@ -240,7 +242,7 @@ def _artifact_size(run: TrainingRun, job_run_id: str, job_run: Any, began_at: dt
         run.auth,
         region=run.region,
         endpoint=run.endpoints.get("objectstorage"),
-        backoff=run.polling.sdk_backoff(),
+        backoff=run.polling.for_each_read(),
     )
     artifact = run.artifact
     try:
@@ -285,7 +287,7 @@ def _failed(
             logs=[LogSource(label="training", log_id=log_id, source=job_run_id)],
             since=since - dt.timedelta(minutes=1),
             endpoints=run.endpoints,
-            backoff=run.polling.sdk_backoff(),
+            backoff=run.polling.for_each_read(),
         )
     return TrainingFailed("\n".join(lines))
 
@@ -298,7 +300,7 @@ def _data_science(run: TrainingRun) -> Any:
         run.auth,
         region=run.region,
         endpoint=run.endpoints.get("datascience"),
-        backoff=run.polling.sdk_backoff(),
+        backoff=run.polling.for_each_read(),
     )
 
 

@@ -21,7 +21,6 @@ from components.providers.artifact import ModelArtifactProvider, manifest_digest
 from components.providers.catalog import (
     ArtifactFailed,
     CatalogModelProvider,
-    WorkRequestWait,
     inline_artifact,
 )
 from oci_runtime.retry import Backoff
@@ -36,7 +35,7 @@ BUCKET = "llm-artifacts-dev"
 COMPARTMENT = "ocid1.compartment.oc1..aaaaaaaafake"
 PROJECT = "ocid1.datascienceproject.oc1.iad.aaaaaaaafake"
 FAST = Backoff(attempts=8, base_s=0.005, cap_s=0.02)
-QUICK_WAIT = WorkRequestWait(first_s=0.001, cap_s=0.002, timeout_s=10)
+QUICK_WAIT = Backoff(attempts=None, base_s=0.001, cap_s=0.002, total_s=10)
 HF_TOKEN = "hf_FAKEtokenFAKEtokenFAKEtokenFAKE12"
 
 

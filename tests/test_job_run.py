@@ -12,14 +12,14 @@ import pytest
 
 from components.providers.job_run import JobRunProvider
 from oci_runtime.auth import Auth
-from oci_runtime.readiness import Polling
+from oci_runtime.retry import Backoff
 from oci_runtime.training_run import StoredObject, TrainingFailed, TrainingRun, delete_run, run_training
 from tests.fakeoci.core import FakeOci, Fault, TestIdentity
 from tests.fakeoci.jobruns import JobRuns
 from tests.fakeoci.loggingsearch import LoggingSearch
 from tests.fakeoci.objectstorage import ObjectStorage
 
-FAST_POLL = Polling(first_s=0.001, cap_s=0.005)
+FAST_POLL = Backoff(attempts=None, base_s=0.001, cap_s=0.005)
 JOB = "ocid1.datasciencejob.oc1.iad.fakejob"
 LOG_GROUP = "ocid1.loggroup.oc1.iad.fakegroup"
 TRAIN_LOG = "ocid1.log.oc1.iad.faketrain"

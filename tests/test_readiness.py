@@ -13,12 +13,13 @@ import pytest
 
 from components.providers.readiness import ReadinessProvider
 from oci_runtime.auth import Auth
-from oci_runtime.readiness import NotReady, Polling, ReadinessCheck, check_readiness
+from oci_runtime.readiness import NotReady, ReadinessCheck, check_readiness
+from oci_runtime.retry import Backoff
 from tests.fakeoci.core import FakeOci, Fault, TestIdentity
 from tests.fakeoci.loggingsearch import LoggingSearch
 from tests.fakeoci.modeldeployments import Deployment, Engine, ModelDeployments
 
-FAST_POLL = Polling(first_s=0.001, cap_s=0.005)
+FAST_POLL = Backoff(attempts=None, base_s=0.001, cap_s=0.005)
 LOG_GROUP = "ocid1.loggroup.oc1.iad.fakegroup"
 PREDICT_LOG = "ocid1.log.oc1.iad.fakepredict"
 ACCESS_LOG = "ocid1.log.oc1.iad.fakeaccess"
@@ -176,7 +177,8 @@ def test_active_but_failing_to_answer_is_not_ready_and_shows_the_logs(
     # machine signs and sends the first request (a cold, loaded run used to get no retry at all).
     now = [0.0]
     check = dataclasses.replace(
-        check_for(fake_oci, md, oci_identity, timeout_s=0.3), polling=Polling(first_s=0.05, cap_s=0.1)
+        check_for(fake_oci, md, oci_identity, timeout_s=0.3),
+        polling=Backoff(attempts=None, base_s=0.05, cap_s=0.1),
     )
     with pytest.raises(NotReady) as caught:
         check_readiness(check, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))

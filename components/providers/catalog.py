@@ -32,7 +32,7 @@ from components.providers.base import DynamicResource, ProviderBase, partial_dif
 from domain.settings import AuthSettings
 from oci_runtime.auth import Auth, make_client
 from oci_runtime.logsearch import UNREACHABLE, reason
-from oci_runtime.retry import Backoff
+from oci_runtime.retry import Backoff, poll
 from oci_runtime.upload import head_object
 
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELED")
@@ -98,15 +98,9 @@ class CatalogModelArgs:
         }
 
 
-@dataclass(frozen=True, kw_only=True)
-class WorkRequestWait:
-    """Polls of a work request: `first_s`, doubling up to `cap_s` (with jitter), for at most `timeout_s`.
-
-    The default allows an hour: the catalog copies a 140 GB zip at some hundreds of MB/s."""
-
-    first_s: float = 5.0
-    cap_s: float = 30.0
-    timeout_s: float = 3600.0
+WORK_REQUEST_POLLING = Backoff(attempts=None, base_s=5.0, cap_s=30.0, total_s=3600.0)
+"""Polls of a work request: 5 s, doubling up to 30 s (full jitter), for at most an hour: the catalog copies
+a 140 GB zip at some hundreds of MB/s."""
 
 
 class ArtifactFailed(Exception):
@@ -120,12 +114,12 @@ class CatalogModelProvider(ProviderBase):
 
     def __init__(
         self,
-        wait: WorkRequestWait | None = None,
+        wait: Backoff | None = None,
         backoff: Backoff | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         super().__init__()
-        self.wait = wait or WorkRequestWait()
+        self.wait = wait or WORK_REQUEST_POLLING
         self.backoff = backoff or Backoff()
         self.sleep = sleep
 
@@ -314,23 +308,22 @@ class CatalogModelProvider(ProviderBase):
 
     def _wait(self, ds: Any, work_request_id: str, what: str) -> None:
         """Poll until the work request ends; FAILED or CANCELED or a timeout raises, naming it."""
-        delays = Backoff(
-            attempts=1_000_000, base_s=self.wait.first_s, cap_s=self.wait.cap_s, total_s=self.wait.timeout_s
-        ).delays()
-        deadline = time.monotonic() + self.wait.timeout_s
-        while True:
-            status = ds.get_work_request(work_request_id).data.status
-            if status == "SUCCEEDED":
-                return
-            if status in TERMINAL:
-                errors = ds.list_work_request_errors(work_request_id).data
-                said = "; ".join(f"{e.code}: {e.message}" for e in errors) or "no error details"
-                raise WorkRequestFailed(f"{what} work request {work_request_id} ended {status}: {said}")
-            if time.monotonic() > deadline:
-                raise WorkRequestFailed(
-                    f"{what} work request {work_request_id} still {status} after {self.wait.timeout_s:.0f} s"
-                )
-            self.sleep(next(delays, self.wait.cap_s))
+        work_request, _ = poll(
+            lambda: ds.get_work_request(work_request_id).data,
+            lambda wr: wr.status in TERMINAL,
+            backoff=self.wait,
+            sleep=self.sleep,
+        )
+        status = work_request.status
+        if status == "SUCCEEDED":
+            return
+        if status in TERMINAL:
+            errors = ds.list_work_request_errors(work_request_id).data
+            said = "; ".join(f"{e.code}: {e.message}" for e in errors) or "no error details"
+            raise WorkRequestFailed(f"{what} work request {work_request_id} ended {status}: {said}")
+        raise WorkRequestFailed(
+            f"{what} work request {work_request_id} still {status} after {self.wait.total_s:.0f} s"
+        )
 
     def _delete_quietly(self, ds: Any, model_id: str) -> str:
         import oci

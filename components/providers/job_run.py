@@ -24,7 +24,7 @@ from components.providers.artifact import auth_inputs
 from components.providers.base import DynamicResource, ProviderBase
 from domain.settings import AuthSettings
 from oci_runtime.auth import Auth
-from oci_runtime.readiness import Polling
+from oci_runtime.retry import Backoff
 from oci_runtime.training_run import (
     TRAINING_POLLING,
     StoredObject,
@@ -90,7 +90,7 @@ class JobRunProvider(ProviderBase):
     required = ("jobId", "compartmentId", "projectId", "region", "namespace", "bucket", "objectName")
     outputs = OUTPUT_KEYS
 
-    def __init__(self, polling: Polling | None = None) -> None:
+    def __init__(self, polling: Backoff | None = None) -> None:
         super().__init__()
         self.polling = polling or TRAINING_POLLING
 

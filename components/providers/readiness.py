@@ -19,7 +19,8 @@ from components.providers.artifact import auth_inputs
 from components.providers.base import DynamicResource, ProviderBase
 from domain.settings import AuthSettings
 from oci_runtime.auth import Auth
-from oci_runtime.readiness import Polling, ReadinessCheck, Ready, check_readiness
+from oci_runtime.readiness import POLLING, ReadinessCheck, Ready, check_readiness
+from oci_runtime.retry import Backoff
 
 OUTPUT_KEYS = ("predictUrl", "streamUrl", "state", "smokeLatencyMs", "checkedAt")
 # Inputs whose change calls for a new smoke test even when the triggers stay the same.
@@ -66,9 +67,9 @@ class ReadinessProvider(ProviderBase):
     required = ("deploymentId", "deploymentUrl", "region", "smokePrompt")
     outputs = OUTPUT_KEYS
 
-    def __init__(self, polling: Polling | None = None) -> None:
+    def __init__(self, polling: Backoff | None = None) -> None:
         super().__init__()
-        self.polling = polling or Polling()
+        self.polling = polling or POLLING
 
     def validate(self, news: Mapping[str, Any]) -> list[pulumi.dynamic.CheckFailure]:
         failures = super().validate(news)
