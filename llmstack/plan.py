@@ -18,11 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-from pulumi.runtime import rpc
-from pulumi.runtime import settings as runtime_settings
-from pulumi.runtime.mocks import MockMonitor
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
 
 from domain.errors import UserError
 from domain.settings import (
@@ -33,6 +28,7 @@ from domain.settings import (
     load_settings,
     read_stack_file,
 )
+from llmstack import pulumi_internals
 
 STACK_TYPE = "pulumi:pulumi:Stack"
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
@@ -125,7 +121,7 @@ def record_program(
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        runtime_settings.set_root_resource(None)  # type: ignore[arg-type]
+        pulumi_internals.clear_root_resource()
         pulumi.runtime.set_all_config(config, all_secret_keys)
         pulumi.runtime.set_mocks(
             mocks, project=settings.project, stack=parsed.stack, preview=False, monitor=monitor
@@ -136,19 +132,21 @@ def record_program(
             runpy.run_path(program, run_name="__main__")
 
         try:
-            _sync_await(run_pulumi_func(run_program))
+            pulumi_internals.run_program(run_program)
         except Exception as exc:
             # `__main__` hands the engine a user's error (a model folder that cannot be read) as a RunError.
             cause = exc if isinstance(exc, UserError) else exc.__cause__
             if isinstance(cause, UserError):
                 raise cause from None
             raise ProgramError(f"the program failed under the mock engine: {exc}") from exc
-        root = runtime_settings.get_root_resource()
+        root = pulumi_internals.root_resource()
         exports = dict(getattr(root, "outputs", {}) or {})
-        plan.outputs = {name: _sync_await(_resolve_output(value)) for name, value in exports.items()}
+        plan.outputs = {
+            name: pulumi_internals.sync_await(_resolve_output(value)) for name, value in exports.items()
+        }
     finally:
         pulumi.runtime.set_all_config({}, [])
-        runtime_settings.set_root_resource(None)  # type: ignore[arg-type]
+        pulumi_internals.clear_root_resource()
         # The engine's calls ran in the loop's worker threads: join them, then close the loops they made.
         loop.run_until_complete(loop.shutdown_default_executor())
         monitor.close_thread_loops()
@@ -320,7 +318,7 @@ class PlanMocks(pulumi.runtime.Mocks):
         raise ProgramError(f"the plan has no mock for invoke {args.token}; add one to llmstack/plan.py")
 
 
-class RecordingMonitor(MockMonitor):
+class RecordingMonitor(pulumi_internals.MockMonitor):
     """The mock monitor, keeping what a real engine would see: parents, dependencies and raw inputs.
 
     The engine calls it from worker threads, and the mock monitor gives each such thread an event loop it
@@ -357,7 +355,7 @@ class RecordingMonitor(MockMonitor):
     def RegisterResource(self, request: Any) -> Any:
         self._ensure_thread_loop()
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
-        inputs = rpc.deserialize_properties(request.object, keep_unknowns=True)
+        inputs = pulumi_internals.deserialize_properties(request.object)
         # Sorted: the SDK collects dependencies in sets, whose order changes from one process to the next.
         dependencies = sorted(
             {

@@ -13,7 +13,6 @@ from typing import Any
 import dill
 import oci
 import pytest
-from pulumi.dynamic.dynamic import serialize_provider
 
 from components.providers import artifact as artifact_module
 from components.providers import catalog as catalog_module
@@ -23,6 +22,7 @@ from components.providers.catalog import (
     CatalogModelProvider,
     inline_artifact,
 )
+from llmstack.pulumi_internals import serialize_provider
 from oci_runtime.retry import Backoff
 from oci_runtime.upload import Tuning
 from tests.fakeoci import FakeOci, Fault, TestIdentity

@@ -8,13 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pulumi._types as pulumi_types
 import pulumi_oci
 import pytest
 
 from components.iam import matching_rule, policy_statements
 from domain.container_env import DEPLOYED_MODEL_DIR, TOKEN_FILE
 from domain.context import TAG_ENGINE, TAG_MODEL, TAG_PARAMETERS
+from llmstack import pulumi_internals as pulumi_types
 from tests.conftest import (
     COMPARTMENT,
     FAKE_HF_TOKEN,

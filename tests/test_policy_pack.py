@@ -19,7 +19,8 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import empty_pb2, struct_pb2
-from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
+
+from llmstack.pulumi_internals import analyzer_pb2, analyzer_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 60
