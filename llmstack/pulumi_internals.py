@@ -7,14 +7,15 @@ if a Pulumi upgrade moves or removes any of them, the import fails with `PulumiI
 one that is missing (tests/test_pulumi_internals.py asserts that none is). Nothing else in the project
 imports a private Pulumi name; use the typed functions below.
 
-Still outside: `domain/settings.py`'s `settings_from_runtime` reads `pulumi.runtime.config.CONFIG` itself
-(that file is being rewritten); `runtime_config` here is its replacement, and the name is checked here.
+One use stays where it is: `components/config.py` reads `pulumi.runtime.config.CONFIG` inside the
+Pulumi program, and the layers keep components from importing the CLI package; the name is still checked
+here, with the others.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -48,8 +49,8 @@ INTERNALS: tuple[Internal, ...] = (
     ),
     Internal(
         "pulumi.runtime.config.CONFIG",
-        "the whole config map the engine handed the program, so that unknown keys can be reported "
-        "(`pulumi.Config` reads only the keys asked for)",
+        "(in components/config.py) is the whole config map the engine handed the program, so that "
+        "unknown keys can be reported (`pulumi.Config` reads only the keys asked for)",
     ),
     Internal(
         "pulumi.runtime.mocks.MockMonitor",
@@ -165,12 +166,6 @@ def clear_root_resource() -> None:
 def root_resource() -> Any:
     """The Stack resource of the program that ran last (None before any)."""
     return _FOUND["pulumi.runtime.settings.get_root_resource"]()
-
-
-def runtime_config() -> Mapping[str, str]:
-    """Every config key the engine handed the running program, as strings (objects as JSON text)."""
-    config: Mapping[str, str] = _FOUND["pulumi.runtime.config.CONFIG"].get()
-    return config
 
 
 def deserialize_properties(struct: Any) -> Any:

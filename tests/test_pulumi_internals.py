@@ -74,10 +74,10 @@ def test_resolve_finds_modules_functions_and_attributes() -> None:
 
 def test_no_other_module_uses_a_private_pulumi_name() -> None:
     """Only pulumi_internals imports from Pulumi's private or unexported places (and this test, and
-    domain/settings.py, whose CONFIG read is listed in INTERNALS until its rewrite takes `runtime_config`)."""
+    components/config.py, whose CONFIG read the layers keep there; INTERNALS lists and checks it)."""
     allowed = {
         ROOT / "llmstack" / "pulumi_internals.py",
-        ROOT / "domain" / "settings.py",
+        ROOT / "components" / "config.py",
         Path(__file__).resolve(),
     }
     internal_modules = {path.rsplit(".", 1)[0] for path in (i.path for i in INTERNALS)} | {
