@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-from pulumi.runtime import config as runtime_config
 
+from components import pulumi_internals
 from domain.settings import Settings, load_settings
 
 
@@ -18,9 +18,7 @@ def settings_from_runtime(project_dir: Path) -> Settings:
     The engine hands the program every config key as a string (objects as JSON); the whole map is read so
     that unknown keys are reported like any other problem, not silently ignored.
     """
-    raw: dict[str, str] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    secret_keys = {k for k in raw if runtime_config.is_config_secret(k)}
-    secret_keys |= set(runtime_config.get_config_secret_keys_env())
+    raw, secret_keys = pulumi_internals.config_map()
     config = {key: _parse_config_value(text) for key, text in raw.items()}
     return load_settings(
         config,

@@ -19,6 +19,7 @@ from typing import Any
 
 import pulumi
 
+from components import pulumi_internals
 from domain.errors import UserError
 from domain.settings import (
     SECRET_PLACEHOLDER,
@@ -28,7 +29,6 @@ from domain.settings import (
     load_settings,
     read_stack_file,
 )
-from llmstack import pulumi_internals
 
 STACK_TYPE = "pulumi:pulumi:Stack"
 SECRET_SIG = "4dabf18193072939515e22adb298388d"

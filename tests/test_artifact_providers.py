@@ -22,7 +22,7 @@ from components.providers.catalog import (
     CatalogModelProvider,
     inline_artifact,
 )
-from llmstack.pulumi_internals import serialize_provider
+from components.pulumi_internals import serialize_provider
 from oci_runtime.retry import Backoff
 from oci_runtime.upload import Tuning
 from tests.fakeoci import FakeOci, Fault, TestIdentity

@@ -11,10 +11,10 @@ from typing import Any
 import pulumi_oci
 import pytest
 
+from components import pulumi_internals as pulumi_types
 from components.iam import matching_rule, policy_statements
 from domain.container_env import DEPLOYED_MODEL_DIR, TOKEN_FILE
 from domain.context import TAG_ENGINE, TAG_MODEL, TAG_PARAMETERS
-from llmstack import pulumi_internals as pulumi_types
 from tests.conftest import (
     COMPARTMENT,
     FAKE_HF_TOKEN,

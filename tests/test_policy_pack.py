@@ -20,7 +20,7 @@ import grpc
 import pytest
 from google.protobuf import empty_pb2, struct_pb2
 
-from llmstack.pulumi_internals import analyzer_pb2, analyzer_pb2_grpc
+from components.pulumi_internals import analyzer_pb2, analyzer_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 60

@@ -1,4 +1,4 @@
-"""The Pulumi SDK internals the project uses are all where llmstack/pulumi_internals.py expects them.
+"""The Pulumi SDK internals the project uses are all where components/pulumi_internals.py expects them.
 
 When a Pulumi upgrade moves or removes one, this fails naming it (and importing the module fails the same
 way), instead of the offline plan breaking with an AttributeError deep inside a run.
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from llmstack import pulumi_internals
-from llmstack.pulumi_internals import (
+from components import pulumi_internals
+from components.pulumi_internals import (
     INTERNALS,
     Internal,
     PulumiInternalsMoved,
@@ -73,13 +73,8 @@ def test_resolve_finds_modules_functions_and_attributes() -> None:
 
 
 def test_no_other_module_uses_a_private_pulumi_name() -> None:
-    """Only pulumi_internals imports from Pulumi's private or unexported places (and this test, and
-    components/config.py, whose CONFIG read the layers keep there; INTERNALS lists and checks it)."""
-    allowed = {
-        ROOT / "llmstack" / "pulumi_internals.py",
-        ROOT / "components" / "config.py",
-        Path(__file__).resolve(),
-    }
+    """Only pulumi_internals imports from Pulumi's private or unexported places (and this test)."""
+    allowed = {ROOT / "components" / "pulumi_internals.py", Path(__file__).resolve()}
     internal_modules = {path.rsplit(".", 1)[0] for path in (i.path for i in INTERNALS)} | {
         i.path for i in INTERNALS
     }

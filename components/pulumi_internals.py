@@ -1,15 +1,13 @@
 """Every Pulumi SDK internal the project relies on, in one place, checked when this module is imported.
 
 The offline plan (llmstack/plan.py) runs the real program under Pulumi's mock engine without the Pulumi
-CLI, which the SDK's public API does not quite allow; a few tests reach into the SDK too. Each such name is
+CLI, which the SDK's public API does not quite allow; the program reads the whole config map
+(components/config.py); a few tests reach into the SDK too. It lives in components/, the Pulumi layer, so
+that both the program and the CLI above it can use it. Each such name is
 listed in `INTERNALS` with why it is needed. They are resolved by dotted path when this module is imported:
 if a Pulumi upgrade moves or removes any of them, the import fails with `PulumiInternalsMoved`, naming every
 one that is missing (tests/test_pulumi_internals.py asserts that none is). Nothing else in the project
 imports a private Pulumi name; use the typed functions below.
-
-One use stays where it is: `components/config.py` reads `pulumi.runtime.config.CONFIG` inside the
-Pulumi program, and the layers keep components from importing the CLI package; the name is still checked
-here, with the others.
 """
 
 from __future__ import annotations
@@ -19,6 +17,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from pulumi.runtime import config as runtime_config
 
 T = TypeVar("T")
 
@@ -49,7 +49,7 @@ INTERNALS: tuple[Internal, ...] = (
     ),
     Internal(
         "pulumi.runtime.config.CONFIG",
-        "(in components/config.py) is the whole config map the engine handed the program, so that "
+        "is the whole config map the engine handed the program, so that "
         "unknown keys can be reported (`pulumi.Config` reads only the keys asked for)",
     ),
     Internal(
@@ -119,9 +119,9 @@ def moved_message(problems: list[str]) -> str:
     except PackageNotFoundError:  # pragma: no cover - pulumi is a dependency
         installed = "(not installed)"
     return (
-        f"pulumi {installed} no longer has {len(problems)} SDK internal(s) that llmstack/pulumi_internals.py "
-        "relies on; pin the pulumi version in pyproject.toml, or find where each moved and update "
-        "INTERNALS:\n" + "\n".join(f"  - {problem}" for problem in problems)
+        f"pulumi {installed} no longer has {len(problems)} SDK internal(s) that "
+        "components/pulumi_internals.py relies on; pin the pulumi version in pyproject.toml, or find where "
+        "each moved and update INTERNALS:\n" + "\n".join(f"  - {problem}" for problem in problems)
     )
 
 
@@ -171,3 +171,11 @@ def root_resource() -> Any:
 def deserialize_properties(struct: Any) -> Any:
     """A registration's inputs as Python values, unknown values kept as such."""
     return _FOUND["pulumi.runtime.rpc.deserialize_properties"](struct, keep_unknowns=True)
+
+
+def config_map() -> tuple[dict[str, str], set[str]]:
+    """Every config key the engine handed the program, with its value as text, and which are secret."""
+    raw: dict[str, str] = {**runtime_config.get_config_env(), **_FOUND["pulumi.runtime.config.CONFIG"].get()}
+    secret_keys = {key for key in raw if runtime_config.is_config_secret(key)}
+    secret_keys |= set(runtime_config.get_config_secret_keys_env())
+    return raw, secret_keys
