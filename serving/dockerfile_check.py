@@ -6,7 +6,9 @@ contract and this project add, for `serving/<engine>/Dockerfile`:
   engine's official image;
 - `ENV ENGINE=<engine>` (the folder's name), the launcher as an exec-form ENTRYPOINT;
 - `EXPOSE 8080` (OCI's default port) and a non-root `USER`;
-- no secret baked in (ENV or ARG named like a token, key or password with a value).
+- no secret baked in (ENV or ARG named like a token, key or password with a value);
+- in the TGI image, no pip: its venv has none (TGI's `uv sync --frozen` removes every package its
+  uv.lock lacks, pip included), so packages go in with the image's own `uv pip install --python ...`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ PORT = "8080"
 ROOT_USERS = {"root", "0"}
 _VERSION_TAG = re.compile(r"^v?\d+(\.\d+)+([.+-][A-Za-z0-9.]+)*$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_PIP_COMMAND = re.compile(r"(?<![\w/.-])(?:[\w/.-]*/)?(?:python3?(?:\.\d+)?\s+-m\s+pip|pip3?)\s+install\b")
+_UV_PIP = re.compile(r"(?<![\w/.-])(?:[\w/.-]*/)?uv\s+pip\s+install\b")
 _SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|PRIVATE_?KEY)", re.IGNORECASE)
 
 
@@ -130,6 +134,14 @@ def problems(path: Path, text: str | None = None) -> list[str]:
                 say(
                     item.line,
                     f"ARG {name} has a default that looks like a secret; pass it at run time instead",
+                )
+    if engine == "tgi":
+        for item in found:
+            if item.keyword == "RUN" and _PIP_COMMAND.search(_UV_PIP.sub("", item.arguments)):
+                say(
+                    item.line,
+                    "pip install in the TGI image: its venv has no pip (uv sync removes it); "
+                    "accepted: /bin/uv pip install --python /usr/src/.venv/bin/python ...",
                 )
     if env.get("ENGINE") != engine:
         say(1, f"ENV ENGINE is {env.get('ENGINE')!r}; accepted: {engine!r} (the folder's engine)")

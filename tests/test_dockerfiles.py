@@ -226,3 +226,34 @@ def test_the_build_context_holds_what_the_images_copy_and_not_the_work_tree() ->
 def test_the_images_send_no_usage_statistics(engine: str, switches: tuple[str, ...]) -> None:
     text = (ROOT / "serving" / engine / "Dockerfile").read_text(encoding="utf-8")
     assert all(switch in text for switch in switches)
+
+
+TGI = Path("serving/tgi/Dockerfile")
+GOOD_TGI = GOOD.replace(
+    "vllm/vllm-openai:v0.11.0", "ghcr.io/huggingface/text-generation-inference:3.3.7"
+).replace("ENGINE=vllm", "ENGINE=tgi")
+
+
+@pytest.mark.parametrize(
+    "install",
+    [
+        "python3 -m pip install --no-cache-dir --target /opt/v oci==2.189.0",
+        "pip install oci==2.189.0",
+        "chmod 0755 /root && /usr/src/.venv/bin/python3.11 -m pip install oci==2.189.0",
+    ],
+)
+def test_pip_is_refused_in_the_tgi_image_whose_venv_has_none(install: str) -> None:
+    [found] = problems(TGI, GOOD_TGI.replace("USER 1000", f"RUN {install}\nUSER 1000"))
+    assert "no pip (uv sync removes it)" in found and "/bin/uv pip install --python" in found
+
+
+def test_uv_pip_is_accepted_in_the_tgi_image_and_pip_in_the_vllm_image() -> None:
+    uv = "RUN /bin/uv pip install --no-cache --python /usr/src/.venv/bin/python --target /v oci==2.189.0\n"
+    assert problems(TGI, GOOD_TGI.replace("USER 1000", uv + "USER 1000")) == []
+    pip = "RUN python3 -m pip install --no-cache-dir --target /v oci==2.189.0\n"
+    assert problems(VLLM, GOOD.replace("USER 1000", pip + "USER 1000")) == []
+
+
+def test_the_tgi_image_installs_with_the_uv_binary_into_its_venvs_python() -> None:
+    [run] = [item for item in instructions((ROOT / TGI).read_text()) if item.keyword == "RUN"]
+    assert "/bin/uv pip install --no-cache --python /usr/src/.venv/bin/python --target" in run.arguments
