@@ -29,6 +29,11 @@ from domain.ids import ENGINES, IMAGE_TAG, REPOSITORY_NAME
 TOOLS = ("docker", "podman")
 PLATFORM = "linux/amd64"  # OCI's GPU shapes
 STACK_OUTPUT = "imageRepository"
+# BuildKit (docker build since Docker 23) attaches a provenance attestation by default where the image
+# store can hold one (the containerd store, a docker-container builder): the pushed tag is then an index
+# with an `unknown/unknown` entry, not one image manifest. These flags keep it a single manifest; they
+# need BuildKit (not DOCKER_BUILDKIT=0). Podman attaches none and has no such flags.
+NO_ATTESTATIONS = {"docker": ("--provenance=false", "--sbom=false")}
 ROOT = Path(__file__).resolve().parent.parent
 
 _REGISTRY_HOST = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?$")
@@ -54,7 +59,8 @@ class ImagePlan:
 
     def build(self) -> list[str]:
         dockerfile = str(Path("serving") / self.engine / "Dockerfile")
-        return [self.tool, "build", "--platform", PLATFORM, "-f", dockerfile, "-t", self.reference, "."]
+        flags = ["--platform", PLATFORM, *NO_ATTESTATIONS.get(self.tool, ())]
+        return [self.tool, "build", *flags, "-f", dockerfile, "-t", self.reference, "."]
 
     def push(self, digest_file: str | None = None) -> list[str]:
         if self.tool == "podman":
@@ -149,13 +155,18 @@ def pinned(plan: ImagePlan, reference: str) -> str:
     return f"{plan.repository}:{plan.tag}@{reference.split('@', 1)[1]}"
 
 
+def _tool_env() -> dict[str, str]:
+    # Also off for a buildx that takes its defaults from the environment rather than the flags.
+    return {**os.environ, "BUILDX_NO_DEFAULT_ATTESTATIONS": "1"}
+
+
 def _capture(command: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
+    return subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT, env=_tool_env())
 
 
 def _stream(command: list[str]) -> subprocess.CompletedProcess[str]:
     # The tools' progress goes to stderr so that stdout carries only the digest reference.
-    return subprocess.run(command, stdout=sys.stderr, text=True, check=False, cwd=ROOT)
+    return subprocess.run(command, stdout=sys.stderr, text=True, check=False, cwd=ROOT, env=_tool_env())
 
 
 def build_and_push(plan: ImagePlan, *, capture: Runner = _capture, stream: Runner = _stream) -> str:

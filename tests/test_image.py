@@ -83,6 +83,8 @@ def test_docker_builds_pushes_to_the_stacks_repository_and_prints_the_digest(tmp
             "build",
             "--platform",
             "linux/amd64",
+            "--provenance=false",  # one image manifest, not an index with an attestation entry
+            "--sbom=false",
             "-f",
             "serving/tgi/Dockerfile",
             "-t",
@@ -102,6 +104,14 @@ def test_podman_is_used_when_docker_is_absent_and_its_digest_file_is_read(tmp_pa
     assert result.stdout == f"{REPO}:v1@{DIGEST}\n"
     pushed = calls(log)[-1]
     assert pushed[:3] == ["podman", "push", "--digestfile"] and pushed[-1] == f"{REPO}:v1"
+    assert not any(word.startswith(("--provenance", "--sbom")) for word in calls(log)[0])  # not podman's
+
+
+def test_a_docker_build_attaches_no_attestation_so_the_pushed_digest_is_one_manifest(tmp_path: Path) -> None:
+    folder, _ = tools(tmp_path)
+    result = run_image(folder, "--engine", "vllm", "--repo", REPO, "--tag", "v1", "--dry-run")
+    build = shlex.split(result.stdout.splitlines()[0])
+    assert build[:2] == ["docker", "build"] and {"--provenance=false", "--sbom=false"} <= set(build)
 
 
 def test_container_tool_picks_one_explicitly(tmp_path: Path) -> None:
