@@ -257,3 +257,24 @@ def test_uv_pip_is_accepted_in_the_tgi_image_and_pip_in_the_vllm_image() -> None
 def test_the_tgi_image_installs_with_the_uv_binary_into_its_venvs_python() -> None:
     [run] = [item for item in instructions((ROOT / TGI).read_text()) if item.keyword == "RUN"]
     assert "/bin/uv pip install --no-cache --python /usr/src/.venv/bin/python --target" in run.arguments
+
+
+def test_the_training_image_pins_torchs_cuda_build_and_the_docs_name_its_driver() -> None:
+    """PyPI's torch 2.13.0 is the CUDA 13.0 build (driver >= 580); the image pins the cu126 build from
+    PyTorch's index (driver >= 525), at the version the train extra pins."""
+    import tomllib
+
+    train = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["train"]
+    [torch_pin] = [dep for dep in train if dep.startswith("torch==")]
+    version = torch_pin.removeprefix("torch==")
+    [run] = [
+        item for item in instructions((ROOT / "training/Dockerfile").read_text()) if item.keyword == "RUN"
+    ]
+    torch_install = run.arguments.split("&&")[0]
+    assert "--index-url https://download.pytorch.org/whl/cu126" in torch_install
+    assert f"torch=={version}+cu126" in torch_install.split()
+    assert run.arguments.index("torch==") < run.arguments.index("'.[train]'")  # before the extra
+    assert "torch.version.cuda == '12.6'" in run.arguments  # the build checks what it installed
+    assert "driver >= 525" in (ROOT / "training/Dockerfile").read_text()
+    finetune = (ROOT / "docs/finetune.md").read_text()
+    assert f"torch=={version}+cu126" in finetune and "NVIDIA driver >= 525" in finetune
