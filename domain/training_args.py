@@ -68,6 +68,7 @@ class FineTuneArgs:
     precision: Precision = "auto"  # auto: bf16 (fp16 without bf16 support) on a GPU, fp32 on the CPU
     gradient_checkpointing: bool = False
     work_dir: str = "finetune-work"  # downloads, checkpoints and the model folder before upload
+    download_timeout: int = 6 * 3600  # seconds a node's other processes wait for its first to download
     overwrite: bool = False  # replace what is already at the output instead of refusing
     hf_token_file: str | None = None
     hf_token_secret_id: str | None = None  # a Vault secret holding the token (read in memory, never written)
@@ -121,6 +122,7 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "lora_alpha": (1, 8192),
     "seed": (0, 2**32 - 1),
     "logging_steps": (1, 1 << 20),
+    "download_timeout": (60, 7 * 24 * 3600),
 }
 
 
@@ -274,6 +276,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--precision", choices=PRECISIONS, default=defaults["precision"])
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--work-dir", default=defaults["work_dir"])
+    parser.add_argument(
+        "--download-timeout",
+        type=int,
+        default=defaults["download_timeout"],
+        metavar="SECONDS",
+        help="how long a node's other processes wait for its first to download the base model and the "
+        "dataset (default 6 h; the download happens before the process group, so NCCL's timeout "
+        "does not apply)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace what is already at --output")
     parser.add_argument(
         "--hf-token-file", default=None, help="file holding a Hugging Face token (or set HF_TOKEN)"

@@ -4,8 +4,9 @@ Runs as one process or under `torchrun --nproc-per-node N -m training.finetune .
 torchrun's RANK / LOCAL_RANK / WORLD_SIZE). Steps:
 1. check the arguments and the output before any download or GPU time (a non-empty output is refused
    unless --overwrite: nothing is lost);
-2. bring the base model and the dataset to local disk (once per node: the node's first process fetches,
-   the others wait);
+2. bring the base model and the dataset to local disk before any process group exists (once per node:
+   local rank 0 fetches, the others wait for its marker, bounded by --download-timeout, so a long download
+   never meets the process group's 30-minute barrier timeout);
 3. train with transformers' Trainer: LoRA and QLoRA through PEFT, or all weights;
 4. on the first process only, write the model folder (merged weights, or the adapter alone), copying the
    base model's config and tokenizer files unchanged so the serving engine reads them as it read the base;
@@ -481,6 +482,76 @@ def publish(staging: Path, args: FineTuneArgs, store: ObjectStore | None) -> str
     return str(out)
 
 
+def fetched_paths(args: FineTuneArgs, work: Path) -> tuple[Path, Path]:
+    """Where the base model and the dataset are, or will be once local rank 0 fetched them."""
+    base_local = model_source(args.base_model) == "local"
+    base = Path(args.base_model).expanduser() if base_local else work / "base-model"
+    data = work / "dataset" if is_object_uri(args.dataset) else Path(args.dataset).expanduser()
+    return base, data
+
+
+def failure_note(work: Path) -> Path:
+    """Where local rank 0 says why its download failed. Named after the parent process (torchrun's
+    agent, shared by the node's workers), so a note left by an earlier run is not read as this one's."""
+    return work / f".download-failed.{os.getppid()}"
+
+
+def local_inputs(
+    args: FineTuneArgs,
+    store: ObjectStore | None,
+    work: Path,
+    token: str | None,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> tuple[Path, Path]:
+    """The base model and the dataset on local disk. Runs before the process group exists (so no barrier
+    and no NCCL timeout is involved): local rank 0 downloads, the node's other processes wait for the
+    markers it leaves, up to --download-timeout."""
+    if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+        note = failure_note(work)
+        note.unlink(missing_ok=True)
+        try:
+            return local_base_model(args, store, work, token), local_dataset(args, store, work)
+        except BaseException as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            note.write_text(reason + "\n", encoding="utf-8")
+            raise
+    return _wait_for_inputs(args, work, sleep=sleep, clock=clock)
+
+
+def _wait_for_inputs(
+    args: FineTuneArgs, work: Path, *, sleep: Callable[[float], None], clock: Callable[[], float]
+) -> tuple[Path, Path]:
+    base, data = fetched_paths(args, work)
+    waited_for = [path for path in (base, data) if path.parent == work]
+    rank = os.environ.get("LOCAL_RANK", "?")
+    started = clock()
+    next_word = started
+    while True:
+        note = failure_note(work)
+        if note.exists():
+            said = note.read_text(encoding="utf-8").strip()
+            raise UserError(f"local rank 0 could not download the inputs: {said}")
+        missing = [path for path in waited_for if not (path / COMPLETE_MARKER).exists()]
+        if not missing:
+            return base, data
+        now = clock()
+        if now - started >= args.download_timeout:
+            raise UserError(
+                f"{flag('download_timeout')} {args.download_timeout}: local rank 0 has not finished "
+                f"downloading to {', '.join(map(str, missing))}; raise it, or see rank 0's log for why"
+            )
+        if now >= next_word:
+            print(
+                f"finetune: local rank {rank} waiting for local rank 0 to download "
+                f"{', '.join(map(str, missing))} ({now - started:.0f} s of {args.download_timeout} s)",
+                flush=True,
+            )
+            next_word = now + 300
+        sleep(2.0)
+
+
 def _losses(history: list[dict[str, Any]]) -> tuple[float | None, float | None]:
     losses = [float(entry["loss"]) for entry in history if "loss" in entry]
     return (losses[0], losses[-1]) if losses else (None, None)
@@ -501,6 +572,9 @@ def run(
     )
     store = factory(args) if uses_oci else None
     preflight(args, store)
+    work = Path(args.work_dir).expanduser().resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    base, data = local_inputs(args, store, work, token)
 
     import torch
     from transformers import AutoTokenizer, Trainer, set_seed
@@ -510,17 +584,12 @@ def run(
     hf_logging.set_verbosity_warning()
     hf_logging.disable_progress_bar()
     cuda = cuda_available()
-    work = Path(args.work_dir).expanduser().resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    targs = training_arguments(args, work, cuda)
+    targs = training_arguments(args, work, cuda)  # the process group starts here, after the download
     log(
         f"method {args.method}, save {args.save}, {targs.world_size} process(es) on "
         f"{'cuda' if cuda else 'cpu'}, "
         f"precision {str(compute_dtype(args, cuda)).removeprefix('torch.')}"
     )
-    with targs.main_process_first(local=True, desc="download"):
-        base = local_base_model(args, store, work, token)
-        data = local_dataset(args, store, work)
 
     tokenizer = AutoTokenizer.from_pretrained(str(base))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

@@ -492,3 +492,106 @@ def test_zip_output_is_uploaded_with_the_manifest_last(memory_store: MemoryStore
     where = finetune.publish(finetune.package(model, args, tmp_path / "work"), args, memory_store)
     assert where == "oci://models@ns/ft/run-1"
     assert memory_store.uploads == ["ft/run-1/model.zip", "ft/run-1/finetune.json"]
+
+
+# --- download before the process group ---------------------------------------------------------------------
+
+HUB_RUN = ["--base-model", "org/model", "--dataset", "oci://data@ns/sets/qa", "--output", "out"]
+
+
+class Stop(Exception):
+    pass
+
+
+def test_the_download_happens_before_the_process_group_exists(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """TrainingArguments builds the process group, whose barrier times out after 30 min: a 70B download
+    inside main_process_first outlasts it. The inputs come first, then the TrainingArguments."""
+    order: list[str] = []
+
+    def inputs(*_: Any, **__: Any) -> Any:
+        order.append("download")
+        raise Stop
+
+    monkeypatch.setattr(finetune, "require_extra", lambda: None)
+    monkeypatch.setattr(finetune, "preflight", lambda *_: None)
+    monkeypatch.setattr(finetune, "local_inputs", inputs)
+    monkeypatch.setattr(finetune, "training_arguments", lambda *_: order.append("process group"))
+    args = parse_args([*HUB_RUN, "--work-dir", str(tmp_path / "work")])
+    with pytest.raises(Stop):
+        finetune.run(args, store_factory=lambda _: MemoryStore())
+    assert order == ["download"]
+
+
+def test_other_local_ranks_wait_for_rank_0s_markers_without_downloading(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    work = tmp_path / "work"
+    args = parse_args([*HUB_RUN, "--work-dir", str(work)])
+    naps: list[float] = []
+
+    def sleep(seconds: float) -> None:  # rank 0 finishes while this rank sleeps
+        naps.append(seconds)
+        for folder in ("base-model", "dataset"):
+            (work / folder).mkdir(parents=True, exist_ok=True)
+            (work / folder / finetune.COMPLETE_MARKER).touch()
+
+    assert finetune.local_inputs(args, None, work, None, sleep=sleep) == (
+        work / "base-model",
+        work / "dataset",
+    )
+    assert len(naps) == 1  # the store (None here) was never used
+
+
+def test_a_waiting_rank_gives_rank_0s_reason_or_its_own_bound(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    work = tmp_path / "work"
+    work.mkdir()
+    args = parse_args([*HUB_RUN, "--work-dir", str(work), "--download-timeout", "600"])
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    with pytest.raises(UserError) as late:
+        finetune.local_inputs(args, None, work, None, sleep=sleep, clock=lambda: now[0])
+    assert "--download-timeout 600: local rank 0 has not finished downloading" in str(late.value)
+    assert now[0] >= 600
+    finetune.failure_note(work).write_text("--base-model 'org/model': cannot download it: 401\n")
+    with pytest.raises(UserError) as failed:
+        finetune.local_inputs(args, None, work, None, sleep=sleep, clock=lambda: now[0])
+    assert (
+        str(failed.value)
+        == "local rank 0 could not download the inputs: --base-model 'org/model': cannot download it: 401"
+    )
+
+
+def test_rank_0_leaves_its_reason_for_the_others_when_the_download_fails(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    work = tmp_path / "work"
+    work.mkdir()
+    args = parse_args([*HUB_RUN, "--work-dir", str(work)])
+
+    def refuse(*_: Any) -> Path:
+        raise UserError("--base-model 'org/model': cannot download it from Hugging Face: 404")
+
+    monkeypatch.setattr(finetune, "local_base_model", refuse)
+    with pytest.raises(UserError):
+        finetune.local_inputs(args, MemoryStore(), work, None)
+    assert "cannot download it from Hugging Face: 404" in finetune.failure_note(work).read_text()
+
+
+def test_the_download_timeout_is_a_flag_with_a_bound() -> None:
+    assert parse_args(HUB_RUN).download_timeout == 6 * 3600
+    assert to_argv(parse_args([*HUB_RUN, "--download-timeout", "7200"]))[-2:] == [
+        "--download-timeout",
+        "7200",
+    ]
+    with pytest.raises(ArgsError, match="--download-timeout 5: give a whole number from 60"):
+        parse_args([*HUB_RUN, "--download-timeout", "5"])
