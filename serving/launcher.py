@@ -19,6 +19,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,6 +112,10 @@ ENGINE_FLAGS: dict[Engine, EngineFlags] = {
         owned=("--hostname", "--port", "--model-id"),
     ),
 }
+
+# Where a path the engine writes moves when the image's own is not writable (for example storage mounted
+# by root over /home/datascience): the launcher runs as uid 1000, and /tmp is writable by anyone.
+FALLBACK_ROOT = Path("/tmp/llmstack")
 
 SECRET_ACCEPTED = "accepted: a Vault secret whose current version is the Hugging Face token as text"
 
@@ -381,6 +386,65 @@ def engine_env(config: LaunchConfig, base: Mapping[str, str], token: str | None)
     return env
 
 
+def written_paths(engine: Engine, env: Mapping[str, str]) -> list[tuple[str, Path]]:
+    """Each folder the engine writes, as (the variable that moves it, where it is now)."""
+    home = Path(_value(env, "HOME") or Path.home())
+    cache = Path(_value(env, "XDG_CACHE_HOME") or home / ".cache")
+    paths = [("HF_HOME", Path(_value(env, "HF_HOME") or cache / "huggingface"))]
+    paths += [
+        (key, Path(value)) for key in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE") if (value := _value(env, key))
+    ]
+    if engine == "vllm":
+        paths.append(("VLLM_CACHE_ROOT", Path(_value(env, "VLLM_CACHE_ROOT") or cache / "vllm")))
+        paths.append(
+            ("TRITON_CACHE_DIR", Path(_value(env, "TRITON_CACHE_DIR") or home / ".triton" / "cache"))
+        )
+    paths.append(("TMPDIR", Path(_value(env, "TMPDIR") or "/tmp")))
+    return paths
+
+
+def writable_paths(
+    engine: Engine, env: Mapping[str, str], *, fallback_root: Path | None = None
+) -> tuple[dict[str, str], list[str]]:
+    """Check at start that every folder the engine writes is writable; move the ones that are not under
+    `fallback_root`. Returns the variables to set and one line per move; a LaunchError naming the path
+    when the fallback is not writable either."""
+    moved: dict[str, str] = {}
+    said: list[str] = []
+    for key, path in written_paths(engine, env):
+        why = _not_writable(path)
+        if why is None:
+            continue
+        fallback = (fallback_root or FALLBACK_ROOT) / key.lower()
+        if (why_not := _not_writable(fallback)) is not None:
+            raise LaunchError(
+                f"{key}={path} is not writable by uid {os.getuid()} ({why}), nor is {fallback} ({why_not}); "
+                f"mount writable storage there or set {key} to a writable folder"
+            )
+        moved[key] = str(fallback)
+        said.append(f"{key}={path} is not writable by uid {os.getuid()} ({why}); using {fallback}")
+    return moved, said
+
+
+def _not_writable(path: Path) -> str | None:
+    """None when a file can be created in `path` (made if missing), else why not, with the owner."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".llmstack-probe-"):
+            pass
+    except OSError as exc:
+        nearest = path
+        while not nearest.exists() and nearest != nearest.parent:
+            nearest = nearest.parent
+        try:
+            info = nearest.stat()
+            owner = f"; {nearest} is owned by uid {info.st_uid}, mode {info.st_mode & 0o7777:o}"
+        except OSError:
+            owner = ""
+        return f"{exc.strerror or exc}{owner}"
+    return None
+
+
 def run(config: LaunchConfig, command: list[str], env: dict[str, str], *, engine_port: int) -> int:
     """Serve OCI's routes on PORT, run the engine, forward signals; the engine's exit code."""
     from serving.adapter import Adapter, AdapterConfig
@@ -470,8 +534,11 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
                 read_token_file(config.token_file)
             print(shlex.join(command))
             return 0
+        moved, said = writable_paths(config.engine, environ)
+        for line in said:
+            _log(line)
         token = read_token(config)
-        return run(config, command, engine_env(config, environ, token), engine_port=engine_port)
+        return run(config, command, engine_env(config, {**environ, **moved}, token), engine_port=engine_port)
     except LaunchError as exc:
         _log(str(exc))
         return 2

@@ -156,6 +156,7 @@ def test_the_files_the_image_copies_are_enough_to_run_the_launcher(engine: str, 
         "ENGINE": engine,
         "PORT": str(free_port()),
         "FAKE_ENGINE_RECORD": str(tmp_path / "record.json"),
+        "HOME": str(tmp_path),  # the engine's cache folders go here, not in the real home
         "FAKE_ENGINE_MODE": "exit:0",
     }
     for args in (["--dry-run"], ["--engine-port", str(free_port())]):

@@ -258,6 +258,7 @@ def test_a_real_run_keeps_the_token_out_of_argv_stdout_and_stderr(engine: str, t
         "PORT": str(free_port()),
         "TOKEN_FILE": str(token_file),
         "FAKE_ENGINE_RECORD": str(record),
+        "HOME": str(tmp_path),  # the engine's cache folders go here, not in the real home
         "FAKE_ENGINE_MODE": "exit:3",
     }
     result = subprocess.run(
@@ -455,6 +456,7 @@ def start_launcher(
         "ENGINE": engine,
         "PORT": str(port),
         "FAKE_ENGINE_RECORD": str(record),
+        "HOME": str(tmp_path),  # the engine's cache folders go here, not in the real home
         "FAKE_ENGINE_MODE": mode,
         **extra,
     }
@@ -519,14 +521,15 @@ def test_a_missing_engine_program_is_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_a_port_already_taken_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_port_already_taken_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     import socket
 
     with socket.socket() as taken:
         taken.bind(("0.0.0.0", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        code = main(["--engine-port", str(free_port())], env={"ENGINE": "vllm", "PORT": str(port)})
+        env = {"ENGINE": "vllm", "PORT": str(port), "HOME": str(tmp_path), "TMPDIR": str(tmp_path)}
+        code = main(["--engine-port", str(free_port())], env=env)
     err = capsys.readouterr().err
     assert code == 2 and f"PORT={port} cannot be served" in err and err.count("\n") == 1
 
@@ -600,3 +603,81 @@ def test_a_signal_while_the_engine_starts_is_forwarded_not_fatal(monkeypatch: py
     assert [engine.signals for engine in engines] == [[signal.SIGTERM]]
     assert code == 128 + signal.SIGTERM
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+# -- the folders the engine writes ---------------------------------------------------------------------
+
+
+def blocked(tmp_path: Path) -> Path:
+    """A folder nobody can create, root included: its parent is a regular file."""
+    (tmp_path / "a-file").write_text("")
+    return tmp_path / "a-file" / "folder"
+
+
+@pytest.mark.parametrize("engine", ["vllm", "tgi"])
+def test_each_folder_the_engine_writes_is_checked_and_moved_when_not_writable(
+    engine: str, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    (home).mkdir()
+    (home / ".cache").write_text("")  # storage over the home folder hides the image's cache folders
+    env = {"HOME": str(home), "TMPDIR": str(tmp_path / "tmp")}
+    moved, said = launcher.writable_paths(engine, env, fallback_root=tmp_path / "fallback")
+    keys = ["HF_HOME", "VLLM_CACHE_ROOT"] if engine == "vllm" else ["HF_HOME"]
+    assert moved == {key: str(tmp_path / "fallback" / key.lower()) for key in keys}
+    assert all(Path(folder).is_dir() for folder in moved.values())
+    assert said[0].startswith(f"HF_HOME={home}/.cache/huggingface is not writable by uid {os.getuid()} (")
+    assert said[0].endswith(f"; using {tmp_path / 'fallback' / 'hf_home'}")
+    assert [key for key, _ in launcher.written_paths(engine, env)] == (
+        ["HF_HOME", "VLLM_CACHE_ROOT", "TRITON_CACHE_DIR", "TMPDIR"]
+        if engine == "vllm"
+        else ["HF_HOME", "TMPDIR"]
+    )
+
+
+def test_writable_folders_stay_where_the_image_put_them(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path), "HF_HOME": str(tmp_path / "hf"), "TMPDIR": str(tmp_path / "tmp")}
+    assert launcher.writable_paths("tgi", env, fallback_root=blocked(tmp_path)) == ({}, [])
+    assert (tmp_path / "hf").is_dir() and list((tmp_path / "hf").iterdir()) == []  # the probe is gone
+
+
+@pytest.mark.skipif(os.getuid() == 0, reason="root writes through any mode")
+def test_a_root_owned_read_only_folder_is_moved(tmp_path: Path) -> None:
+    hf = tmp_path / "hf"
+    hf.mkdir(mode=0o555)
+    env = {"HOME": str(tmp_path), "HF_HOME": str(hf), "TMPDIR": str(tmp_path)}
+    moved, said = launcher.writable_paths("tgi", env, fallback_root=tmp_path / "fallback")
+    assert moved == {"HF_HOME": str(tmp_path / "fallback" / "hf_home")} and "mode 555" in said[0]
+
+
+def test_without_any_writable_place_the_launcher_stops_in_one_line_naming_the_path(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(launcher, "FALLBACK_ROOT", blocked(tmp_path))
+    hf_home = tmp_path / "a-file" / "hf"
+    env = {"ENGINE": "tgi", "PORT": str(free_port()), "HOME": str(tmp_path), "HF_HOME": str(hf_home)}
+    code = main(["--engine-port", str(free_port())], env=env)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith(f"launcher: HF_HOME={hf_home} is not writable by uid {os.getuid()} (")
+    assert "set HF_HOME to a writable folder" in err
+
+
+def test_the_engine_gets_the_moved_folders(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    seen: dict[str, str] = {}
+
+    def fake_run(config: Any, command: list[str], env: dict[str, str], *, engine_port: int) -> int:
+        seen.update(env)
+        return 0
+
+    monkeypatch.setattr(launcher, "run", fake_run)
+    monkeypatch.setattr(launcher, "FALLBACK_ROOT", tmp_path / "fallback")
+    env = {
+        "ENGINE": "vllm",
+        "HOME": str(tmp_path),
+        "HF_HOME": str(tmp_path / "a-file" / "hf"),
+        "TMPDIR": str(tmp_path),
+    }
+    (tmp_path / "a-file").write_text("")
+    assert main([], env=env) == 0
+    assert seen["HF_HOME"] == str(tmp_path / "fallback" / "hf_home")
