@@ -98,7 +98,11 @@ install-train: $(TRAIN_STAMP) ## add the train extra (torch CPU, transformers, p
 
 test-train: $(TRAIN_STAMP) ## the fine-tuning entrypoint end to end on a tiny model, on the CPU
 	$(BIN)/mypy training
-	HF_HUB_OFFLINE=1 $(BIN)/pytest -q tests/training
+	LLMSTACK_REQUIRE_TRAIN=1 HF_HUB_OFFLINE=1 $(BIN)/pytest -q tests/training
+
+.PHONY: test-slow
+test-slow: $(STAMP) ## the slow tests: a real 4 GiB file zipped with zip64 (about 4 GiB of disk; CI runs it on main)
+	LLMSTACK_SLOW_TESTS=1 $(BIN)/pytest -q tests/test_upload.py -k 4_gib
 
 .PHONY: bench-upload
 bench-upload: $(STAMP) ## streaming upload vs the seed's zip-then-upload, same loopback fake (ARGS="--size-mib 4096 --rate-mbps 1000")

@@ -8,6 +8,7 @@ pulumi_oci are imported once per process (by the first plan); each further plan 
 from __future__ import annotations
 
 import copy
+import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -18,6 +19,7 @@ import pytest
 import yaml
 
 from tests.fakeoci.fixtures import fake_oci, oci_identity  # noqa: F401  (the loopback fake OCI service)
+from tests.required import required_skips
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
@@ -152,3 +154,24 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.outcome = "failed"
         report.longrepr = f"a traceback was printed during the test's {call.when}:\n{printed}"
     return report
+
+
+_skipped: list[str] = []
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    if report.skipped:  # a module that skips as a whole (the browser test without Chromium)
+        _skipped.append(report.nodeid)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped:
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A required test that skipped (tests/required.py) fails the run, saying which and why."""
+    missed = required_skips(os.environ, _skipped)
+    if missed:
+        print(f"\nrequired tests skipped (tests/required.py), so the run fails: {', '.join(missed)}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
