@@ -97,14 +97,18 @@ def test_calls_of_the_stack_action_give_known_and_required_inputs(workflow: dict
 
 
 def test_the_stack_action_runs_pulumi_with_the_policy_pack_of_that_stack() -> None:
-    step = next(
-        s for s in STACK_ACTION_SPEC["runs"]["steps"] if s.get("uses", "").startswith("pulumi/actions@")
-    )
-    assert set(step["with"]) <= PULUMI_ACTIONS_INPUTS
-    assert step["with"]["policyPacks"] == "policy"
-    assert step["with"]["policyPackConfigs"] == "policy/config/${{ inputs.stack }}.json"
-    assert step["with"]["stack-name"] == "${{ inputs.stack }}"
-    assert step["with"]["comment-on-pr"] == "${{ inputs.comment-on-pr }}"
+    up = _action_step("Pulumi up")
+    assert set(up["with"]) <= PULUMI_ACTIONS_INPUTS
+    assert up["with"]["policyPacks"] == "policy"
+    assert up["with"]["policyPackConfigs"] == "policy/config/${{ inputs.stack }}.json"
+    assert up["with"]["stack-name"] == "${{ inputs.stack }}"
+    preview = _action_step("Pulumi preview")["run"]
+    assert '--policy-pack policy --policy-pack-config "policy/config/$STACK.json"' in preview
+    assert '--stack "$STACK"' in preview
+
+
+def _action_step(name: str) -> dict[str, Any]:
+    return next(s for s in STACK_ACTION_SPEC["runs"]["steps"] if s.get("name", "").startswith(name))
 
 
 def test_pull_requests_run_the_tests_then_preview_every_stack_on_the_pr() -> None:
@@ -112,12 +116,12 @@ def test_pull_requests_run_the_tests_then_preview_every_stack_on_the_pr() -> Non
     jobs = PULL_REQUEST["jobs"]
     assert any(step.get("run") == "make test" for step in jobs["test"]["steps"])
     preview = jobs["preview"]
-    assert preview["needs"] == "test"
+    assert preview["needs"] == ["test", "browser"]
     assert preview["strategy"]["matrix"]["stack"] == STACKS
     call = _calls_to_stack_action(PULL_REQUEST)["preview"]
     assert call["command"] == "preview"
     assert call["comment-on-pr"] == "true"
-    assert PULL_REQUEST["permissions"]["pull-requests"] == "write"
+    assert preview["permissions"]["pull-requests"] == "write"
     assert PULL_REQUEST["concurrency"]["cancel-in-progress"] is True
 
 
@@ -125,7 +129,7 @@ def test_main_deploys_dev_then_staging_then_prod_behind_an_approval() -> None:
     assert DEPLOY["on"]["push"]["branches"] == ["main"]
     jobs = DEPLOY["jobs"]
     assert [jobs["dev"]["needs"], jobs["staging"]["needs"], jobs["prod"]["needs"]] == [
-        "test",
+        ["test", "browser", "slow"],
         "dev",
         "staging",
     ]
@@ -134,7 +138,6 @@ def test_main_deploys_dev_then_staging_then_prod_behind_an_approval() -> None:
     assert {job: (c["command"], c["stack"]) for job, c in calls.items()} == {
         stack: ("up", stack) for stack in STACKS
     }
-    assert DEPLOY["concurrency"]["cancel-in-progress"] is False
 
 
 def test_every_previewed_stack_has_a_policy_config_and_the_pack_has_its_own_venv() -> None:
@@ -144,3 +147,132 @@ def test_every_previewed_stack_has_a_policy_config_and_the_pack_has_its_own_venv
     pack = yaml.safe_load((ROOT / "policy" / "PulumiPolicy.yaml").read_text())
     assert pack["runtime"] == {"name": "python", "options": {"toolchain": "pip", "virtualenv": "venv"}}
     assert (ROOT / "policy" / "requirements.txt").is_file()
+
+
+# -- issue 18: credentials, first deploy, failed previews, concurrency, Dependabot, locks, what CI runs ------
+
+DEPLOY_ENVIRONMENTS = {"dev": "dev", "staging": "staging", "prod": "production"}
+
+
+def test_previews_run_in_their_own_environment_with_read_only_credentials() -> None:
+    """Secrets kept in environments reach only jobs naming one: the previews name `preview`."""
+    assert PULL_REQUEST["jobs"]["preview"]["environment"] == "preview"
+
+
+@pytest.mark.parametrize("path", _workflow_files(), ids=lambda p: p.name)
+def test_every_job_that_reads_secrets_names_its_environment(path: Path) -> None:
+    """No repository-level secret is needed: a same-repository pull request cannot reach deploy credentials."""
+    for name, job in _load(path)["jobs"].items():
+        if "secrets." in yaml.safe_dump(job):
+            assert job.get("environment") in {"preview", *DEPLOY_ENVIRONMENTS.values()}, name
+
+
+def test_each_deploy_job_uses_its_environment_and_creates_its_stack_on_the_first_deploy() -> None:
+    jobs = DEPLOY["jobs"]
+    assert {stack: jobs[stack]["environment"] for stack in STACKS} == DEPLOY_ENVIRONMENTS
+    assert {stack: call["upsert"] for stack, call in _calls_to_stack_action(DEPLOY).items()} == {
+        stack: "true" for stack in STACKS
+    }
+    assert "upsert" not in _calls_to_stack_action(PULL_REQUEST)["preview"]  # previews never create stacks
+    assert _action_step("Pulumi up")["with"]["upsert"] == "${{ inputs.upsert }}"
+    assert STACK_ACTION_SPEC["inputs"]["upsert"]["default"] == "false"
+
+
+def test_a_passphrase_stack_with_secure_values_needs_its_salt_committed() -> None:
+    guard = _action_step("A passphrase stack created by upsert")
+    assert "inputs.upsert == 'true'" in guard["if"] and "inputs.config-passphrase != ''" in guard["if"]
+    assert "encryptionsalt" in guard["run"] and "exit 1" in guard["run"]
+
+
+def test_a_failed_preview_still_posts_its_output_and_then_fails_the_check() -> None:
+    """pulumi/actions comments only after a success; the preview step records its exit code instead of
+    failing, the comment is posted in any case, and a last step fails on a failed preview."""
+    steps = STACK_ACTION_SPEC["runs"]["steps"]
+    names = [step.get("name", "") for step in steps]
+    preview = _action_step("Pulumi preview")
+    assert preview["id"] == "preview" and "uses" not in preview
+    assert "set +e" in preview["run"] and 'echo "exit-code=$code" >> "$GITHUB_OUTPUT"' in preview["run"]
+    comment = _action_step("Post the preview")
+    assert comment["if"].startswith("always()")
+    assert "startswith" in comment["run"] and "--method PATCH" in comment["run"]  # one comment per stack
+    assert "FAILED" in comment["run"]
+    fail = _action_step("Fail on a failed preview")
+    assert fail["if"] == "inputs.command == 'preview' && steps.preview.outputs.exit-code != '0'"
+    assert "exit 1" in fail["run"]
+    assert names.index(preview["name"]) < names.index(comment["name"]) < names.index(fail["name"])
+
+
+def test_concurrency_is_per_deploy_job_so_a_waiting_approval_blocks_no_other_stack() -> None:
+    assert "concurrency" not in DEPLOY
+    for stack in STACKS:
+        assert DEPLOY["jobs"][stack]["concurrency"] == {
+            "group": f"deploy-{stack}",
+            "cancel-in-progress": False,
+        }
+
+
+def test_forks_and_dependabot_get_no_preview() -> None:
+    condition = PULL_REQUEST["jobs"]["preview"]["if"]
+    assert "github.event.pull_request.head.repo.full_name == github.repository" in condition
+    assert "github.event.pull_request.user.login != 'dependabot[bot]'" in condition
+
+
+@pytest.mark.parametrize("path", _workflow_files(), ids=lambda p: p.name)
+def test_only_the_commenting_job_may_write(path: Path) -> None:
+    workflow = _load(path)
+    assert workflow["permissions"] == {"contents": "read"}
+    for name, job in workflow["jobs"].items():
+        writes = {key for key, value in job.get("permissions", {}).items() if value == "write"}
+        assert writes == ({"pull-requests"} if name == "preview" else set()), name
+
+
+def test_a_failed_or_cancelled_up_unlocks_its_stack() -> None:
+    unlock = _action_step("Unlock")
+    assert unlock["if"] == "(failure() || cancelled()) && inputs.command == 'up'"
+    assert 'pulumi cancel --yes --stack "$STACK"' in unlock["run"]
+
+
+def _make_targets(job: dict[str, Any]) -> list[str]:
+    return [
+        step["run"].split("#")[0].split()[1]
+        for step in job.get("steps", [])
+        if step.get("run", "").startswith("make ")
+    ]
+
+
+@pytest.mark.parametrize("workflow", [PULL_REQUEST, DEPLOY], ids=["pull-request", "deploy"])
+def test_the_workflows_run_everything_ci_runs_and_the_browser_test_where_it_can(
+    workflow: dict[str, Any],
+) -> None:
+    ci = [
+        line.split()[1]
+        for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        if line.startswith("make ")
+    ]
+    assert ci == ["test", "test-train"]
+    ran = {target: name for name, job in workflow["jobs"].items() for target in _make_targets(job)}
+    assert set(ci) <= ran.keys()
+    browser = workflow["jobs"][ran["test-browser"]]
+    assert browser["container"].startswith("python:3.11") and browser["container"].endswith("-bookworm")
+    assert "LLMSTACK_REQUIRE_BROWSER=1" in (ROOT / "Makefile").read_text()
+
+
+def test_main_runs_the_slow_zip64_test_before_deploying() -> None:
+    ran = {target: name for name, job in DEPLOY["jobs"].items() for target in _make_targets(job)}
+    assert "test-slow" in ran
+    assert set(DEPLOY["jobs"]["dev"]["needs"]) == {ran["test"], ran["test-browser"], ran["test-slow"]}
+    makefile = (ROOT / "Makefile").read_text()
+    assert "LLMSTACK_SLOW_TESTS=1 $(BIN)/pytest -q tests/test_upload.py" in makefile
+    assert "LLMSTACK_REQUIRE_TRAIN=1" in makefile  # a skipped training test fails `make test-train`
+
+
+def test_the_docs_describe_the_credentials_layout_the_first_deploy_and_a_stale_lock() -> None:
+    readme = (ROOT / "README.md").read_text()
+    guardrails = (ROOT / "docs" / "guardrails.md").read_text()
+    for text in (readme, guardrails):
+        assert "Credentials layout" in text
+        assert all(f"`{name}`" in text for name in ("preview", "dev", "staging", "production"))
+        assert "required reviewers" in text and "Enterprise" in text
+    assert "repository-wide" not in guardrails  # secrets live in environments only
+    assert "pulumi cancel --yes --stack" in guardrails and "pulumi stack init" in guardrails
+    assert "encryptionsalt" in guardrails
