@@ -37,7 +37,8 @@ from domain.context import (
     TAG_SHAPE_HOURLY_USD,
     Context,
 )
-from domain.settings import FINE_TUNE_ZIP, AuthSettings, FineTuneSettings, image_digest
+from domain.ids import image_digest
+from domain.settings import FINE_TUNE_ZIP, AuthSettings, FineTuneSettings
 from oci_runtime.storage import parse_oci_uri
 from oci_runtime.training_run import START_ALLOWANCE_MINUTES
 

@@ -69,7 +69,8 @@ from domain.context import (
     TAG_TENSOR_PARALLELISM,
     Context,
 )
-from domain.settings import AuthSettings, ComputeSettings, ModelSettings, image_digest
+from domain.ids import image_digest
+from domain.settings import AuthSettings, ComputeSettings, ModelSettings
 
 # The service waits up to 240 minutes for a deployment; the provider must wait a little longer.
 DEPLOYMENT_TIMEOUTS = pulumi.CustomTimeouts(create="245m", update="245m", delete="60m")
@@ -305,7 +306,7 @@ class ModelServing(pulumi.ComponentResource):
         if source.object_storage is not None:
             uri = source.object_storage
             stored = ObjectStorageArtifact(
-                namespace=uri.namespace, bucket=uri.bucket, object_name=uri.object_name, region=args.region
+                namespace=uri.namespace, bucket=uri.bucket, object_name=uri.path, region=args.region
             )
             return stored, None
         return InlineArtifact(), None

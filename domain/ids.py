@@ -24,10 +24,11 @@ from typing import Literal, get_args
 Engine = Literal["vllm", "tgi"]
 ENGINES: tuple[Engine, ...] = get_args(Engine)
 
-AuthMode = Literal["api_key", "security_token", "instance_principal", "resource_principal", "none"]
-AUTH_MODES: tuple[AuthMode, ...] = get_args(AuthMode)
 # The modes that sign requests: what a stack's dynamic providers and a job may use (not `none`).
-SIGNING_AUTH_MODES: tuple[AuthMode, ...] = tuple(mode for mode in AUTH_MODES if mode != "none")
+SigningAuthMode = Literal["api_key", "security_token", "instance_principal", "resource_principal"]
+AuthMode = Literal[SigningAuthMode, "none"]
+AUTH_MODES: tuple[AuthMode, ...] = (*get_args(SigningAuthMode), "none")
+SIGNING_AUTH_MODES: tuple[SigningAuthMode, ...] = get_args(SigningAuthMode)
 
 
 class InvalidId(ValueError):

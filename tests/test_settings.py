@@ -7,14 +7,8 @@ from typing import Any
 
 import pytest
 
-from domain.settings import (
-    KEY_DOCS,
-    Settings,
-    SettingsError,
-    load_settings,
-    read_stack_file,
-    settings_table,
-)
+from domain.settings import Settings, SettingsError, load_settings, read_stack_file
+from domain.settings.docs import KEY_DOCS, settings_table
 from tests.conftest import COMPARTMENT, FAKE_HF_TOKEN, PROJECT_DIR, model_of
 
 NS = "oci-llm-stack:"
