@@ -3,8 +3,7 @@
 `load_settings` turns a stack's `config:` mapping (from `stacks/Pulumi.<stack>.yaml`, or from the Pulumi
 engine at run time) into frozen pydantic models. Each default and description is written once, here; the
 README's settings table and the stack file's JSON Schema are made from these models (`docs.py`). Every
-problem is collected and raised together as one `SettingsError` (`errors.py`): nothing half checked ever
-reaches a component.
+problem is collected and raised together as one `SettingsError` (`errors.py`).
 """
 
 from __future__ import annotations
@@ -18,15 +17,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    ValidationError,
-    ValidationInfo,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo
+from pydantic import model_validator as check
 from pydantic.alias_generators import to_camel
 
 from domain import sizing
@@ -38,42 +30,13 @@ from domain.container_env import (
     container_env,
     env_problems,
 )
-from domain.ids import BUCKET_NAME, IMAGE_EXAMPLE, REPOSITORY_NAME, Engine, ObjectUri, SigningAuthMode
+from domain.ids import BUCKET_NAME, IMAGE_EXAMPLE, REPOSITORY_NAME, Engine, SigningAuthMode
 from domain.pricing import DEFAULT_PRICES, PriceTable, with_overrides
 from domain.secrets import secret_kind
-from domain.settings.errors import (
-    Accepts,
-    Problem,
-    Refused,
-    SettingsError,
-    keys_of,
-    problems_of,
-    refused,
-    said,
-)
+from domain.settings import fields as t
+from domain.settings.errors import Accepts, Problem, Refused, SettingsError, problems_of, refused, said
 from domain.settings.errors import _show as _show
 from domain.settings.fields import SECRET_PLACEHOLDER as SECRET_PLACEHOLDER
-from domain.settings.fields import (
-    SIZE_ACCEPTED,
-    Cidr,
-    HfId,
-    HfToken,
-    Image,
-    LocalPath,
-    Number,
-    PricedShape,
-    Retention,
-    Secret,
-    Shape,
-    Size,
-    TagValue,
-    TrainingShape,
-    ZipUri,
-    is_secure,
-    location,
-    matching,
-    ocid,
-)
 from domain.settings.files import PROJECT as PROJECT
 from domain.settings.files import StackFile as StackFile
 from domain.settings.files import config_as_strings as config_as_strings
@@ -81,32 +44,24 @@ from domain.settings.files import read_stack_file as read_stack_file
 from domain.shapes import SHAPES
 from domain.training_args import FineTuneArgs, checked, job_command, to_argv
 
-Quantization = Literal["none", "fp8", "int8", "awq", "gptq"]
-ENGINE_QUANTIZATIONS: dict[str, tuple[str, ...]] = {
-    "vllm": ("none", "fp8", "awq", "gptq"),
-    "tgi": ("none", "fp8", "int8", "awq", "gptq"),
-}
+ENGINE_QUANTIZATIONS = {"vllm": ("none", "fp8", "awq", "gptq"), "tgi": ("none", "fp8", "int8", "awq", "gptq")}
 GATED_HF_ORGS = ("meta-llama",)
 FINE_TUNE_ZIP = "model.zip"
 FINE_TUNE_WORK_DIR = "/home/datascience/finetune-work"  # the job run's home, on its block volume
 MAX_TRAINING_MINUTES = 7 * 24 * 60
 MAX_COMMAND_BYTES = 2048  # a job's CMD and ENTRYPOINT together
-TRAINING_URI_FORM = "oci://<bucket>@<namespace>/<prefix>"
-_NAME_ACCEPTED = (
-    "2-32 characters of a-z, 0-9 and '-', starting with a letter, not ending in '-' "
-    "(it becomes part of resource names)"
-)
-ModelName = Annotated[
-    str, matching(re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"), "bad model name", _NAME_ACCEPTED)
-]
-TagKey = Annotated[
-    str,
-    matching(
-        re.compile(r"^[^.\s]{1,100}$"),
-        "bad tag name",
-        "a tag name of 1-100 characters without spaces or periods",
-    ),
-]
+URI_FORM = "oci://<bucket>@<namespace>/<prefix>"
+Found = list[tuple[tuple[str, ...], str]]  # what a cross-field check refuses: (key path, message)
+
+
+def key(default: Any, description: str, **more: Any) -> Any:
+    """A settings key: its default (`...`: required) and what it means, written once."""
+    return Field(default, description=description, **more)
+
+
+def _refuse(found: Found) -> None:
+    if found:
+        raise Refused(*found)
 
 
 class Section(BaseModel):
@@ -114,230 +69,219 @@ class Section(BaseModel):
 
 
 class NetworkSettings(Section):
-    vcn_cidr: Cidr = Field("10.0.0.0/16", description="VCN address range (/16 to /30)")
-    subnet_cidr: Cidr = Field("10.0.1.0/24", description="private subnet, inside `vcnCidr`")
-    egress: Literal["nat", "managed", "none"] = Field(
+    vcn_cidr: t.Cidr = key("10.0.0.0/16", "VCN address range (/16 to /30)")
+    subnet_cidr: t.Cidr = key("10.0.1.0/24", "private subnet, inside `vcnCidr`")
+    egress: Literal["nat", "managed", "none"] = key(
         "nat",
-        description="`nat`: own VCN, NAT + service gateway; `managed`: service-managed networking with "
-        "internet; `none`: own VCN, service gateway only (offline models only)",
+        "`nat`: own VCN, NAT + service gateway; `managed`: service-managed networking with internet; `none`: "
+        "own VCN, service gateway only (offline models only)",
     )
-    existing_subnet_id: Annotated[str, ocid("subnet")] | None = Field(
-        None, description="use this subnet; no network resources are created"
+    existing_subnet_id: Annotated[str, t.ocid("subnet")] | None = key(
+        None, "use this subnet; no network resources are created"
     )
 
     @property
     def creates_vcn(self) -> bool:
         return self.existing_subnet_id is None and self.egress != "managed"
 
-    @model_validator(mode="after")
+    @check(mode="after")
     def _consistent(self) -> NetworkSettings:
-        ranges = {"vcn_cidr", "subnet_cidr"} & self.model_fields_set
-        found = []
-        vcn, subnet = ipaddress.IPv4Network(self.vcn_cidr), ipaddress.IPv4Network(self.subnet_cidr)
-        if not subnet.subnet_of(vcn):
+        ranges, existing, managed = (
+            {"vcn_cidr", "subnet_cidr"} & self.model_fields_set,
+            self.existing_subnet_id,
+            self.egress == "managed",
+        )
+        found: Found = []
+        if not ipaddress.IPv4Network(self.subnet_cidr).subnet_of(ipaddress.IPv4Network(self.vcn_cidr)):
             accepted = f"a range inside vcnCidr {self.vcn_cidr}"
             found.append((("subnetCidr",), said("outside the VCN:", self.subnet_cidr, accepted)))
-        if self.existing_subnet_id and ranges:
-            message = (
-                "given together with vcnCidr/subnetCidr; accepted: either an existing subnet or the ranges "
+        if existing and ranges:
+            both = (
+                "given together with vcnCidr/subnetCidr; accepted: either an existing subnet or the ranges of"
             )
-            found.append((("existingSubnetId",), message + "of a new VCN, not both"))
-        if self.egress == "managed" and not self.existing_subnet_id and ranges:
-            accepted = "nat or none to build a VCN from vcnCidr/subnetCidr, or managed without them (the "
+            found.append((("existingSubnetId",), both + " a new VCN, not both"))
+        if managed and not existing and ranges:
+            accepted = (
+                "nat or none to build a VCN from vcnCidr/subnetCidr, or managed without them (the service"
+            )
             found.append(
                 (
                     ("egress",),
-                    said("ignores the VCN ranges:", "managed", accepted + "service brings its own network)"),
+                    said("ignores the VCN ranges:", "managed", accepted + " brings its own network)"),
                 )
             )
-        if self.existing_subnet_id and self.egress == "managed":
+        if existing and managed:
             accepted = "nat or none with existingSubnetId (the subnet's route table decides)"
             found.append((("egress",), said("conflicts with existingSubnetId:", "managed", accepted)))
-        if found:
-            raise Refused(*found)
+        _refuse(found)
         return self
 
 
 class LoggingSettings(Section):
-    retention_days: Retention = Field(30, description="retention of the predict and access logs")
-    existing_log_group_id: Annotated[str, ocid("loggroup")] | None = Field(
-        None, description="put the logs in this log group instead of a new one"
+    retention_days: Annotated[int, t.Check(t._retention, {"enum": list(t.RETENTION_DAYS)})] = key(
+        30, "retention of the predict and access logs"
+    )
+    existing_log_group_id: Annotated[str, t.ocid("loggroup")] | None = key(
+        None, "put the logs in this log group instead of a new one"
     )
 
 
-def _for_stack(model: Section, key: str, rule: Any, info: ValidationInfo) -> Any:
-    """The section with `<stack>` in its default name filled in (and the name checked again)."""
-    field = to_camel(key)
+def _for_stack(model: Any, name: str, rule: t.Check, info: ValidationInfo) -> Any:
+    """The section with `<stack>` in its default name filled in, and the name checked."""
     try:
-        value = rule.check(getattr(model, key).replace("<stack>", info.context["stack"]))
+        value = rule.check(getattr(model, name).replace("<stack>", (info.context or {})["stack"]))
     except Refused as exc:
-        raise Refused(*(((field, *at), message) for at, message in exc.items)) from None
-    return model.model_copy(update={key: value})
-
-
-_REPOSITORY = matching(
-    REPOSITORY_NAME, "bad repository name", "lowercase letters, digits, '.', '_', '-' and '/'"
-)
-_BUCKET = matching(BUCKET_NAME, "bad bucket name", "1-256 letters, digits, '.', '_' or '-'")
+        raise Refused(*(((to_camel(name), *at), message) for at, message in exc.items)) from None
+    return model.model_copy(update={name: value})
 
 
 class RegistrySettings(Section):
-    repository: str = Field(
-        "llm/serving-<stack>",
-        description="private OCIR repository for the serving images (unique per tenancy and region)",
+    repository: str = key(
+        "llm/serving-<stack>", "private OCIR repository for the serving images (one per region)"
     )
 
-    @model_validator(mode="after")
+    @check(mode="after")
     def _named(self, info: ValidationInfo) -> RegistrySettings:
-        return _for_stack(self, "repository", _REPOSITORY, info)  # type: ignore[no-any-return]
+        rule = t.matching(
+            REPOSITORY_NAME, "bad repository name", "lowercase letters, digits, '.', '_', '-' and '/'"
+        )
+        return _for_stack(self, "repository", rule, info)  # type: ignore[no-any-return]
 
 
 class BucketSettings(Section):
-    name: str = Field(f"{PROJECT}-<stack>-artifacts", description="private, versioned bucket for model zips")
-    kms_key_id: Annotated[str, ocid("key")] | None = Field(
-        None, description="customer-managed Vault key for the bucket (none: Oracle-managed)"
+    name: str = key(f"{PROJECT}-<stack>-artifacts", "private, versioned bucket for model zips")
+    kms_key_id: Annotated[str, t.ocid("key")] | None = key(
+        None, "customer-managed Vault key for the bucket (none: Oracle-managed)"
     )
 
-    @model_validator(mode="after")
+    @check(mode="after")
     def _named(self, info: ValidationInfo) -> BucketSettings:
-        return _for_stack(self, "name", _BUCKET, info)  # type: ignore[no-any-return]
+        rule = t.matching(BUCKET_NAME, "bad bucket name", "1-256 letters, digits, '.', '_' or '-'")
+        return _for_stack(self, "name", rule, info)  # type: ignore[no-any-return]
 
 
 class BudgetSettings(Section):
-    monthly_usd: Annotated[float, Accepts("a number of US dollars >= 0")] | None = Field(
-        None, ge=0, allow_inf_nan=False, description="monthly budget the `monthly-budget` policy checks"
+    monthly_usd: Annotated[float, Accepts("a number of US dollars >= 0")] | None = key(
+        None, "monthly budget the `monthly-budget` policy checks", ge=0, allow_inf_nan=False
     )
 
 
 _GROUP = re.compile(r"^(?:[A-Za-z0-9._+@-]{1,100}/)?[A-Za-z0-9._+@-]{1,100}$")
-_GROUP_ACCEPTED = "a dynamic group name of letters, digits, '.', '_', '-', '+' and '@', or <domain>/<name>"
+_GROUP_RULE = t.matching(
+    _GROUP,
+    "bad dynamic group name",
+    "a dynamic group name of letters, digits, '.', '_', '-', '+' and '@', or <domain>/<name>",
+)
 
 
 class IdentitySettings(Section):
     # Written into policy statements as it is: a space or a quote would break (or bend) them.
-    existing_dynamic_group: (
-        Annotated[str, matching(_GROUP, "bad dynamic group name", _GROUP_ACCEPTED)] | None
-    ) = Field(
-        None, description="use this dynamic group (no tenancy-level rights needed); else one is created"
+    existing_dynamic_group: Annotated[str, _GROUP_RULE] | None = key(
+        None, "use this dynamic group (no tenancy-level rights needed); else one is created"
     )
 
 
 class AuthSettings(Section):
     """How the project's own providers (artifact upload, catalog, readiness) sign OCI calls."""
 
-    mode: SigningAuthMode = Field("api_key", description="how the project's own providers sign OCI calls")
-    profile: str = Field("DEFAULT", description="profile in the OCI config file")
-    config_file: str = Field("~/.oci/config", description="OCI config file")
+    mode: SigningAuthMode = key("api_key", "how the project's own providers sign OCI calls")
+    profile: str = key("DEFAULT", "profile in the OCI config file")
+    config_file: str = key("~/.oci/config", "OCI config file")
 
 
-def _price(unit: str) -> Any:
-    return Annotated[float, Field(ge=0, allow_inf_nan=False), Accepts(f"a number >= 0 ({unit})")]
+_GPUS = Literal[tuple(sorted({shape.gpu for shape in SHAPES.values()}))]  # type: ignore[valid-type]
+_PRICE = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class PricingSettings(Section):
     shapes: Annotated[
-        dict[PricedShape, _price("USD per hour for the whole shape")],  # type: ignore[valid-type]
+        dict[t.PricedShape, Annotated[_PRICE, Accepts("a number >= 0 (USD per hour for the whole shape)")]],
         Accepts("a mapping of shape names to USD per hour for the whole shape"),
-    ] = Field({}, description="USD per hour for a whole shape, e.g. `{VM.GPU.A10.1: 1.6}` (negotiated rates)")
+    ] = key({}, "USD per hour for a whole shape, e.g. `{VM.GPU.A10.1: 1.6}` (negotiated rates)")
     gpus: Annotated[
-        dict[Literal[tuple(sorted({s.gpu for s in SHAPES.values()}))], _price("USD per GPU-hour")],  # type: ignore[misc, valid-type]
+        dict[_GPUS, Annotated[_PRICE, Accepts("a number >= 0 (USD per GPU-hour)")]],  # type: ignore[valid-type]
         Accepts("a mapping of GPU names to USD per GPU-hour"),
-    ] = Field({}, description="USD per GPU-hour by GPU, e.g. `{A10: 1.6}`")
+    ] = key({}, "USD per GPU-hour by GPU, e.g. `{A10: 1.6}`")
 
 
 class FineTuneSettings(Section):
     """A model made by fine-tuning `base_model` on `dataset` in a Data Science job, then deployed offline.
 
-    The job writes merged weights (the deployment serves the artifact as a whole model) as one stored zip,
-    `<output>/<run folder>/model.zip`; the run folder is named from the stack, the model and a digest of
-    everything that shapes the weights, so a changed setting trains into a new folder and never over the
-    model a deployment was made from. The numbers are checked by the training entrypoint's own rules.
+    The job writes merged weights as one stored zip, `<output>/<run folder>/model.zip`; the run folder is
+    named from the stack, the model and a digest of everything that shapes the weights, so a changed setting
+    trains into a new folder and never over the model a deployment was made from. The numbers are checked by
+    the training entrypoint's own rules.
     """
 
     base_model: Annotated[
-        str,
-        location(f"a Hugging Face model id <org>/<model> or a model folder {TRAINING_URI_FORM}", hub=True),
-    ] = Field(
-        description="the model to fine-tune: a Hugging Face id (gated ones need hfTokenSecretId) or a model "
-        "folder in Object Storage"
+        str, t.location(f"a Hugging Face model id <org>/<model> or a model folder {URI_FORM}", hub=True)
+    ] = key(
+        ...,
+        "the model to fine-tune: a Hugging Face id (gated ones need hfTokenSecretId) or a folder in a bucket",
     )
-    dataset: Annotated[str, location(f"{TRAINING_URI_FORM} (JSONL files the job reads)")] = Field(
-        description="JSONL records `{prompt, completion}` or `{text}` (every `*.jsonl` under the prefix)"
+    dataset: Annotated[str, t.location(f"{URI_FORM} (JSONL files the job reads)")] = key(
+        ..., "JSONL records `{prompt, completion}` or `{text}` (every `*.jsonl` under the prefix)"
     )
-    output: Annotated[str, location(f"{TRAINING_URI_FORM} (where the job writes the model)")] = Field(
-        description="where the job writes `<run folder>/model.zip` (merged weights) and `finetune.json`"
+    output: Annotated[str, t.location(f"{URI_FORM} (where the job writes the model)")] = key(
+        ..., "where the job writes `<run folder>/model.zip` (merged weights) and `finetune.json`"
     )
-    method: Literal["lora", "qlora", "full"] = Field("lora", description="what is trained")
-    save: Literal["merged"] = Field(
-        "merged",
-        description="LoRA is folded into the weights: the deployment serves the artifact as a whole model",
+    method: Literal["lora", "qlora", "full"] = key("lora", "what is trained")
+    save: Literal["merged"] = key(
+        "merged", "LoRA folded into the weights: the deployment serves a whole model"
     )
-    epochs: Number = Field(3.0, description="passes over the dataset")
-    learning_rate: Number = Field(2e-4, description="peak learning rate")
-    max_seq_len: int = Field(2048, description="tokens per record (longer are cut)")
-    batch_size: int = Field(4, description="records per GPU and step")
-    grad_accum: int = Field(1, description="steps accumulated per update")
-    lora_r: int = Field(16, description="adapter rank (LoRA, QLoRA)")
-    lora_alpha: int = Field(32, description="adapter scale (LoRA, QLoRA)")
-    max_steps: int | None = Field(None, description="stop after this many updates")
-    gradient_checkpointing: bool = Field(
-        True, description="recompute activations: far less GPU memory for about a third more time"
+    epochs: t.Number = key(3.0, "passes over the dataset")
+    learning_rate: t.Number = key(2e-4, "peak learning rate")
+    max_seq_len: int = key(2048, "tokens per record (longer are cut)")
+    batch_size: int = key(4, "records per GPU and step")
+    grad_accum: int = key(1, "steps accumulated per update")
+    lora_r: int = key(16, "adapter rank (LoRA, QLoRA)")
+    lora_alpha: int = key(32, "adapter scale (LoRA, QLoRA)")
+    max_steps: int | None = key(None, "stop after this many updates")
+    gradient_checkpointing: bool = key(
+        True, "recompute activations: far less GPU memory, about a third more time"
     )
-    shape: TrainingShape = Field(
-        description="GPU shape of the job; every GPU must hold the whole run (checked, see docs/finetune.md)"
+    shape: t.TrainingShape = key(
+        ..., "GPU shape of the job; every GPU must hold the whole run (see docs/finetune.md)"
     )
-    replicas: Literal[1] = Field(1, description="nodes (multi-node training: not yet)")
-    image: Annotated[Image, Accepts(f"the training image, {IMAGE_EXAMPLE}")] = Field(
-        description="training image with `training/` and the train extra (see docs/finetune.md)"
+    replicas: Literal[1] = key(1, "nodes (multi-node training: not yet)")
+    image: Annotated[t.Image, Accepts(f"the training image, {IMAGE_EXAMPLE}")] = key(
+        ..., "training image with `training/` and the train extra (see docs/finetune.md)"
     )
-    timeout_minutes: int = Field(
+    timeout_minutes: int = key(
         12 * 60,
+        "the job's maximum runtime; `up` waits for it (and an hour to start)",
         ge=1,
         le=MAX_TRAINING_MINUTES,
-        description="the job's maximum runtime; `up` waits for it (plus an hour to start) and the plan prices it",
     )
 
-    @model_validator(mode="before")
+    @check(mode="before")
     @classmethod
-    def _not_an_adapter(cls, raw: Any) -> Any:
+    def _deployable(cls, raw: Any) -> Any:
         if isinstance(raw, Mapping) and raw.get("save") == "adapter":
-            message = (
-                "'adapter' cannot be deployed: the deployment serves its artifact as a whole model, and an adapter "
-                "needs its base weights beside it; accepted: merged (the default; the adapter is folded into the "
-                "weights)"
-            )
-            raise Refused((("save",), message))
+            merged = "merged (the default; the adapter is folded into the weights)"
+            why = "the deployment serves its artifact as a whole model, and an adapter needs its base weights"
+            why += " beside it"
+            raise Refused((("save",), f"'adapter' cannot be deployed: {why}; accepted: {merged}"))
         if isinstance(raw, Mapping) and isinstance(raw.get("replicas"), int) and raw["replicas"] > 1:
-            accepted = "1 (multi-node training is not supported yet; a shape with more GPUs runs one process per GPU)"
-            raise refused("more than one node:", raw["replicas"], accepted, "replicas")
+            one = "1 (multi-node training is not supported yet; a shape with more GPUs runs one process per"
+            one += " GPU)"
+            raise refused("more than one node:", raw["replicas"], one, "replicas")
         return raw
 
-    @model_validator(mode="after")
+    @check(mode="after")
     def _entrypoint_accepts(self) -> FineTuneSettings:
-        aliases = {name: field.alias for name, field in type(self).model_fields.items()}
-        found = []
-        for finding in checked(**self._args_fields())[1]:
-            if finding.accepted is not None:
-                message = said("invalid value", finding.value, finding.accepted)
-            else:
-                message = f"invalid value {_show(finding.value)}; {finding.reason}"
-            found.append(((str(aliases[finding.field]),), message))
-        if found:
-            raise Refused(*found)
+        aliases = {name: str(field.alias) for name, field in type(self).model_fields.items()}
+        found: Found = []
+        for finding in checked(**self._args())[1]:
+            accepted = f"accepted: {finding.accepted}" if finding.accepted is not None else finding.reason
+            found.append(((aliases[finding.field],), f"invalid value {_show(finding.value)}; {accepted}"))
+        _refuse(found)
         return self
 
-    def _args_fields(self) -> dict[str, Any]:
-        names = ("method", "epochs", "learning_rate", "max_seq_len", "batch_size", "grad_accum", "lora_r")
-        names += (
-            "base_model",
-            "dataset",
-            "output",
-            "save",
-            "lora_alpha",
-            "max_steps",
-            "gradient_checkpointing",
-        )
-        return {name: getattr(self, name) for name in names}
+    def _args(self) -> dict[str, Any]:
+        names = "base_model dataset output method save epochs learning_rate max_seq_len batch_size grad_accum"
+        names += " lora_r lora_alpha max_steps gradient_checkpointing"
+        return {name: getattr(self, name) for name in names.split()}
 
     @property
     def base_model_is_hub_id(self) -> bool:
@@ -346,29 +290,25 @@ class FineTuneSettings(Section):
     @property
     def base_model_name(self) -> str:
         """The name a size or architecture can be read from: the hub id, or the prefix's last part."""
-        return (
-            self.base_model if self.base_model_is_hub_id else self.base_model.rstrip("/").rsplit("/", 1)[-1]
-        )
+        return self.base_model if self.base_model_is_hub_id else self.base_model.rsplit("/", 1)[-1]
 
     def training_args(self, output: str, hf_token_secret_id: str | None = None) -> FineTuneArgs:
-        """The entrypoint's arguments for a run writing to `output` (merged weights, one zip)."""
-        numbers = {"epochs": float(self.epochs), "learning_rate": float(self.learning_rate)}
+        """The entrypoint's arguments for a run writing to `output` (merged weights, one zip); a rerun of the
+        same settings (after a failed attempt) replaces what that attempt left."""
+        numbers = {"epochs": float(self.epochs), "learning_rate": float(self.learning_rate), "output": output}
+        token = hf_token_secret_id if self.base_model_is_hub_id else None
         return FineTuneArgs(
-            **{**self._args_fields(), **numbers, "output": output},
+            **{**self._args(), **numbers},
             work_dir=FINE_TUNE_WORK_DIR,
-            overwrite=True,  # a rerun of the same settings (after a failed attempt) replaces what it left
-            hf_token_secret_id=hf_token_secret_id if self.base_model_is_hub_id else None,
+            overwrite=True,
+            hf_token_secret_id=token,
             zip=FINE_TUNE_ZIP,
         )
-
-    def _gpus(self) -> int:
-        return SHAPES[self.shape].gpu_count if self.shape in SHAPES else 1
 
     def run_folder(self, stack: str, model: str) -> str:
         """`<stack>-<model>-<digest>`: the digest covers everything that shapes the weights."""
         spec = {"argv": to_argv(self.training_args("oci://-@-/-")), "image": self.image, "gpus": self._gpus()}
-        digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-        return f"{stack}-{model}-{digest}"
+        return f"{stack}-{model}-{hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]}"
 
     def output_prefix(self, stack: str, model: str) -> str:
         """oci://bucket@ns/<prefix>/<run folder>: where one run writes."""
@@ -376,46 +316,48 @@ class FineTuneSettings(Section):
 
     def command(self, stack: str, model: str, hf_token_secret_id: str | None = None) -> list[str]:
         """The job's command: torchrun, one process per GPU of the shape, running training.finetune."""
-        args = self.training_args(self.output_prefix(stack, model), hf_token_secret_id)
-        return job_command(args, gpus=self._gpus())
+        return job_command(
+            self.training_args(self.output_prefix(stack, model), hf_token_secret_id), gpus=self._gpus()
+        )
+
+    def _gpus(self) -> int:
+        return SHAPES[self.shape].gpu_count
 
     def buckets(self) -> tuple[tuple[str, str], ...]:
         """(bucket, access) for every bucket the job touches: `read` for inputs, `write` for the output."""
         inputs = [self.dataset] + ([] if self.base_model_is_hub_id else [self.base_model])
-        found = [(_bucket(uri), "read") for uri in inputs] + [(_bucket(self.output), "write")]
+        found = [
+            (uri[6:].split("@")[0], access)
+            for uri, access in [*((u, "read") for u in inputs), (self.output, "write")]
+        ]
         return tuple(dict.fromkeys(found))
-
-
-def _bucket(uri: str) -> str:
-    return uri.removeprefix("oci://").split("@", 1)[0]
 
 
 SOURCE_KINDS = ("localPath", "objectStorage", "huggingface", "fineTune")
 
 
 class SourceSettings(Section):
-    local_path: LocalPath | None = Field(None, description="offline: a model folder, zipped and uploaded")
-    object_storage: ZipUri | None = Field(None, description="offline: an existing stored zip")
-    huggingface: HfId | None = Field(
-        None, description="online: pulled from Hugging Face inside the container"
-    )
-    fine_tune: FineTuneSettings | None = Field(
-        None,
-        description="offline: fine-tuned in a Data Science job, then deployed from its output (docs/finetune.md)",
+    local_path: t.LocalPath | None = key(None, "offline: a model folder, zipped and uploaded")
+    object_storage: t.ZipUri | None = key(None, "offline: an existing stored zip")
+    huggingface: t.HfId | None = key(None, "online: pulled from Hugging Face inside the container")
+    fine_tune: FineTuneSettings | None = key(
+        None, "offline: fine-tuned in a Data Science job (docs/finetune.md)"
     )
 
-    @model_validator(mode="before")
+    @check(mode="before")
     @classmethod
     def _exactly_one(cls, raw: Any) -> Any:
         given = [kind for kind in SOURCE_KINDS if isinstance(raw, Mapping) and kind in raw]
         if isinstance(raw, Mapping) and len(given) != 1:
-            said_ = f"has {' and '.join(given)}" if given else "names no source"
-            raise Refused(((), f"{said_}; accepted: exactly one of {', '.join(SOURCE_KINDS)}"))
+            which = f"has {' and '.join(given)}" if given else "names no source"
+            raise Refused(((), f"{which}; accepted: exactly one of {', '.join(SOURCE_KINDS)}"))
         return raw
 
     @property
     def kind(self) -> str:
-        return next(kind for kind in SOURCE_KINDS if getattr(self, _snake(kind)) is not None)
+        return next(
+            k for k in SOURCE_KINDS if getattr(self, re.sub("([A-Z])", r"_\1", k).lower()) is not None
+        )
 
     @property
     def method(self) -> Method:
@@ -433,57 +375,46 @@ class SourceSettings(Section):
             return f"localPath:{self.local_path.name}"
         if self.fine_tune is not None:
             return f"fineTune:{self.fine_tune.method} of {self.fine_tune.base_model}"
-        return (
-            str(self.object_storage) if self.object_storage is not None else f"huggingface:{self.huggingface}"
-        )
-
-
-def _snake(key: str) -> str:
-    return re.sub(r"[A-Z]", lambda m: "_" + m[0].lower(), key)
+        return str(self.object_storage) if self.object_storage else f"huggingface:{self.huggingface}"
 
 
 class ServingSettings(Section):
-    engine: Engine = Field("vllm", description="inference engine")
-    image: Image = Field(description=f"serving image, `{IMAGE_EXAMPLE}`")
-    params: str = Field("", description="extra engine flags")
-    tensor_parallelism: int | None = Field(
-        None, ge=1, description="GPUs one replica shards over (none: the shape's GPU count)"
+    engine: Engine = key("vllm", "inference engine")
+    image: t.Image = key(..., f"serving image, `{IMAGE_EXAMPLE}`")
+    params: str = key("", "extra engine flags")
+    tensor_parallelism: int | None = key(
+        None, "GPUs one replica shards over (none: the shape's GPU count)", ge=1
     )
-    quantization: Quantization = Field("none", description="weight format (`int8` with `tgi` only)")
-    port: int = Field(DEFAULT_PORT, ge=1024, le=65535, description="container port (but 8446, 8447, 24224)")
-    max_model_len: int = Field(4096, ge=128, le=1_048_576, description="context length the engine reserves")
+    quantization: Literal["none", "fp8", "int8", "awq", "gptq"] = key(
+        "none", "weight format (`int8` with `tgi` only)"
+    )
+    port: int = key(DEFAULT_PORT, "container port (but 8446, 8447, 24224)", ge=1024, le=65535)
+    max_model_len: int = key(4096, "context length the engine reserves", ge=128, le=1_048_576)
 
-    @model_validator(mode="after")
+    @check(mode="after")
     def _served(self) -> ServingSettings:
-        found = []
+        found: Found = []
         if self.quantization not in ENGINE_QUANTIZATIONS[self.engine]:
             accepted = f"with {self.engine}: {' | '.join(ENGINE_QUANTIZATIONS[self.engine])}"
             found.append((("quantization",), said("not served by this engine:", self.quantization, accepted)))
         if self.port in RESERVED_PORTS:
             accepted = "1024-65535 except 8446, 8447 and 24224 (used by the service)"
             found.append((("port",), said("reserved port", self.port, accepted)))
-        if found:
-            raise Refused(*found)
+        _refuse(found)
         return self
 
 
 class AutoscalingSettings(Section):
-    min_replicas: int = Field(1, ge=1, description="fewest instances")
-    max_replicas: Annotated[int, Accepts("an integer >= minReplicas")] = Field(
-        ge=1, description="most instances"
-    )
-    metric: Literal["cpu", "memory"] = Field("cpu", description="what scales")
-    scale_out_threshold: int = Field(
-        80, ge=1, le=100, description="percent of the metric that adds an instance"
-    )
-    scale_in_threshold: int = Field(
-        20, ge=1, le=100, description="percent that removes one (below scale-out)"
-    )
-    cooldown_seconds: int = Field(600, ge=300, le=3600, description="wait between two scalings")
+    min_replicas: int = key(1, "fewest instances", ge=1)
+    max_replicas: Annotated[int, Accepts("an integer >= minReplicas")] = key(..., "most instances", ge=1)
+    metric: Literal["cpu", "memory"] = key("cpu", "what is measured")
+    scale_out_threshold: int = key(80, "percent of the metric that adds an instance", ge=1, le=100)
+    scale_in_threshold: int = key(20, "percent that removes one (below scale-out)", ge=1, le=100)
+    cooldown_seconds: int = key(600, "wait between two scalings", ge=300, le=3600)
 
-    @model_validator(mode="after")
+    @check(mode="after")
     def _ordered(self) -> AutoscalingSettings:
-        found = []
+        found: Found = []
         if self.max_replicas < self.min_replicas:
             accepted = f"an integer >= minReplicas ({self.min_replicas})"
             found.append((("maxReplicas",), said("below minReplicas:", self.max_replicas, accepted)))
@@ -492,22 +423,21 @@ class AutoscalingSettings(Section):
             found.append(
                 (("scaleInThreshold",), said("not below scale-out:", self.scale_in_threshold, accepted))
             )
-        if found:
-            raise Refused(*found)
+        _refuse(found)
         return self
 
 
 class ComputeSettings(Section):
-    shape: Shape = Field(description="GPU shape, e.g. `VM.GPU.A10.1`")
-    replicas: int = Field(1, ge=1, description="instances (initial count with autoscaling)")
-    bandwidth_mbps: int = Field(10, ge=10, le=8000, description="load balancer bandwidth")
-    autoscaling: AutoscalingSettings | None = Field(None, description="scale between min and max replicas")
+    shape: t.Shape = key(..., "GPU shape, e.g. `VM.GPU.A10.1`")
+    replicas: int = key(1, "instances (initial count with autoscaling)", ge=1)
+    bandwidth_mbps: int = key(10, "load balancer bandwidth", ge=10, le=8000)
+    autoscaling: AutoscalingSettings | None = key(None, "scale between minReplicas and maxReplicas")
 
     @property
     def max_replicas(self) -> int:
         return self.autoscaling.max_replicas if self.autoscaling else self.replicas
 
-    @model_validator(mode="after")
+    @check(mode="after")
     def _within_autoscaling(self) -> ComputeSettings:
         low, high = (
             (self.autoscaling.min_replicas, self.autoscaling.max_replicas) if self.autoscaling else (1, 0)
@@ -519,37 +449,36 @@ class ComputeSettings(Section):
 
 
 class ReadinessSettings(Section):
-    timeout_minutes: int = Field(60, ge=1, le=240, description="how long `up` waits for a working endpoint")
-    smoke_prompt: Annotated[str, Accepts("a non-empty prompt")] = Field(
-        "Say hello.", pattern=r"\S", description="prompt that must get a completion"
+    timeout_minutes: int = key(60, "how long `up` waits for a working endpoint", ge=1, le=240)
+    smoke_prompt: Annotated[str, Accepts("a non-empty prompt")] = key(
+        "Say hello.", "prompt that must get a completion", pattern=r"\S"
     )
 
 
 class ModelSettings(Section):
     """One deployed model; `<name>`: 2-32 of `a-z 0-9 -`, starting with a letter."""
 
-    source: SourceSettings = Field(description="where the weights come from: exactly one of the keys below")
-    parameters_b: Size | None = Field(
+    source: SourceSettings = key(..., "where the weights come from: exactly one of the keys below")
+    parameters_b: t.Size | None = key(
         None,
+        "size (`7B`, `13B`, a number) for GPU fit and cost; none: from config.json or the name",
         alias="parameters",
-        description="model size (`7B`, `13B`, a number) for GPU fit and cost; none: read from config.json or the name",
     )
-    serving: ServingSettings = Field(description="the engine and its image")
-    compute: ComputeSettings = Field(description="the deployment's shape and instances")
-    readiness: ReadinessSettings = Field(ReadinessSettings(), description="the check after `up`")
+    serving: ServingSettings = key(..., "the engine and its image")
+    compute: ComputeSettings = key(..., "the deployment's shape and instances")
+    readiness: ReadinessSettings = key(ReadinessSettings(), "the check after `up`")
     _name: str = PrivateAttr("")
 
     @property
     def name(self) -> str:
         return self._name
 
-    @model_validator(mode="after")
+    @check(mode="after")
     def _sized(self) -> ModelSettings:
-        gpus = SHAPES[self.compute.shape].gpu_count
-        found = []
-        if (self.serving.tensor_parallelism or gpus) > gpus:
+        gpus, tp = SHAPES[self.compute.shape].gpu_count, self.serving.tensor_parallelism
+        found: Found = []
+        if (tp or gpus) > gpus:
             accepted = f"1 to {gpus} (the shape's GPU count)"
-            tp = self.serving.tensor_parallelism
             found.append(
                 (("serving", "tensorParallelism"), said("more GPUs than the shape has:", tp, accepted))
             )
@@ -557,81 +486,86 @@ class ModelSettings(Section):
             local_path=self.source.local_path, model_id=self.source.model_id
         )
         if size is None:
-            where = f"missing, and the size cannot be read from {self.source.describe()}"
-            found.append((("parameters",), f"{where}; accepted: {SIZE_ACCEPTED}"))
-        if found:
-            raise Refused(*found)
-        serving = self.serving.model_copy(
-            update={"tensor_parallelism": self.serving.tensor_parallelism or gpus}
-        )
+            unknown = f"missing, and the size cannot be read from {self.source.describe()}"
+            found.append((("parameters",), f"{unknown}; accepted: {t.SIZE_ACCEPTED}"))
+        _refuse(found)
+        serving = self.serving.model_copy(update={"tensor_parallelism": tp or gpus})
         return self.model_copy(update={"parameters_b": size, "serving": serving})
 
     def container_spec(
         self, token_secret_id: str | None = None, token_in_artifact: bool = True
     ) -> ContainerSpec:
+        s = self.serving
         return ContainerSpec(
-            engine=self.serving.engine,
+            engine=s.engine,
             method=self.source.method,
             model=self.source.huggingface or "",
-            port=self.serving.port,
-            tensor_parallelism=self.serving.tensor_parallelism or 1,
-            max_model_len=self.serving.max_model_len,
-            quantization=self.serving.quantization,
-            params=self.serving.params,
+            port=s.port,
+            tensor_parallelism=s.tensor_parallelism or 1,
+            max_model_len=s.max_model_len,
+            quantization=s.quantization,
+            params=s.params,
             timeout_minutes=self.readiness.timeout_minutes,
             token_secret_id=token_secret_id,
             token_in_artifact=token_in_artifact,
         )
 
 
+_REGION = t.matching(
+    re.compile(r"^[a-z]{2,}-[a-z]+-\d+$"), "invalid value", "an OCI region identifier such as us-ashburn-1"
+)
+_NAME = t.matching(
+    re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"),
+    "bad model name",
+    "2-32 characters of a-z, 0-9 and '-', starting with a letter, not ending in '-' (it becomes part of "
+    "resource names)",
+)
+_TAG = t.matching(
+    re.compile(r"^[^.\s]{1,100}$"), "bad tag name", "a tag name of 1-100 characters without spaces or periods"
+)
+
+
 class Settings(Section):
     project: ClassVar[str] = PROJECT
-    region: Annotated[
-        str,
-        matching(
-            re.compile(r"^[a-z]{2,}-[a-z]+-\d+$"),
-            "invalid value",
-            "an OCI region identifier such as us-ashburn-1",
-        ),
-    ] = Field(alias="oci:region", description="OCI region of every resource, e.g. `us-ashburn-1`")
-    tenancy_id: Annotated[str, ocid("tenancy")] = Field(
-        description="tenancy; the dynamic group lives in its root compartment"
+    region: Annotated[str, _REGION] = key(
+        ..., "OCI region of every resource, e.g. `us-ashburn-1`", alias="oci:region"
     )
-    compartment_id: Annotated[str, ocid("compartment", "tenancy")] = Field(
-        description="compartment of every other resource"
+    tenancy_id: Annotated[str, t.ocid("tenancy")] = key(
+        ..., "tenancy; the dynamic group lives in its root compartment"
     )
-    project_id: Annotated[str, ocid("datascienceproject")] | None = Field(
-        None, description="existing Data Science project; else one is created"
+    compartment_id: Annotated[str, t.ocid("compartment", "tenancy")] = key(
+        ..., "compartment of every other resource"
     )
-    network: NetworkSettings = Field(NetworkSettings(), description="the VCN, or an existing subnet")
-    logging: LoggingSettings = Field(LoggingSettings(), description="the predict and access logs")
-    registry: RegistrySettings = Field(RegistrySettings.model_construct(), description="the serving images")
-    artifact_bucket: BucketSettings = Field(
-        BucketSettings.model_construct(), description="the model artifacts"
+    project_id: Annotated[str, t.ocid("datascienceproject")] | None = key(
+        None, "existing Data Science project; else one is created"
     )
-    budget: BudgetSettings = Field(BudgetSettings(), description="what the stack may cost")
-    identity: IdentitySettings = Field(IdentitySettings(), description="who the deployments and jobs are")
-    auth: AuthSettings = Field(AuthSettings(), description="how the project's own providers sign OCI calls")
-    tags: dict[TagKey, TagValue] = Field(
-        {}, description="freeform tags on every resource (`environment`, `team` are required by policy)"
+    network: NetworkSettings = key(NetworkSettings(), "the VCN, or an existing subnet")
+    logging: LoggingSettings = key(LoggingSettings(), "the predict and access logs")
+    registry: RegistrySettings = key(RegistrySettings.model_construct(), "the serving images")
+    artifact_bucket: BucketSettings = key(BucketSettings.model_construct(), "the model artifacts")
+    budget: BudgetSettings = key(BudgetSettings(), "what the stack may cost")
+    identity: IdentitySettings = key(IdentitySettings(), "who the deployments and jobs are")
+    auth: AuthSettings = key(AuthSettings(), "how the project's own providers sign OCI calls")
+    tags: dict[Annotated[str, _TAG], t.TagValue] = key(
+        {}, "freeform tags on every resource (`environment`, `team` are required by policy)"
     )
-    hf_token: HfToken | None = Field(
-        None, description="Hugging Face token for gated models (`pulumi config set --secret hfToken`)"
+    hf_token: t.HfToken | None = key(
+        None, "Hugging Face token for gated models (`pulumi config set --secret hfToken`)"
     )
-    hf_token_secret_id: Annotated[str, ocid("vaultsecret")] | None = Field(
-        None, description="Vault secret holding the token instead (read by the container)"
+    hf_token_secret_id: Annotated[str, t.ocid("vaultsecret")] | None = key(
+        None, "Vault secret holding the token instead (read by the container)"
     )
-    pricing: PricingSettings | None = Field(None, description="negotiated prices, for cost and budget")
+    pricing: PricingSettings | None = key(None, "negotiated prices, for cost and budget")
     models_by_name: Annotated[
-        dict[ModelName, ModelSettings],
+        dict[Annotated[str, _NAME], ModelSettings],
         Accepts("at least one model: models.<name>: {source, serving, compute}"),
-    ] = Field(alias="models", min_length=1, description="one entry per deployed model")
+    ] = key(..., "one entry per deployed model", alias="models", min_length=1)
     _stack: str = PrivateAttr("")
 
-    @model_validator(mode="before")
+    @check(mode="before")
     @classmethod
     def _named_sections(cls, raw: Any) -> Any:
-        """The sections whose default names carry the stack are always validated (with the stack at hand)."""
+        """The sections whose default names carry the stack are always validated, with the stack at hand."""
         return {"registry": {}, "artifactBucket": {}, **raw} if isinstance(raw, Mapping) else raw
 
     def model_post_init(self, context: Any) -> None:
@@ -647,101 +581,120 @@ class Settings(Section):
     def models(self) -> tuple[ModelSettings, ...]:
         return tuple(self.models_by_name.values())
 
+    def model(self, name: str) -> ModelSettings:
+        return self.models_by_name[name]
+
+    @property
+    def environment(self) -> str:
+        return self.tags.get("environment", self.stack)
+
     @property
     def price_overrides(self) -> bool:
         return self.pricing is not None and bool(self.pricing.shapes or self.pricing.gpus)
 
     @property
     def prices(self) -> PriceTable:
-        given = self.pricing.model_dump() if self.pricing and self.price_overrides else None
-        return with_overrides(DEFAULT_PRICES, given)
+        return with_overrides(
+            DEFAULT_PRICES, self.pricing.model_dump() if self.pricing and self.price_overrides else None
+        )
 
     def shape_hourly_usd(self, shape: str) -> float | None:
         """The hourly price of `shape` when the stack sets prices, else None (the price table decides)."""
         return self.prices.shape_hourly_usd(shape) if self.price_overrides else None
 
-    @property
-    def environment(self) -> str:
-        return self.tags.get("environment", self.stack)
-
-    def model(self, name: str) -> ModelSettings:
-        if name in self.models_by_name:
-            return self.models_by_name[name]
-        raise KeyError(name)
-
-    @model_validator(mode="after")
+    @check(mode="after")
     def _models_fit_the_stack(self, info: ValidationInfo) -> Settings:
-        found: list[tuple[tuple[str, ...], str]] = []
-        offline_only = self.network.egress == "none" and self.network.existing_subnet_id is None
+        found: Found = []
         for name, model in self.models_by_name.items():
-            at, before, tune = ("models", name, "source"), len(found), model.source.fine_tune
-            if model.source.huggingface is not None:
-                if offline_only:
-                    accepted = f"nat or managed: model {name!r} is pulled from Hugging Face and needs internet egress"
-                    found.append((("network", "egress"), said("blocks online model:", "none", accepted)))
-                gated = model.source.huggingface.split("/")[0] in GATED_HF_ORGS
-                if gated and self.hf_token is None and self.hf_token_secret_id is None:
-                    message = f"{model.source.huggingface!r} is a gated model; accepted: set hfToken "
+            before, hub_id = len(found), model.source.huggingface
+            if hub_id is not None:
+                found += self._egress(
+                    f"model {name!r} is pulled from Hugging Face and needs internet egress", "online model"
+                )
+                if (
+                    hub_id.split("/")[0] in GATED_HF_ORGS
+                    and self.hf_token is None
+                    and self.hf_token_secret_id is None
+                ):
+                    secret = "(`pulumi config set --secret hfToken`) or hfTokenSecretId"
                     found.append(
                         (
-                            (*at, "huggingface"),
-                            message + "(`pulumi config set --secret hfToken`) or hfTokenSecretId",
+                            ("models", name, "source", "huggingface"),
+                            f"{hub_id!r} is a gated model; accepted: set hfToken {secret}",
                         )
                     )
-            if tune is not None:
-                found += self._fine_tune_problems(name, tune, model.parameters_b, info.context["stack"])
+            if model.source.fine_tune is not None:
+                found += self._fine_tune_problems(
+                    name, model.source.fine_tune, model.parameters_b, (info.context or {})["stack"]
+                )
             if len(found) == before:
                 spec = model.container_spec(
                     self.hf_token_secret_id, token_in_artifact=self.hf_token is not None
                 )
                 for message in env_problems(container_env(spec)):
-                    params = f"{message} (params is {len(model.serving.params)} characters); accepted: shorter params"
-                    found.append((("models", name, "serving", "params"), params))
-        if found:
-            raise Refused(*found)
+                    shorter = f"(params is {len(model.serving.params)} characters); accepted: shorter params"
+                    found.append((("models", name, "serving", "params"), f"{message} {shorter}"))
+        _refuse(found)
         return self
+
+    def _egress(self, why: str, what: str) -> Found:
+        if self.network.egress != "none" or self.network.existing_subnet_id is not None:
+            return []
+        return [(("network", "egress"), said(f"blocks {what}:", "none", f"nat or managed: {why}"))]
 
     def _fine_tune_problems(
         self, name: str, tune: FineTuneSettings, parameters_b: float | None, stack: str
-    ) -> list[tuple[tuple[str, ...], str]]:
+    ) -> Found:
         """What the job needs from the rest of the stack: egress, a token it can read, a shape that fits."""
         at, found = ("models", name, "source", "fineTune"), []
         if tune.base_model_is_hub_id:
-            if self.network.egress == "none" and self.network.existing_subnet_id is None:
-                accepted = (
-                    f"nat or managed: model {name!r} fine-tunes {tune.base_model} downloaded from Hugging "
-                )
-                accepted += "Face, and the job needs internet egress for it"
-                found.append((("network", "egress"), said("blocks fine-tuning:", "none", accepted)))
+            why = (
+                f"model {name!r} fine-tunes {tune.base_model} downloaded from Hugging Face, and the job needs"
+            )
+            found += self._egress(f"{why} internet egress for it", "fine-tuning")
             if tune.base_model.split("/")[0] in GATED_HF_ORGS and self.hf_token_secret_id is None:
-                message = (
-                    f"{tune.base_model!r} is a gated model, and the training job reads the token only from Vault; "
-                    "accepted: set hfTokenSecretId (a Vault secret holding the token), or a copy of the model in "
-                    f"Object Storage ({TRAINING_URI_FORM})"
+                vault = (
+                    "set hfTokenSecretId (a Vault secret holding the token), or a copy of the model in Object"
                 )
-                found.append(((*at, "baseModel"), message))
+                vault += f" Storage ({URI_FORM})"
+                gated = f"{tune.base_model!r} is a gated model, and the training job reads the token only"
+                gated += " from Vault"
+                found.append(
+                    (
+                        (*at, "baseModel"),
+                        f"{gated}; accepted: {vault}",
+                    )
+                )
         length = len(" ".join(tune.command(stack, name, self.hf_token_secret_id)).encode())
         if length >= MAX_COMMAND_BYTES:
-            message = (
-                f"the job's command takes {length} bytes; OCI accepts under {MAX_COMMAND_BYTES}; accepted: "
+            shorter = "accepted: shorter baseModel, dataset and output addresses"
+            found.append(
+                (
+                    at,
+                    f"the job's command takes {length} bytes; OCI accepts under {MAX_COMMAND_BYTES}; "
+                    + shorter,
+                )
             )
-            found.append((at, message + "shorter baseModel, dataset and output addresses"))
         if parameters_b is None or (fit := training_fit(tune, parameters_b)).fits:
             return found
-        advice = ["a smaller batchSize or maxSeqLen"]
-        advice[:0] = ["method qlora"] * (tune.method != "qlora") + ["gradientCheckpointing: true"] * (
+        advice = ["method qlora"] * (tune.method != "qlora") + ["gradientCheckpointing: true"] * (
             not tune.gradient_checkpointing
         )
-        by_price = sorted(SHAPES, key=lambda n: (DEFAULT_PRICES.shape_hourly_usd(n), n))
-        roomy = [shape for shape in by_price if training_fit(tune, parameters_b, shape=shape).fits]
-        advice.append(
-            f"a shape with more memory per GPU ({', '.join(roomy[:3])})" if roomy else "a smaller model"
-        )
-        message = (
-            f"too small for {tune.method} of a {parameters_b:g}B model: {tune.shape!r} needs {fit.breakdown()} "
-            f"(torchrun runs one process per GPU, each with the whole model); accepted: {', or '.join(advice)}"
-        )
-        return [*found, ((*at, "shape"), message)]
+        roomy = [
+            s
+            for s in sorted(SHAPES, key=lambda n: (DEFAULT_PRICES.shape_hourly_usd(n), n))
+            if training_fit(tune, parameters_b, s).fits
+        ]
+        advice += [
+            "a smaller batchSize or maxSeqLen",
+            f"a shape with more memory per GPU ({', '.join(roomy[:3])})" if roomy else "a smaller model",
+        ]
+        torchrun = "(torchrun runs one process per GPU, each with the whole model)"
+        needs = f"{tune.shape!r} needs {fit.breakdown()} {torchrun}; accepted: {', or '.join(advice)}"
+        return [
+            *found,
+            ((*at, "shape"), f"too small for {tune.method} of a {parameters_b:g}B model: {needs}"),
+        ]
 
 
 def training_fit(
@@ -775,26 +728,22 @@ def load_settings(
     """
     found: list[Problem] = []
     raw: dict[str, Any] = {}
-    secret = set(secret_keys)
-    for key, value in config.items():
-        namespace, _, name = str(key).rpartition(":")
-        if namespace in ("", PROJECT):
-            raw[name] = value
-        elif key == "oci:region":
-            raw[key] = value
+    for name, value in config.items():
+        namespace, _, key_ = str(name).rpartition(":")
+        if namespace in ("", PROJECT) or name == "oci:region":
+            raw[key_ if name != "oci:region" else name] = value
         elif difflib.SequenceMatcher(None, namespace, PROJECT).ratio() >= 0.8:
             # A misspelt project namespace would otherwise pass for a provider's setting, unread.
-            message = (
-                f"unknown namespace {namespace!r}; did you mean '{PROJECT}:{name}'? accepted: this project's "
-            )
+            others = f"this project's keys under {PROJECT}: (other namespaces are left to their providers)"
             found.append(
                 Problem(
-                    key, message + f"keys under {PROJECT}: (other namespaces are left to their providers)"
+                    name,
+                    f"unknown namespace {namespace!r}; did you mean '{PROJECT}:{key_}'? accepted: {others}",
                 )
             )
     found += _plain_secrets({k: v for k, v in raw.items() if k != "hfToken"})
-    hf_token_is_secret = {"hfToken", f"{PROJECT}:hfToken"} & secret or is_secure(raw.get("hfToken"))
-    context = {"stack": stack, "project_dir": project_dir, "hf_token_is_secret": bool(hf_token_is_secret)}
+    hf_secret = bool({"hfToken", f"{PROJECT}:hfToken"} & set(secret_keys)) or t.is_secure(raw.get("hfToken"))
+    context = {"stack": stack, "project_dir": project_dir, "hf_token_is_secret": hf_secret}
     try:
         settings = Settings.model_validate(_present(raw), context=context)
     except ValidationError as exc:
@@ -806,21 +755,17 @@ def load_settings(
 
 def _present(value: Any) -> Any:
     """The config without keys left empty (`compute:` with nothing under it is null in YAML)."""
-    if isinstance(value, Mapping):
-        return {k: _present(v) for k, v in value.items() if v is not None}
-    return value
-
-
-PLAIN_SECRET = (
-    "in plain text (not shown here); accepted: the Hugging Face token as a secret (`pulumi config set --secret "
-    "hfToken`) or in Vault (hfTokenSecretId)"
-)
+    return (
+        {k: _present(v) for k, v in value.items() if v is not None} if isinstance(value, Mapping) else value
+    )
 
 
 def _plain_secrets(value: Any, path: str = "") -> list[Problem]:
     """Secret material pasted into any plain setting: a problem at its key, the value never shown."""
     if isinstance(value, str) and (kind := secret_kind(value)):
-        return [Problem(path, f"holds {kind} {PLAIN_SECRET}")]
+        secret = "the Hugging Face token as a secret (`pulumi config set --secret hfToken`) or in Vault"
+        secret += " (hfTokenSecretId)"
+        return [Problem(path, f"holds {kind} in plain text (not shown here); accepted: {secret}")]
     if isinstance(value, Mapping):
         return [p for k, v in value.items() for p in _plain_secrets(v, f"{path}.{k}" if path else str(k))]
     if isinstance(value, list):

@@ -1,8 +1,8 @@
 """The error contract: one `Problem` per mistake (full key path, the value, what is accepted), all at once.
 
-pydantic's own wording never reaches a user: `problems_of` turns each item of a ValidationError into a
-Problem, the key path from the aliases, the reason from the error type, and the accepted values from the
-field itself (its `Accepts` note, its bounds or its choices).
+pydantic's wording never reaches a user: `problems_of` turns each item of a ValidationError into a Problem,
+the key path from the aliases, the reason from the error type, and what is accepted from the field itself
+(an `accepted` note in its metadata, its bounds or its choices).
 """
 
 from __future__ import annotations
@@ -32,12 +32,10 @@ class SettingsError(Exception):
     """All problems found in one stack's settings; `str()` is what the user reads."""
 
     def __init__(self, problems: Iterable[Problem], source: str | None = None) -> None:
-        self.problems = list(problems)
-        self.source = source
-        where = f" in {source}" if source else ""
-        count = len(self.problems)
-        lines = [f"{count} problem{'s' if count != 1 else ''} with the stack settings{where}:"]
-        super().__init__("\n".join([*lines, *(f"  - {p}" for p in self.problems)]))
+        self.problems, self.source = list(problems), source
+        count, where = len(self.problems), f" in {source}" if source else ""
+        head = f"{count} problem{'s' if count != 1 else ''} with the stack settings{where}:"
+        super().__init__("\n".join([head, *(f"  - {p}" for p in self.problems)]))
 
 
 def _show(value: Any) -> str:
@@ -52,13 +50,13 @@ def said(reason: str, value: Any, accepted: str) -> str:
 
 @dataclass(frozen=True)
 class Accepts:
-    """What a field accepts, as a message says it (kept in the field's metadata)."""
+    """What a field accepts, as messages say it; kept in the field's metadata."""
 
     accepted: str
 
 
 class Refused(ValueError):
-    """Problems a validator found: (key path below the validated value, message) pairs."""
+    """Problems a validator found: (key path below the value it checked, message) pairs."""
 
     def __init__(self, *items: tuple[tuple[str, ...], str]) -> None:
         super().__init__("; ".join(message for _, message in items))
@@ -69,34 +67,20 @@ def refused(reason: str, value: Any, accepted: str, *at: str) -> Refused:
     return Refused((at, said(reason, value, accepted)))
 
 
-def _unwrap(annotation: Any) -> tuple[Any, list[Any]]:
-    """`X | None` and `Annotated[X, ...]` down to X, with the metadata met on the way."""
+def _at(annotation: Any, loc: tuple[str, ...]) -> tuple[Any, list[Any]]:
+    """The type and metadata at `loc` below `annotation` (by alias, through mappings); None if unknown."""
     meta: list[Any] = []
-    while True:
-        if get_origin(annotation) is Annotated:
-            annotation, *more = get_args(annotation)
-            meta += more
-        elif get_origin(annotation) in (Union, types.UnionType):
-            annotation = next(a for a in get_args(annotation) if a is not type(None))
-        else:
-            return annotation, meta
-
-
-def _at(root: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, list[Any]]:
-    """The type and metadata of what sits at `loc` (aliases, mapping keys), or (None, []) if unknown."""
-    annotation, meta = _unwrap(root)
-    for part in loc:
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+    for part in (None, *loc):
+        if part is None:
+            pass
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
             found = [f for n, f in annotation.model_fields.items() if (f.alias or n) == part]
-            if not found:
-                return None, []
-            annotation, meta = found[0].annotation, list(found[0].metadata)
-        elif get_origin(annotation) is dict:
-            annotation, meta = get_args(annotation)[1], []
+            annotation, meta = (found[0].annotation, list(found[0].metadata)) if found else (None, [])
         else:
-            return None, []
-        annotation, more = _unwrap(annotation)
-        meta += more
+            annotation, meta = (get_args(annotation)[1], []) if get_origin(annotation) is dict else (None, [])
+        while get_origin(annotation) in (Annotated, Union, types.UnionType):  # X | None, Annotated[X, ...]
+            args = [a for a in get_args(annotation) if a is not type(None)]
+            annotation, meta = args[0], meta + (args[1:] if get_origin(annotation) is Annotated else [])
     return annotation, meta
 
 
@@ -111,56 +95,49 @@ def _accepted(annotation: Any, meta: list[Any], key: str) -> str:
     notes = [m.accepted for m in meta if getattr(m, "accepted", None)]
     low = next((m.ge for m in meta if isinstance(m, Ge)), None)
     high = next((m.le for m in meta if isinstance(m, Le)), None)
-    if notes:
-        return notes[-1]
-    if get_origin(annotation) is Literal:
-        return " | ".join(map(str, get_args(annotation)))
+    if notes or get_origin(annotation) is Literal:
+        return notes[-1] if notes else " | ".join(map(str, get_args(annotation)))
     if annotation is int:
         return f"an integer from {low}" + (f" to {high}" if high is not None else " up")
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+    if keys_of(annotation):
         return f"a mapping (see the README's settings table for {key})"
-    names = {str: "a string", float: "a number", bool: "true | false"}
-    return names.get(annotation, "see the README's settings table")
+    return {str: "a string", float: "a number", bool: "true | false"}.get(
+        annotation, "see the README's table"
+    )
 
 
 REASONS = {
-    "int_type": "not an integer:",
-    "int_parsing": "not an integer:",
-    "int_from_float": "not an integer:",
-    "string_type": "not a string:",
-    "float_type": "not a number:",
-    "float_parsing": "not a number:",
+    **dict.fromkeys(("int_type", "int_from_float"), "not an integer:"),
+    **dict.fromkeys(("string_type",), "not a string:"),
+    **dict.fromkeys(("float_type", "finite_number"), "not a number:"),
+    **dict.fromkeys(("dict_type", "model_type"), "not a mapping:"),
+    **dict.fromkeys(("greater_than_equal", "less_than_equal"), "out of range:"),
     "bool_type": "not a boolean:",
     "literal_error": "unknown value",
-    "dict_type": "not a mapping:",
-    "model_type": "not a mapping:",
-    "greater_than_equal": "out of range:",
-    "less_than_equal": "out of range:",
 }
 
 
 def problems_of(error: ValidationError, root: type[BaseModel]) -> list[Problem]:
+    """Each of pydantic's error items as the project's Problem."""
     found: list[Problem] = []
     for item in error.errors():
         loc = tuple(str(part) for part in item["loc"] if part != "[key]")
-        path = ".".join(loc)
         annotation, meta = _at(root, loc)
-        cause = item.get("ctx", {}).get("error")
+        cause, reason = item.get("ctx", {}).get("error"), REASONS.get(item["type"], "invalid value")
         if isinstance(cause, Refused):
             found += [Problem(".".join((*loc, *at)), message) for at, message in cause.items]
         elif item["type"] == "extra_forbidden":
             known = keys_of(_at(root, loc[:-1])[0])
             near = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6)
             hint = f"did you mean {near[0]!r}? " if near else ""
-            found.append(Problem(path, f"unknown key; {hint}known keys: {', '.join(known)}"))
+            found.append(Problem(".".join(loc), f"unknown key; {hint}known keys: {', '.join(known)}"))
         elif item["type"] == "missing":
-            found.append(Problem(path, f"missing; accepted: {_accepted(annotation, meta, loc[-1])}"))
+            found.append(Problem(".".join(loc), f"missing; accepted: {_accepted(annotation, meta, loc[-1])}"))
         else:
-            reason = REASONS.get(item["type"], "invalid value")
             if reason == "out of range:" and annotation is not int:
                 reason = "invalid value"
-            if reason == "not a mapping:" and annotation is not dict and not meta:
-                known = keys_of(annotation)
-                meta = [Accepts(f"a mapping with keys {', '.join(known)}")] if known else meta
-            found.append(Problem(path, said(reason, item["input"], _accepted(annotation, meta, loc[-1]))))
+            if reason == "not a mapping:" and keys_of(annotation) and not meta:
+                meta = [Accepts(f"a mapping with keys {', '.join(keys_of(annotation))}")]
+            accepted = _accepted(annotation, meta, loc[-1])
+            found.append(Problem(".".join(loc), said(reason, item["input"], accepted)))
     return found

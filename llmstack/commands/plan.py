@@ -51,7 +51,7 @@ def find_project_dir(start: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from domain.settings import SettingsError
+    from domain.settings.errors import SettingsError
     from llmstack import guardrails
     from llmstack.plan import ProgramError, run_plan, shown_path, stack_file_for
 
