@@ -447,3 +447,161 @@ def test_the_readme_settings_table_is_current() -> None:
     readme = (PROJECT_DIR / "README.md").read_text(encoding="utf-8")
     assert settings_table() in readme, "README settings table is stale: run `make docs`"
     assert all(f"| `{doc.key}` |" in readme for doc in KEY_DOCS)
+
+
+# -- one definition of each id: where the old settings rules differed, domain/ids.py decides -------------------
+
+FUTURE_SECRET = (
+    "ocid1.vaultsecret.oc1.iad.futureuse.amaaaaaahqssvraa4ynbujkfzbzwvqasvmj4wxy7ipnhcgyfpqbl7ro2xboq"
+)
+TUNE = {
+    "baseModel": "NousResearch/Llama-2-7b-hf",
+    "dataset": "oci://training-data@idxyzabc1234/qa",
+    "output": "oci://llm-finetunes@idxyzabc1234/out",
+    "shape": "VM.GPU.A10.1",
+    "image": "iad.ocir.io/idxyzabc1234/llm/train:0.1.0@sha256:" + "cd" * 32,
+    "batchSize": 2,
+}
+
+
+def test_an_ocid_with_a_future_use_segment_is_accepted(config: dict[str, Any]) -> None:
+    """OCI documents `ocid1.<type>.<realm>.[region][.future use].<unique id>`; the old rule refused the segment."""
+    config[f"{NS}hfTokenSecretId"] = FUTURE_SECRET
+    assert load(config).hf_token_secret_id == FUTURE_SECRET
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (  # namespaces are lower case; the training job's old URI rule let upper case through
+            set_model("source", {"fineTune": {**TUNE, "dataset": "oci://training-data@IdXyz/qa"}}),
+            f"{MODEL}.source.fineTune.dataset: bad URI 'oci://training-data@IdXyz/qa'; accepted: "
+            "oci://<bucket>@<namespace>/<prefix> (JSONL files the job reads)",
+        ),
+        (  # the hub refuses `--`, `..` and a trailing `.` or `-`; the old rule took them
+            set_model("source", {"huggingface": "meta-llama/Llama-2-7b-chat-hf."}),
+            f"{MODEL}.source.huggingface: bad id 'meta-llama/Llama-2-7b-chat-hf.'; accepted: a Hugging Face "
+            "model id <org>/<model>, e.g. meta-llama/Llama-2-7b-chat-hf",
+        ),
+        (  # a '..' part in a stored zip's name used to pass
+            set_model("source", {"objectStorage": "oci://models@ns/a/../llama-2-7b.zip"}),
+            f"{MODEL}.source.objectStorage: bad URI 'oci://models@ns/a/../llama-2-7b.zip'; accepted: "
+            "oci://<bucket>@<namespace>/<object>.zip (one zip object)",
+        ),
+        (  # OCIR repository parts end in a letter or digit
+            set_top("registry", {"repository": "llm/serving-"}),
+            "registry.repository: bad repository name 'llm/serving-'; accepted: lowercase letters, digits, '.', "
+            "'_', '-' and '/'",
+        ),
+    ],
+    ids=["upper-case namespace", "hub id ending in a dot", "dot-dot in a zip name", "repository ending in -"],
+)
+def test_strings_the_old_rules_let_through_are_refused(
+    config: dict[str, Any], change: Any, expected: str
+) -> None:
+    change(config)
+    assert expected in problems(config)
+
+
+# -- no pydantic wording ---------------------------------------------------------------------------------------
+
+PYDANTIC_PHRASES = (
+    "Field required",
+    "Input should be",
+    "validation error",
+    "errors.pydantic.dev",
+    "pydantic",
+    "[type=",
+)
+
+
+def test_no_pydantic_wording_reaches_the_user(config: dict[str, Any]) -> None:
+    config.update({f"{NS}tenancyId": 7, f"{NS}projectId": ["x"], f"{NS}tags": "team", f"{NS}budget": "lots"})
+    config.update(
+        {f"{NS}network": {"egress": 3, "vcnCidr": None, "subnetCidr": True}, f"{NS}auth": {"mode": 1}}
+    )
+    config.update(
+        {f"{NS}logging": "30", f"{NS}pricing": {"shapes": {"VM.GPU.A10.1": "cheap"}, "gpus": {"A10": True}}}
+    )
+    config[f"{NS}identity"] = {"existingDynamicGroup": 5}
+    model = model_of(config)
+    model["serving"].update(
+        {"port": "8080", "tensorParallelism": 1.5, "engine": None, "params": 3, "image": {}}
+    )
+    model["compute"].update({"replicas": True, "bandwidthMbps": 12.5, "autoscaling": {"minReplicas": "2"}})
+    model["readiness"] = {"timeoutMinutes": [], "smokePrompt": 1}
+    model["parameters"] = {"b": 7}
+    config[f"{NS}models"]["second-model"] = {
+        "source": {"fineTune": {"epochs": "x", "gradientCheckpointing": "yes"}}
+    }
+    config[f"{NS}models"]["third"] = "not a model"
+    with pytest.raises(SettingsError) as caught:
+        load(config)
+    text = str(caught.value)
+    assert len(caught.value.problems) >= 25
+    assert not [phrase for phrase in PYDANTIC_PHRASES if phrase.lower() in text.lower()], text
+    assert all("; accepted: " in p.message or "unknown key" in p.message for p in caught.value.problems), text
+
+
+# -- the JSON Schema of a stack file -----------------------------------------------------------------------------
+
+STACK_FILES = sorted(
+    [*(PROJECT_DIR / "stacks").glob("Pulumi.*.yaml"), *(PROJECT_DIR / "examples").glob("*.yaml")]
+)
+
+
+def schema_errors(doc: Any) -> list[Any]:
+    import jsonschema
+
+    from domain.settings.docs import stack_schema
+
+    validator = jsonschema.Draft202012Validator(stack_schema())
+    return sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+
+
+def test_the_committed_schema_is_what_llmstack_schema_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from llmstack.cli import main
+
+    assert main(["schema"]) == 0
+    printed = capsys.readouterr().out
+    assert json.loads(printed)["properties"]["config"]["type"] == "object"
+    committed = (PROJECT_DIR / "schema" / "stack.schema.json").read_text(encoding="utf-8")
+    assert printed == committed, "schema/stack.schema.json is stale: run `make docs`"
+
+
+@pytest.mark.parametrize("path", STACK_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_shipped_stack_files_validate_and_point_editors_at_the_schema(path: Path) -> None:
+    import yaml
+
+    text = path.read_text(encoding="utf-8")
+    assert text.splitlines()[0] == "# yaml-language-server: $schema=../schema/stack.schema.json"
+    assert schema_errors(yaml.safe_load(text)) == []
+
+
+def test_a_misspelt_key_fails_the_schema_naming_the_key(config: dict[str, Any]) -> None:
+    config[f"{NS}budgett"] = {"monthlyUsd": 1}
+    model_of(config)["compute"]["replica"] = 2
+    found = [(list(e.absolute_path), e.message) for e in schema_errors({"config": config})]
+    assert [where for where, message in found if "'oci-llm-stack:budgett'" in message] == [["config"]]
+    [(where, message)] = [f for f in found if f[0][:1] == ["config"] and len(f[0]) > 1]
+    assert where == ["config", f"{NS}models", "llama2-7b-chat", "compute"] and "'replica'" in message
+
+
+def test_a_wrong_type_fails_the_schema_naming_the_key(config: dict[str, Any]) -> None:
+    model_of(config)["compute"]["replicas"] = "two"
+    config[f"{NS}logging"] = {"retentionDays": 45}
+    paths = [list(e.absolute_path) for e in schema_errors({"config": config})]
+    assert ["config", f"{NS}models", "llama2-7b-chat", "compute", "replicas"] in paths
+    assert ["config", f"{NS}logging", "retentionDays"] in paths
+
+
+def test_secrets_and_other_namespaces_fit_the_schema(config: dict[str, Any]) -> None:
+    config[f"{NS}hfToken"] = {"secure": "v1:ZmFrZQ=="}
+    config["oci:tenancyOcid"] = "kept for the provider"
+    config.pop(f"{NS}tenancyId")
+    config["tenancyId"] = "ocid1.tenancy.oc1..aaaaaaaa7mgkrn4hi7xmykn525wmqxf33yu75nhrk6n3onhhi7ezvq6mx4hq"
+    assert schema_errors({"config": config}) == []
+    config[f"{NS}hfToken"] = "hf_plain"
+    assert [list(e.absolute_path) for e in schema_errors({"config": config})] == [["config", f"{NS}hfToken"]]

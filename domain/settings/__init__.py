@@ -546,9 +546,9 @@ class Settings(Section):
     budget: BudgetSettings = key(BudgetSettings(), "what the stack may cost")
     identity: IdentitySettings = key(IdentitySettings(), "who the deployments and jobs are")
     auth: AuthSettings = key(AuthSettings(), "how the project's own providers sign OCI calls")
-    tags: dict[Annotated[str, _TAG], t.TagValue] = key(
-        {}, "freeform tags on every resource (`environment`, `team` are required by policy)"
-    )
+    tags: Annotated[
+        dict[Annotated[str, _TAG], t.TagValue], Accepts("a mapping of tag names to string values")
+    ] = key({}, "freeform tags on every resource (`environment`, `team` are required by policy)")
     hf_token: t.HfToken | None = key(
         None, "Hugging Face token for gated models (`pulumi config set --secret hfToken`)"
     )

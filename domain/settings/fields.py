@@ -72,6 +72,8 @@ def matching(pattern: re.Pattern[str], reason: str, accepted: str) -> Check:
 
 
 def _cidr(value: Any) -> str:
+    if not isinstance(value, str):
+        raise refused("bad CIDR", value, "an IPv4 CIDR block such as 10.0.0.0/16")
     try:
         prefix = ipaddress.IPv4Network(value, strict=True).prefixlen
     except ValueError as exc:
@@ -200,7 +202,12 @@ Cidr = Annotated[str, Check(_cidr, {"type": "string", "format": "CIDR"})]
 Shape = Annotated[str, Check(_shape, SHAPE)]
 PricedShape = Annotated[str, Check(lambda value: _shape(value, hint=False), SHAPE)]
 TrainingShape = Annotated[
-    str, Check(lambda value: _shape(value, gpu_only=True), SHAPE, "a GPU shape, e.g. VM.GPU.A10.1")
+    str,
+    Check(
+        lambda value: _shape(value, gpu_only=True),
+        SHAPE,
+        "a GPU shape for the training job, e.g. VM.GPU.A10.1",
+    ),
 ]
 Image = Annotated[
     str, Check(_image, {"type": "string", "format": "OCIR image", "pattern": r"^[a-z0-9.:-]+/.+:"})
