@@ -230,3 +230,32 @@ def test_under_the_engine_bad_settings_stop_the_program_before_any_resource(
     assert "models.llama2-7b-chat.compute.replicas: out of range: 0; accepted: an integer from 1 up" in str(
         caught.value
     )
+
+
+def test_a_tgi_model_without_safetensors_is_refused_before_anything_is_made(
+    capsys: pytest.CaptureFixture[str],
+    config: dict[str, Any],
+    write_stack: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
+    """TGI converts .bin weights next to them; OCI mounts the artifact read-only (issue: first contact)."""
+    folder = tmp_path / "llama-2-7b-chat-hf"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}", encoding="utf-8")
+    (folder / "pytorch_model.bin").write_bytes(b"\0" * 16)
+    model = model_of(config)
+    model["source"] = {"localPath": str(folder)}
+    model["serving"]["engine"] = "tgi"
+    code, out, err = plan_cli(capsys, "--stack-file", str(write_stack(config)))
+    assert (code, out) == (2, "")
+    assert f"models.llama2-7b-chat.source.localPath: {folder}: the folder has only pytorch_model.bin" in err
+    assert "OCI mounts the model read-only" in err and "Traceback" not in err
+    # The same folder with vLLM (which loads .bin itself, in memory) plans.
+    model["serving"]["engine"] = "vllm"
+    code, out, err = plan_cli(capsys, "--stack-file", str(write_stack(config)))
+    assert code in (0, 1) and "localPath" not in err, err
+    # And TGI plans once the folder holds safetensors.
+    (folder / "model.safetensors").write_bytes(b"\0" * 16)
+    model["serving"]["engine"] = "tgi"
+    code, out, err = plan_cli(capsys, "--stack-file", str(write_stack(config)))
+    assert code in (0, 1) and "localPath" not in err, err

@@ -43,6 +43,7 @@ from domain.settings.files import config_as_strings as config_as_strings
 from domain.settings.files import read_stack_file as read_stack_file
 from domain.shapes import SHAPES
 from domain.training_args import FineTuneArgs, checked, job_command, to_argv
+from domain.weights import tgi_weights_problem
 
 ENGINE_QUANTIZATIONS = {"vllm": ("none", "fp8", "awq", "gptq"), "tgi": ("none", "fp8", "int8", "awq", "gptq")}
 GATED_HF_ORGS = ("meta-llama",)
@@ -482,6 +483,9 @@ class ModelSettings(Section):
             found.append(
                 (("serving", "tensorParallelism"), said("more GPUs than the shape has:", tp, accepted))
             )
+        local = self.source.local_path
+        if self.serving.engine == "tgi" and local is not None and (why := tgi_weights_problem(local)):
+            found.append((("source", "localPath"), f"{local}: {why}"))
         size = self.parameters_b or sizing.infer_parameters_b(
             local_path=self.source.local_path, model_id=self.source.model_id
         )
