@@ -34,6 +34,7 @@ pulumi.export(
         name: {
             "predictUrl": serving.predict_url,
             "streamUrl": serving.stream_url,
+            "openaiBaseUrl": serving.openai_base_url,
             "deploymentId": serving.deployment_id,
             "catalogModelId": serving.catalog_model_id,
             **(

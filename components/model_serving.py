@@ -29,6 +29,9 @@ from pulumi_oci.datascience import (
     ModelDeploymentModelDeploymentConfigurationDetailsEnvironmentConfigurationDetailsArgs as EnvironmentArgs,
 )
 from pulumi_oci.datascience import (
+    ModelDeploymentModelDeploymentConfigurationDetailsEnvironmentConfigurationDetailsCustomHttpEndpointArgs as HttpEndpointArgs,  # noqa: E501
+)
+from pulumi_oci.datascience import (
     ModelDeploymentModelDeploymentConfigurationDetailsModelConfigurationDetailsArgs as ModelConfigArgs,
 )
 from pulumi_oci.datascience import (
@@ -56,7 +59,7 @@ from components.providers.artifact import ModelArtifact, ModelArtifactArgs
 from components.providers.catalog import CatalogModel, CatalogModelArgs, InlineArtifact, ObjectStorageArtifact
 from components.providers.readiness import Readiness, ReadinessArgs
 from domain import sizing
-from domain.container_env import container_env
+from domain.container_env import CUSTOM_HTTP_ENDPOINTS, PREDICT_API_SPECIFICATION, container_env
 from domain.context import (
     TAG_ARCHITECTURE,
     TAG_ENGINE,
@@ -164,6 +167,7 @@ class ModelServing(pulumi.ComponentResource):
     deployment_id: pulumi.Output[str]
     predict_url: pulumi.Output[str]
     stream_url: pulumi.Output[str]
+    openai_base_url: pulumi.Output[str]
     fine_tune: FineTune | None = None
 
     def __init__(self, name: str, args: ModelServingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -224,6 +228,13 @@ class ModelServing(pulumi.ComponentResource):
                     server_port=model.serving.port,
                     health_check_port=model.serving.port,
                     environment_variables=env,
+                    # OpenAI paths go to the container unchanged; /predict stays reachable for the
+                    # {"inputs", "parameters"} payload and the `route` header form (domain.container_env).
+                    predict_api_specification=PREDICT_API_SPECIFICATION,
+                    custom_http_endpoints=[
+                        HttpEndpointArgs(endpoint_uri_suffix=suffix, http_methods=list(methods))
+                        for suffix, methods in CUSTOM_HTTP_ENDPOINTS
+                    ],
                 ),
             ),
             category_log_details=LogDetailsArgs(
@@ -263,8 +274,11 @@ class ModelServing(pulumi.ComponentResource):
         self.deployment_id = deployment.id
         self.predict_url = readiness.predictUrl
         self.stream_url = readiness.streamUrl
+        # What OpenAI clients take as base_url: OCI strips `.../predict`, the engine sees `/v1/...`.
+        self.openai_base_url = readiness.predictUrl.apply(lambda url: f"{url.rstrip('/')}/v1")
         self.register_outputs(
             {
+                "openai_base_url": self.openai_base_url,
                 "catalog_model_id": self.catalog_model_id,
                 "deployment_id": self.deployment_id,
                 "predict_url": self.predict_url,

@@ -29,6 +29,40 @@ OCI_DEFAULT_HEALTH = "/health"
 # TGI keeps /generate, the route the samples use.
 PREDICT_ENDPOINT: dict[Engine, str] = {"vllm": OCI_DEFAULT_PREDICT, "tgi": "/generate"}
 
+# OCI's OpenAI routing ("Multiple Inference Endpoints"), set on every deployment. Sources:
+# pulumi-oci 5.5.0 `...EnvironmentConfigurationDetailsArgs.predict_api_specification` ("if the value is
+# 'openai', the user can access OpenAI-compliant endpoints like /v1/completions, /v1/chat/completions,
+# /v1/models"); oracle-samples/oci-data-science-ai-samples model-deployment/multiple_inference_endpoints:
+# `.../<ocid>/predict/<suffix>` and `.../predictWithResponseStream/<suffix>` reach the container as `<suffix>`
+# ("Router strips /predict"), only suffixes on the framework's allow-list or in `customHttpEndpoints` are
+# routed (up to 15; methods GET, POST, PUT, DELETE; `{}` is a one-segment wildcard).
+PREDICT_API_SPECIFICATION = "openai"
+MAX_CUSTOM_HTTP_ENDPOINTS = 15
+CUSTOM_HTTP_METHODS = frozenset({"GET", "POST", "PUT", "DELETE"})
+# The routes of `openai`'s allow-list (supported_endpoints/frameworks/openai/README.md) that the engines'
+# own OpenAI servers answer (vLLM and TGI alike); `/health` is not on it: OCI polls it itself.
+OPENAI_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/models")
+OPENAI_ALLOW_LIST = frozenset(
+    {
+        *OPENAI_ROUTES,
+        "/v1/embeddings",
+        "/v1/responses",
+        "/tokenize",
+        "/detokenize",
+        "/version",
+        "/metrics",
+        "/generate",
+        "/generate_stream",
+        "/info",
+        "/invocations",
+    }
+)
+# Whether a bare `.../predict` still reaches MODEL_DEPLOY_PREDICT_ENDPOINT once the specification is set
+# is documented nowhere (the samples are silent; research note issue 16 §2a), so the legacy payload's
+# route is put on the allow-list too: `.../predict/predict` then reaches it for certain, and `/predict`
+# is also the route the `route: /v1/...` header form arrives on (AQUA's model-deployment-tips.md).
+CUSTOM_HTTP_ENDPOINTS: tuple[tuple[str, tuple[str, ...]], ...] = ((OCI_DEFAULT_PREDICT, ("POST",)),)
+
 _KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,30}$")
 
 

@@ -13,7 +13,14 @@ import pytest
 
 from components import pulumi_internals as pulumi_types
 from components.iam import matching_rule, policy_statements
-from domain.container_env import DEPLOYED_MODEL_DIR, TOKEN_FILE
+from domain.container_env import (
+    CUSTOM_HTTP_METHODS,
+    DEPLOYED_MODEL_DIR,
+    MAX_CUSTOM_HTTP_ENDPOINTS,
+    OPENAI_ALLOW_LIST,
+    OPENAI_ROUTES,
+    TOKEN_FILE,
+)
 from domain.context import TAG_ENGINE, TAG_MODEL, TAG_PARAMETERS
 from tests.conftest import (
     COMPARTMENT,
@@ -570,3 +577,39 @@ def test_the_callers_nsg_is_exported_for_clients_in_the_vcn(config: dict[str, An
     assert plan.outputs["callersNsgId"] == one(plan, NSG).id
     config["oci-llm-stack:network"] = {"egress": "managed"}
     assert plan_of(config).outputs["callersNsgId"] is None
+
+
+# -- OCI's OpenAI routing, on every deployment of every shipped stack ---------------------------------------
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod", "finetune"])
+def test_every_deployment_of_every_shipped_stack_speaks_openai(stack: str) -> None:
+    """predict_api_specification "openai" on each deployment, /predict kept on the allow-list for the
+    legacy payload and the `route` header form, inside OCI's limits for custom endpoints."""
+    from llmstack.plan import run_plan
+    from tests.conftest import PROJECT_DIR
+
+    if stack == "finetune":
+        plan = run_plan(PROJECT_DIR, stack_file=PROJECT_DIR / "examples" / "Pulumi.finetune.yaml")
+    else:
+        plan = run_plan(PROJECT_DIR, stack=stack)
+    deployments = resources(plan, DEPLOYMENT)
+    assert deployments
+    for deployment in deployments:
+        env = deployment.inputs["modelDeploymentConfigurationDetails"]["environmentConfigurationDetails"]
+        assert env["predictApiSpecification"] == "openai"
+        endpoints = env["customHttpEndpoints"]
+        assert 1 <= len(endpoints) <= MAX_CUSTOM_HTTP_ENDPOINTS
+        for endpoint in endpoints:
+            assert endpoint["endpointUriSuffix"].startswith("/")
+            assert set(endpoint["httpMethods"]) <= CUSTOM_HTTP_METHODS
+            # a suffix already on the framework's allow-list would be a wasted slot of the 15
+            assert endpoint["endpointUriSuffix"] not in OPENAI_ALLOW_LIST
+        assert {"endpointUriSuffix": "/predict", "httpMethods": ["POST"]} in endpoints
+        # the predict route OCI calls for a bare .../predict is reachable by path as well
+        predict_route = env["environmentVariables"].get("MODEL_DEPLOY_PREDICT_ENDPOINT", "/predict")
+        routed = {e["endpointUriSuffix"] for e in endpoints} | OPENAI_ALLOW_LIST
+        assert predict_route in routed
+        # the OpenAI routes clients call are ones OCI forwards; /health is OCI's own poll, not routed
+        assert set(OPENAI_ROUTES) <= OPENAI_ALLOW_LIST and "/health" not in routed
+        assert env["serverPort"] == env["healthCheckPort"]

@@ -36,10 +36,11 @@ def test_json_has_the_documented_shape(capsys: pytest.CaptureFixture[str]) -> No
     catalog = next(r for r in plan["resources"] if r["type"].endswith("catalog:CatalogModel"))
     assert catalog["urn"] in deployment["dependencies"]
     model = plan["outputs"]["models"]["llama2-7b-chat"]
-    assert set(model) == {"predictUrl", "streamUrl", "deploymentId", "catalogModelId"}
+    assert set(model) == {"predictUrl", "streamUrl", "openaiBaseUrl", "deploymentId", "catalogModelId"}
     assert model["predictUrl"].endswith("/predict") and model["streamUrl"].endswith(
         "/predictWithResponseStream"
     )
+    assert model["openaiBaseUrl"] == model["predictUrl"] + "/v1"
 
 
 def test_the_same_stack_always_plans_the_same(capsys: pytest.CaptureFixture[str]) -> None:
