@@ -7,6 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHAT_STAMP := $(VENV)/.installed-chat
+CLIENTS_STAMP := $(VENV)/.installed-clients
 STACK ?= dev
 
 .PHONY: help install preview plan test lint typecheck unit clean docs actionlint
@@ -42,7 +43,7 @@ lint: $(STAMP) ## ruff
 typecheck: $(STAMP) $(CHAT_STAMP) ## mypy --strict on the project's packages
 	$(BIN)/mypy domain oci_runtime components llmstack serving training __main__.py $(wildcard policy/*.py)
 
-unit: $(STAMP) $(CHAT_STAMP) browser ## the pytest suite (the chat page's browser test when Chromium is here)
+unit: $(STAMP) $(CHAT_STAMP) $(CLIENTS_STAMP) browser ## the pytest suite (the chat page's browser test when Chromium is here)
 	$(BIN)/pytest -q
 
 test: lint typecheck unit lint-docker actionlint ## everything CI runs
@@ -105,6 +106,10 @@ test-train: $(TRAIN_STAMP) ## the fine-tuning entrypoint end to end on a tiny mo
 test-slow: $(STAMP) ## the slow tests: a real 4 GiB file zipped with zip64 (about 4 GiB of disk; CI runs it on main)
 	LLMSTACK_SLOW_TESTS=1 $(BIN)/pytest -q tests/test_upload.py -k 4_gib
 
+.PHONY: bench-serving
+bench-serving: $(STAMP) ## the serving path vs the engine direct, 1/16/64 paced streams, plus unpaced (ARGS="--tokens 256")
+	PYTHONPATH=. $(BIN)/python bench/serving.py $(ARGS)
+
 .PHONY: bench-upload
 bench-upload: $(STAMP) ## streaming upload vs the seed's zip-then-upload, same loopback fake (ARGS="--size-mib 4096 --rate-mbps 1000")
 	PYTHONPATH=. $(BIN)/python bench/upload.py $(ARGS)
@@ -112,6 +117,13 @@ bench-upload: $(STAMP) ## streaming upload vs the seed's zip-then-upload, same l
 $(CHAT_STAMP): $(STAMP) pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[stack,dev,chat]'
 	@touch $@
+
+$(CLIENTS_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[stack,dev,clients]'
+	@touch $@
+
+.PHONY: install-clients
+install-clients: $(CLIENTS_STAMP) ## add the clients extra (langchain-oci, test-only) to .venv; make test does it too
 
 .PHONY: install-chat browser test-browser chat-screenshot
 install-chat: $(CHAT_STAMP) ## add the chat extra (gradio) to .venv; make test does it too

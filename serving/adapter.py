@@ -1,46 +1,59 @@
-"""OCI's routes in front of the engine: `/health`, `/predict` (alias `/generate`) and streaming.
+"""What sits on the container's port in front of the engine, and why: OCI sends every path to one port.
 
-OCI calls one predict route on the container (`MODEL_DEPLOY_PREDICT_ENDPOINT`, default `/predict`), for
-`/predict` and for `/predictWithResponseStream` alike: the body is forwarded unchanged, so a stream is
-asked for in the body (`"stream": true`) and the container must then answer `text/event-stream`. TGI's
-own `/generate` never streams and vLLM speaks the OpenAI API, so both engines sit behind this adapter:
+OCI's OpenAI routing (`predict_api_specification: openai`) forwards `.../predict/v1/...` and
+`.../predictWithResponseStream/v1/...` to the container as `/v1/...`, on the deployment's one server port.
+The engines' own OpenAI servers (vLLM's, TGI's) answer those routes; this adapter passes them through
+byte for byte, body and stream unchanged, so the OpenAI path is the engine's (measured by
+`bench/serving.py`). It does only what the engines cannot, on the same port:
 
-- request: `{"inputs": str, "parameters": {...}, "stream": bool}`;
-- answer: `{"generated_text": str}`, or Server-Sent Events in TGI's `generate_stream` shape: one
-  `data: {"token": {"text": ...}, "generated_text": null}` per piece, then a final event whose
-  `generated_text` is the whole text;
-- errors: a request the engine refuses keeps its 4xx; an engine failure is a 502, an engine that is
-  not up (yet) a 503, each with `{"error": message, "error_type": kind}`; mid-stream, the same object
-  comes as the last event.
+- `POST /predict` (alias `/generate`, and `/generate_stream`) with the `{"inputs", "parameters"}` payload:
+  translated to vLLM's `/v1/completions` or TGI's `/generate(_stream)`, answered as `{"generated_text"}` or
+  Server-Sent Events in TGI's `generate_stream` shape (one `data: {"token": {"text": ...}, "generated_text":
+  null}` per piece, the last event carrying the whole text);
+- `POST /predict` with a `route: /v1/...` header (langchain-oci, ADS with `patch_headers=True`, the AQUA
+  docs): passed through to that route, unchanged. Neither engine reads the header, and no source says
+  OCI's front door maps it for a BYOC image;
+- `GET /health`: 200 once the engine answers its own health check, 503 while it loads or after it exited.
+
+Errors of the legacy payload: a request the engine refuses keeps its 4xx; an engine failure is a 502, an
+engine that is not up (yet) a 503, each `{"error": message, "error_type": kind}`; mid-stream, the same
+object comes as the last event. Bodies may be sized or chunked, up to OCI's 10 MB.
 
 Each request is one access line on stderr (the container's output, which OCI keeps in the deployment's
-predict log): client, request line, status, duration, and why it went wrong when it did. A caller that
-hangs up is routine, never a traceback; any other failure in a handler is that same one line.
+predict log): client, request line, status, duration, and why it went wrong when it did.
 
-Standard library only: the adapter runs in the engines' images beside their own packages.
+An async server (uvicorn, starlette, httpx) so that many streams share one process: the vLLM image ships
+all three (vLLM's own server is FastAPI on uvicorn); the adapter pins none of them.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import http.client
+import asyncio
 import json
 import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
-from urllib.parse import urlsplit
+from typing import Any
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
 
 from domain.ids import Engine
 
 PREDICT_ROUTES = ("/predict", "/generate")
 STREAM_ROUTE = "/generate_stream"
 HEALTH_ROUTE = "/health"
+LEGACY_ROUTES = (*PREDICT_ROUTES, STREAM_ROUTE)
+ROUTE_HEADER = "route"
 
 # TGI's generation parameters and what vLLM's completions API calls them.
 VLLM_PARAMETERS = {
@@ -57,6 +70,21 @@ VLLM_PARAMETERS = {
 VLLM_FLAGS = ("do_sample", "return_full_text")  # mapped to temperature 0 and echo
 # What makes TGI sample: with `do_sample: false` (or temperature 0) they are left out, so greedy means greedy.
 TGI_SAMPLING = ("temperature", "top_p", "top_k", "typical_p")
+# Hop-by-hop headers (RFC 9110 7.6.1) and those the proxy sets itself: never copied across.
+_HOP_HEADERS = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "host",
+        "content-length",
+        ROUTE_HEADER,
+    }
+)
 _EXCERPT = 300
 STOP_TIMEOUT_S = 10.0
 
@@ -76,13 +104,18 @@ class AdapterConfig:
 class RequestProblem(Exception):
     """An answer other than success: HTTP status, message and TGI-style error type."""
 
-    def __init__(self, status: int, message: str, error_type: str) -> None:
+    def __init__(self, status: int, message: str, error_type: str, *, allow: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.error_type = error_type
+        self.allow = allow
 
     def body(self) -> dict[str, str]:
         return {"error": str(self), "error_type": self.error_type}
+
+    def response(self) -> JSONResponse:
+        headers = {"Allow": self.allow} if self.allow else None
+        return JSONResponse(self.body(), status_code=self.status, headers=headers)
 
 
 def log_to_stderr(line: str) -> None:
@@ -91,7 +124,7 @@ def log_to_stderr(line: str) -> None:
 
 class Adapter:
     """The HTTP layer; `engine_alive` tells whether the engine process still runs, `log` takes the access
-    and error lines (stderr by default)."""
+    and error lines (stderr by default). `app` is the ASGI application; `bind` serves it."""
 
     def __init__(
         self,
@@ -102,48 +135,141 @@ class Adapter:
         self.config = config
         self.engine_alive: Callable[[], bool] = engine_alive or (lambda: True)
         self.log = log
-        self.slots = threading.BoundedSemaphore(config.max_concurrency)  # requests in flight
-        target = urlsplit(config.engine_url)
-        if target.scheme != "http" or not target.hostname or not target.port:
+        self.in_flight = 0  # POSTs being answered (one event loop: no lock needed)
+        target = httpx.URL(config.engine_url)
+        if target.scheme != "http" or not target.host or not target.port:
             raise ValueError(f"engine_url must be http://host:port, got {config.engine_url!r}")
-        self._host: str = target.hostname
-        self._port: int = target.port
+        self._client: httpx.AsyncClient | None = None
+        self.app = AccessLog(self._starlette(), self)
 
     def bind(self, host: str, port: int) -> AdapterServer:
         """A server bound to `host:port`, not yet serving (call `start`, and `stop` when done)."""
-        adapter = self
+        return AdapterServer(self, host, port)
 
-        class Handler(_Handler):
-            pass
+    def _starlette(self) -> Starlette:
+        @asynccontextmanager
+        async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+            self._client = httpx.AsyncClient(
+                base_url=self.config.engine_url,
+                # Headers and body are separate writes: with Nagle's algorithm the body waits for the
+                # engine's delayed ACK (40 ms on Linux) on every request of a kept-alive connection.
+                transport=httpx.AsyncHTTPTransport(
+                    socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+                    limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+                ),
+                timeout=httpx.Timeout(self.config.request_timeout_s, connect=self.config.health_timeout_s),
+            )
+            try:
+                yield
+            finally:
+                await self._client.aclose()
+                self._client = None
 
-        Handler.adapter = adapter
-        Handler.timeout = self.config.idle_timeout_s
-        return AdapterServer((host, port), Handler, log=self.log)
+        methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+        return Starlette(
+            routes=[
+                Route(HEALTH_ROUTE, self._health_route, methods=methods),
+                *(Route(path, self._legacy_route, methods=methods) for path in LEGACY_ROUTES),
+                Route("/{path:path}", self._pass_route, methods=methods),
+            ],
+            lifespan=lifespan,
+            exception_handlers={Exception: _internal_error},
+        )
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            raise RuntimeError("the adapter's engine client exists only while the server runs")
+        return self._client
 
     # -- health -----------------------------------------------------------------------------------
 
-    def health(self) -> tuple[int, dict[str, str]]:
+    async def health(self) -> tuple[int, dict[str, str]]:
         if not self.engine_alive():
             return 503, {"status": "stopped", "detail": "the engine process has exited"}
         try:
-            connection = self._connection(self.config.health_timeout_s)
-            try:
-                connection.request("GET", HEALTH_ROUTE)
-                response = connection.getresponse()
-                response.read()
-                status = response.status
-            finally:
-                connection.close()
-        except (OSError, http.client.HTTPException) as exc:
+            response = await self.client.get(HEALTH_ROUTE, timeout=self.config.health_timeout_s)
+        except httpx.HTTPError as exc:
             return 503, {
                 "status": "loading",
                 "detail": f"the engine is not answering yet ({type(exc).__name__})",
             }
-        if status == 200:
+        if response.status_code == 200:
             return 200, {"status": "ready"}
-        return 503, {"status": "loading", "detail": f"the engine's health check answered {status}"}
+        return 503, {
+            "status": "loading",
+            "detail": f"the engine's health check answered {response.status_code}",
+        }
 
-    # -- predict ----------------------------------------------------------------------------------
+    async def _health_route(self, request: Request) -> Response:
+        if request.method != "GET":
+            return RequestProblem(405, f"{HEALTH_ROUTE} takes GET", "validation", allow="GET").response()
+        status, body = await self.health()
+        return JSONResponse(body, status_code=status)
+
+    # -- the legacy payload and the route header --------------------------------------------------
+
+    async def _legacy_route(self, request: Request) -> Response:
+        path = request.url.path
+        if request.method != "POST":
+            return RequestProblem(405, f"{path} takes POST", "validation", allow="POST").response()
+        route = (request.headers.get(ROUTE_HEADER) or "").strip()
+        if route and route.split("?", 1)[0] not in LEGACY_ROUTES:
+            if not route.startswith("/") or "://" in route or route.startswith("//"):
+                return RequestProblem(
+                    400,
+                    f"the route header {route!r} is not a path such as /v1/chat/completions",
+                    "validation",
+                ).response()
+            return await self._in_slot(request, lambda body: self.pass_through(request, route, body))
+        stream_route = path == STREAM_ROUTE
+        return await self._in_slot(request, lambda body: self.legacy(request, body, stream_route))
+
+    async def _in_slot(self, request: Request, answer: Callable[[bytes], Any]) -> Response:
+        if self.in_flight >= self.config.max_concurrency:
+            limit = self.config.max_concurrency
+            return RequestProblem(
+                429, f"more than {limit} requests at once; retry shortly", "overloaded"
+            ).response()
+        self.in_flight += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.in_flight -= 1
+
+        try:
+            body = await read_body(request, self.config.max_body_bytes)
+            response: Response = await answer(body)
+        except RequestProblem as problem:
+            release()
+            note(request, str(problem) if problem.status >= 500 else "")
+            return problem.response()
+        except BaseException:
+            release()
+            raise
+        if isinstance(response, Stream):
+            response.on_close = release  # once the stream is over, whatever way it ends
+        else:
+            release()
+        return response
+
+    async def legacy(self, request: Request, raw: bytes, stream_route: bool) -> Response:
+        body = _json_object(raw)
+        stream = stream_route or body.get("stream") is True or _says_stream(request)
+        route, payload = self.engine_request(body, stream=stream)
+        response = await self.open(route, payload)
+        if not stream:
+            try:
+                return JSONResponse(await self.generated_text(response))
+            finally:
+                await response.aclose()
+        return Stream(
+            self._sse(request, response),
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
+        )
 
     def engine_request(self, body: dict[str, Any], *, stream: bool) -> tuple[str, dict[str, Any]]:
         """The engine's route and body for a predict request (RequestProblem 400 when it is malformed)."""
@@ -180,36 +306,34 @@ class Adapter:
             request["temperature"] = 0.0
         return "/v1/completions", request
 
-    def open(
-        self, route: str, body: dict[str, Any]
-    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-        """POST to the engine; a refused or failed answer is a RequestProblem (the connection is closed)."""
-        payload = json.dumps(body).encode("utf-8")
-        connection = self._connection(self.config.request_timeout_s)
+    async def open(self, route: str, body: dict[str, Any]) -> httpx.Response:
+        """POST to the engine, the answer's body still to read; a refusal or failure is a RequestProblem."""
+        request = self.client.build_request("POST", route, json=body)
         try:
-            connection.request("POST", route, body=payload, headers={"Content-Type": "application/json"})
-            response = connection.getresponse()
-        except TimeoutError:
-            connection.close()
+            response = await self.client.send(request, stream=True)
+        except httpx.TimeoutException:
             raise RequestProblem(504, "the engine did not answer in time", "timeout") from None
-        except (OSError, http.client.HTTPException) as exc:
-            connection.close()
+        except httpx.HTTPError as exc:
             raise RequestProblem(
                 503, f"the engine is not reachable yet ({type(exc).__name__})", "unavailable"
             ) from None
-        if response.status >= 400:
-            raw = response.read()
-            connection.close()
-            raise engine_problem(response.status, raw)
-        return connection, response
+        if response.status_code >= 400:
+            try:
+                raw = await response.aread()
+            except httpx.HTTPError:
+                raw = b""
+            finally:
+                await response.aclose()
+            raise engine_problem(response.status_code, raw)
+        return response
 
-    def generated_text(self, response: http.client.HTTPResponse) -> dict[str, Any]:
+    async def generated_text(self, response: httpx.Response) -> dict[str, Any]:
         """The non-streaming answer in the contract's shape."""
         try:
-            raw = response.read()
-        except TimeoutError:
+            raw = await response.aread()
+        except httpx.TimeoutException:
             raise RequestProblem(504, "the engine did not finish in time", "timeout") from None
-        except (OSError, http.client.HTTPException) as exc:
+        except httpx.HTTPError as exc:
             raise RequestProblem(
                 502, f"the engine's answer broke off ({type(exc).__name__})", "engine"
             ) from None
@@ -228,23 +352,153 @@ class Adapter:
                 return {"generated_text": text}
         raise RequestProblem(502, f"the engine answered without generated text: {_excerpt(raw)}", "engine")
 
-    def events(self, response: http.client.HTTPResponse) -> Iterator[dict[str, Any] | str]:
+    async def events(self, response: httpx.Response) -> AsyncIterator[dict[str, Any] | str]:
         """The stream's events in the contract's shape (comments pass through as strings).
 
         A stream that breaks on the engine's side ends with an error event, never an exception.
         """
         try:
             if self.config.engine == "tgi":
-                yield from _tgi_events(response)
+                async for event in _tgi_events(response):
+                    yield event
             else:
-                yield from _vllm_events(response)
-        except TimeoutError:
+                async for event in _vllm_events(response):
+                    yield event
+        except httpx.TimeoutException:
             yield {"error": "the engine sent nothing for too long", "error_type": "timeout"}
-        except (OSError, http.client.HTTPException) as exc:
+        except httpx.HTTPError as exc:
             yield _engine_error(f"the engine stream broke ({type(exc).__name__})")
 
-    def _connection(self, timeout: float) -> http.client.HTTPConnection:
-        return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+    async def _sse(self, request: Request, response: httpx.Response) -> AsyncIterator[bytes]:
+        finished = False
+        try:
+            async for event in self.events(response):
+                if isinstance(event, str):
+                    yield f"{event}\n\n".encode()
+                else:
+                    if event.get("error"):
+                        note(request, f"the stream ended with an error: {event['error']}")
+                    yield f"data: {json.dumps(event)}\n\n".encode()
+            finished = not await request.is_disconnected()  # the caller may have left at the very end
+        finally:
+            await response.aclose()  # the engine sees the close and stops generating
+            if not finished:
+                note(request, "the caller left mid-stream")
+
+    # -- the OpenAI routes: passed through -------------------------------------------------------
+
+    async def _pass_route(self, request: Request) -> Response:
+        path = request.url.path
+        if request.method in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            return await self.pass_through(request, path, b"")
+        return await self._in_slot(request, lambda body: self.pass_through(request, path, body))
+
+    async def pass_through(self, request: Request, route: str, body: bytes) -> Response:
+        """The engine's answer at `route`, status, headers and bytes as they come (streams stay streams)."""
+        query = request.url.query
+        target = route if "?" in route or not query else f"{route}?{query}"
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS]
+        upstream = self.client.build_request(request.method, target, headers=headers, content=body)
+        try:
+            response = await self.client.send(upstream, stream=True)
+        except httpx.TimeoutException:
+            raise RequestProblem(504, "the engine did not answer in time", "timeout") from None
+        except httpx.HTTPError as exc:
+            raise RequestProblem(
+                503, f"the engine is not reachable yet ({type(exc).__name__})", "unavailable"
+            ) from None
+        kept = {k: v for k, v in response.headers.items() if k.lower() not in _HOP_HEADERS}
+        if response.status_code >= 500:
+            note(request, f"the engine answered {response.status_code}")
+        return Stream(self._relay(request, response), status_code=response.status_code, headers=kept)
+
+    async def _relay(self, request: Request, response: httpx.Response) -> AsyncIterator[bytes]:
+        finished = False
+        try:
+            async for chunk in response.aiter_raw():
+                yield chunk
+            finished = not await request.is_disconnected()
+        except httpx.HTTPError as exc:
+            note(request, f"the engine's answer broke off ({type(exc).__name__})")
+            finished = True
+        finally:
+            await response.aclose()
+            if not finished:
+                note(request, "the caller left mid-stream")
+
+
+async def _internal_error(_request: Request, _exc: Exception) -> Response:
+    """A bug in a handler: a 500 in the contract's shape (the access line says what failed)."""
+    return RequestProblem(500, "the adapter failed on this request", "internal").response()
+
+
+class Stream(StreamingResponse):
+    """A streamed answer whose source is closed however it ends (done, engine error, caller gone): the
+    engine's connection is released at once, and `on_close` runs (the request's slot)."""
+
+    on_close: Callable[[], None] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            closing = getattr(self.body_iterator, "aclose", None)
+            if closing is not None:
+                await closing()
+            if self.on_close is not None:
+                self.on_close()
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request's body, sized or chunked, up to `limit` bytes (413 beyond; 411 only when there is none
+    and nothing says how long it is)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            length = int(declared)
+        except ValueError:
+            raise RequestProblem(400, f"Content-Length {declared!r} is not a number", "validation") from None
+        if length < 0:
+            raise RequestProblem(
+                400, f"Content-Length {declared!r} is negative; accepted: the body's size", "validation"
+            )
+        if length > limit:
+            raise RequestProblem(413, f"the body is over {limit} bytes", "validation")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RequestProblem(413, f"the body is over {limit} bytes", "validation")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise RequestProblem(400, "the caller left before the body was sent", "validation") from None
+    if not size and declared is None and "transfer-encoding" not in request.headers:
+        raise RequestProblem(
+            411, "a body is needed: send Content-Length or Transfer-Encoding: chunked", "validation"
+        )
+    return b"".join(chunks)
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise RequestProblem(400, "the body is not JSON", "validation") from None
+    if not isinstance(body, dict):
+        raise RequestProblem(400, "the body must be a JSON object with 'inputs'", "validation")
+    return body
+
+
+def _says_stream(request: Request) -> bool:
+    return (request.headers.get("enable-streaming") or "").strip().lower() == "true"
+
+
+def note(request: Request, text: str) -> None:
+    """Why the request went the way it did, for its access line."""
+    if text:
+        request.scope.setdefault("state", {})["note"] = text
 
 
 def tgi_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
@@ -310,16 +564,20 @@ def _vllm_text(data: Any) -> str | None:
     return text if isinstance(text, str) else None
 
 
-def _sse_data(response: http.client.HTTPResponse) -> Iterator[str]:
+def _engine_error(message: str) -> dict[str, Any]:
+    """The stream's last event when the engine's side fails."""
+    return {"error": message, "error_type": "engine"}
+
+
+def _excerpt(raw: bytes) -> str:
+    text = raw.decode("utf-8", errors="replace").strip()
+    return text if len(text) <= _EXCERPT else text[:_EXCERPT] + "..."
+
+
+async def _sse_data(response: httpx.Response) -> AsyncIterator[str]:
     """Each event's data (comments as ':' lines); ends when the engine closes the stream."""
     data: list[str] = []
-    while True:
-        line = response.readline()
-        if not line:
-            if data:
-                yield "\n".join(data)
-            return
-        text = line.decode("utf-8", errors="replace").rstrip("\r\n")
+    async for text in response.aiter_lines():
         if not text:
             if data:
                 yield "\n".join(data)
@@ -329,17 +587,18 @@ def _sse_data(response: http.client.HTTPResponse) -> Iterator[str]:
         elif text.startswith("data:"):
             value = text[5:]
             data.append(value[1:] if value.startswith(" ") else value)
+    if data:
+        yield "\n".join(data)
 
 
-def _vllm_events(response: http.client.HTTPResponse) -> Iterator[dict[str, Any] | str]:
+async def _vllm_events(response: httpx.Response) -> AsyncIterator[dict[str, Any] | str]:
     pieces: list[str] = []
-    for data in _sse_data(response):
+    async for data in _sse_data(response):
         if data.startswith(":"):
             yield data
             continue
         if data == "[DONE]":
             yield {"token": {"text": "", "special": True}, "generated_text": "".join(pieces)}
-            _drain(response)
             return
         try:
             chunk = json.loads(data)
@@ -356,8 +615,8 @@ def _vllm_events(response: http.client.HTTPResponse) -> Iterator[dict[str, Any] 
     yield _engine_error("the engine closed the stream before it finished")
 
 
-def _tgi_events(response: http.client.HTTPResponse) -> Iterator[dict[str, Any] | str]:
-    for data in _sse_data(response):
+async def _tgi_events(response: httpx.Response) -> AsyncIterator[dict[str, Any] | str]:
+    async for data in _sse_data(response):
         if data.startswith(":"):
             yield data
             continue
@@ -370,303 +629,115 @@ def _tgi_events(response: http.client.HTTPResponse) -> Iterator[dict[str, Any] |
             continue
         yield event
         if isinstance(event.get("generated_text"), str):
-            _drain(response)
             return
         if event.get("error"):
             return
     yield _engine_error("the engine closed the stream before it finished")
 
 
-def _engine_error(message: str) -> dict[str, Any]:
-    """The stream's last event when the engine's side fails."""
-    return {"error": message, "error_type": "engine"}
-
-
-def _drain(response: http.client.HTTPResponse) -> None:
-    """Read the end of a finished stream, so the engine sees a clean close rather than a reset."""
-    with contextlib.suppress(OSError, http.client.HTTPException):
-        response.read()
-
-
-def _excerpt(raw: bytes) -> str:
-    text = raw.decode("utf-8", errors="replace").strip()
-    return text if len(text) <= _EXCERPT else text[:_EXCERPT] + "..."
-
-
-_DISCONNECT_ERRNOS = frozenset(
-    {errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ENOTCONN, errno.ESHUTDOWN, errno.EBADF}
-)
-
-
-def is_disconnect(exc: BaseException | None) -> bool:
-    """A caller that went away (closed, reset, timed out): routine for a server."""
-    if isinstance(exc, ConnectionError | TimeoutError):
-        return True
-    return isinstance(exc, OSError) and exc.errno in _DISCONNECT_ERRNOS
-
-
 def _one_line(text: str) -> str:
     return " ".join("".join(c if c.isprintable() else " " for c in text).split())
 
 
-class TrackedServer(ThreadingHTTPServer):
-    """One thread per connection, each tracked, so that `stop` ends them all and waits for them: no request
-    thread outlives the server. Subclasses say what a connection's failure becomes (`handle_error`).
-    The tests' loopback fakes run on it too."""
+class AccessLog:
+    """ASGI wrapper: one access line per request once its answer is over, none for a healthy poll; a
+    failure in a handler is a 500 and that one line, never a traceback."""
 
-    daemon_threads = True
-    block_on_close = False  # stop() joins the threads, with a deadline
+    def __init__(self, app: Any, adapter: Adapter) -> None:
+        self.app = app
+        self.adapter = adapter
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *, name: str) -> None:
-        self.name = name
-        self._connections: dict[socket.socket, threading.Thread] = {}
-        self._connections_lock = threading.Lock()
-        self._serving: threading.Thread | None = None
-        super().__init__(address, handler)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.monotonic()
+        status: list[int] = []
+        scope.setdefault("state", {})
 
-    def start(self, poll_interval: float = 0.2) -> Self:
-        """Serve on a daemon thread."""
-        self._serving = threading.Thread(
-            target=self.serve_forever, kwargs={"poll_interval": poll_interval}, name=self.name, daemon=True
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status.append(int(message["status"]))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as exc:
+            scope["state"]["note"] = f"failed: {type(exc).__name__}: {exc}"
+            if not status:
+                failed = RequestProblem(500, "the adapter failed on this request", "internal").response()
+                with suppress(OSError):
+                    await failed(scope, receive, sending)
+        path = scope.get("path", "")
+        code = status[0] if status else None
+        why = scope["state"].get("note", "")
+        if path == HEALTH_ROUTE and code == 200 and not why:
+            return  # OCI polls /health every few seconds; only changes are worth a line
+        query = scope.get("query_string", b"").decode("latin-1")
+        target = f"{path}?{query}" if query else path
+        client = (scope.get("client") or ("-", 0))[0]
+        line = (
+            f'adapter: {client} "{scope["method"]} {target} HTTP/{scope.get("http_version", "1.1")}" '
+            f"{'-' if code is None else code} {time.monotonic() - started:.3f}s{f' {why}' if why else ''}"
         )
-        self._serving.start()
+        self.adapter.log(_one_line(line))
+
+
+class AdapterServer:
+    """uvicorn serving the adapter on a thread of its own (the launcher's main thread waits on the engine).
+
+    The socket is bound at once, so a port in use fails in `bind`; `stop` ends open connections and
+    returns how many requests were still running after its deadline (0 or 1: the server thread)."""
+
+    def __init__(self, adapter: Adapter, host: str, port: int) -> None:
+        self._socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            # Inherited by each accepted connection (Linux): an answer's headers and body (or its stream's
+            # chunks) are separate writes, which Nagle's algorithm would hold for the caller's delayed ACK.
+            self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._socket.bind((host, port))
+            self._socket.listen(2048)
+        except OSError:
+            self._socket.close()
+            raise
+        self.server_address: tuple[str, int] = self._socket.getsockname()[:2]
+        config = uvicorn.Config(
+            adapter.app,
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_keep_alive=adapter.config.idle_timeout_s,  # type: ignore[arg-type]  # float works
+            timeout_graceful_shutdown=1,
+            server_header=False,
+            date_header=False,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread: threading.Thread | None = None
+
+    def start(self, poll_interval: float = 0.2) -> AdapterServer:
+        """Serve on a daemon thread (`poll_interval` is kept for callers of the threaded server)."""
+        del poll_interval
+        self._thread = threading.Thread(target=self._serve, name="adapter", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while not self._server.started and self._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
         return self
 
+    def _serve(self) -> None:
+        asyncio.run(self._server.serve(sockets=[self._socket]))
+
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> int:
-        """Stop listening, end every open connection and wait for the threads; returns how many still ran
-        after `timeout` (one waiting on an engine that does not answer)."""
-        serving, self._serving = self._serving, None
-        if serving is not None:
-            self.shutdown()
-        self.server_close()
-        if serving is not None:
-            serving.join(timeout)
-        with self._connections_lock:
-            live = dict(self._connections)
-        for sock in live:
-            with contextlib.suppress(OSError):  # closed already
-                sock.shutdown(socket.SHUT_RDWR)
-        deadline = time.monotonic() + timeout
-        for thread in live.values():
-            thread.join(max(deadline - time.monotonic(), 0.0))
-        return sum(thread.is_alive() for thread in live.values())
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        thread = threading.Thread(
-            target=self.process_request_thread,
-            args=(request, client_address),
-            name=f"{self.name}-connection",
-            daemon=True,
-        )
-        with self._connections_lock:  # registered before it runs: stop() never misses one
-            self._connections[request] = thread
-        thread.start()
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            with self._connections_lock:
-                self._connections.pop(request, None)
-
-
-class AdapterServer(TrackedServer):
-    """The adapter's server: a connection error is one line, never the standard library's traceback."""
-
-    def __init__(
-        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], log: Callable[[str], None]
-    ) -> None:
-        self.log = log
-        super().__init__(address, handler, name="adapter")
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        exc = sys.exc_info()[1]
-        if exc is None or is_disconnect(exc):
-            return
-        self.log(
-            _one_line(f"adapter: connection from {client_address[0]} failed: {type(exc).__name__}: {exc}")
-        )
-
-
-class _Handler(BaseHTTPRequestHandler):
-    adapter: Adapter
-    protocol_version = "HTTP/1.1"
-    # Headers, body and each streamed chunk are separate writes: with Nagle's algorithm each one after
-    # the first waits for the caller's delayed ACK (40 ms on Linux) on a keep-alive connection.
-    disable_nagle_algorithm = True
-    server_version = "oci-llm-stack-adapter"
-    _status: int | None = None
-    _note = ""
-
-    def handle_one_request(self) -> None:
-        """One request and its access line. A caller that hangs up is routine; any other failure is noted
-        on that line, never a traceback."""
-        self.raw_requestline = b""
-        self.requestline = ""
-        self._status, self._note = None, ""
-        started = time.monotonic()
-        try:
-            super().handle_one_request()
-        except Exception as exc:
-            self.close_connection = True
-            self._note = "the caller left" if is_disconnect(exc) else f"failed: {type(exc).__name__}: {exc}"
-        if self.requestline:
-            self._access_line(time.monotonic() - started)
-
-    def _access_line(self, seconds: float) -> None:
-        path = self.path.split("?", 1)[0] if hasattr(self, "path") else ""
-        if path == HEALTH_ROUTE and self._status == 200 and not self._note:
-            return  # OCI polls /health every few seconds; only changes are worth a line
-        status = "-" if self._status is None else str(self._status)
-        note = f" {self._note}" if self._note else ""
-        self.adapter.log(
-            _one_line(f'adapter: {self.client_address[0]} "{self.requestline}" {status} {seconds:.3f}s{note}')
-        )
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        self._status = int(code) if isinstance(code, int) else None  # the line is written once it is over
-
-    def log_error(self, format: str, *args: Any) -> None:
-        if args and isinstance(args[0], TimeoutError):
-            self._note = "timed out"  # an idle keep-alive connection has no request line: no access line
-        else:
-            self._note = format % args  # send_error's "code %d, message %s"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        self.adapter.log(_one_line(f"adapter: {format % args}"))
-
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        if path == HEALTH_ROUTE:
-            status, body = self.adapter.health()
-            self._json(status, body)
-        elif path in (*PREDICT_ROUTES, STREAM_ROUTE):
-            self._problem(RequestProblem(405, f"{path} takes POST", "validation"), allow="POST")
-        else:
-            self._problem(
-                RequestProblem(404, f"no route {path}; routes: /health, /predict, /generate", "validation")
-            )
-
-    def do_POST(self) -> None:
-        path = self.path.split("?", 1)[0]
-        if path not in (*PREDICT_ROUTES, STREAM_ROUTE):
-            self.close_connection = True  # the body stays unread
-            if path == HEALTH_ROUTE:
-                self._problem(RequestProblem(405, f"{path} takes GET", "validation"), allow="GET")
-            else:
-                self._problem(
-                    RequestProblem(
-                        404, f"no route {path}; routes: /health, /predict, /generate", "validation"
-                    )
-                )
-            return
-        if not self.adapter.slots.acquire(blocking=False):
-            limit = self.adapter.config.max_concurrency
-            self.close_connection = True
-            self._problem(
-                RequestProblem(429, f"more than {limit} requests at once; retry shortly", "overloaded")
-            )
-            return
-        try:
-            self._predict(always_stream=path == STREAM_ROUTE)
-        finally:
-            self.adapter.slots.release()
-
-    def _predict(self, *, always_stream: bool) -> None:
-        try:
-            body = self._body()
-            stream = always_stream or body.get("stream") is True or self._header_says_stream()
-            route, request = self.adapter.engine_request(body, stream=stream)
-            connection, response = self.adapter.open(route, request)
-        except RequestProblem as problem:
-            self._problem(problem)
-            return
-        try:
-            if stream:
-                self._stream(response)
-                return
-            try:
-                answer = self.adapter.generated_text(response)
-            except RequestProblem as problem:
-                self._problem(problem)
-                return
-            self._json(200, answer)
-        finally:
-            connection.close()
-
-    def _stream(self, response: http.client.HTTPResponse) -> None:
-        try:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Cache-Control", "no-cache")
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-            for event in self.adapter.events(response):
-                if isinstance(event, str):
-                    self._chunk(f"{event}\n\n".encode())
-                else:
-                    if event.get("error"):
-                        self._note = f"the stream ended with an error: {event['error']}"
-                    self._chunk(f"data: {json.dumps(event)}\n\n".encode())
-            self.wfile.write(b"0\r\n\r\n")
-        except OSError:
-            # The caller went away; closing the engine connection (in _predict) lets the engine abort.
-            self.close_connection = True
-            self._note = "the caller left mid-stream"
-
-    def _chunk(self, data: bytes) -> None:
-        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-        self.wfile.flush()
-
-    def _body(self) -> dict[str, Any]:
-        length_header = self.headers.get("Content-Length")
-        if length_header is None:
-            self.close_connection = True
-            raise RequestProblem(411, "a Content-Length header is required", "validation")
-        try:
-            length = int(length_header)
-        except ValueError:
-            self.close_connection = True
-            raise RequestProblem(
-                400, f"Content-Length {length_header!r} is not a number", "validation"
-            ) from None
-        if length < 0:
-            self.close_connection = True
-            raise RequestProblem(
-                400, f"Content-Length {length_header!r} is negative; accepted: the body's size", "validation"
-            )
-        if length > self.adapter.config.max_body_bytes:
-            self.close_connection = True
-            raise RequestProblem(
-                413, f"the body is over {self.adapter.config.max_body_bytes} bytes", "validation"
-            )
-        raw = self.rfile.read(length)
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            raise RequestProblem(400, "the body is not JSON", "validation") from None
-        if not isinstance(body, dict):
-            raise RequestProblem(400, "the body must be a JSON object with 'inputs'", "validation")
-        return body
-
-    def _header_says_stream(self) -> bool:
-        return (self.headers.get("enable-streaming") or "").strip().lower() == "true"
-
-    def _json(self, status: int, body: dict[str, Any], *, allow: str | None = None) -> None:
-        data = json.dumps(body).encode("utf-8")
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            if allow:
-                self.send_header("Allow", allow)
-            self.end_headers()
-            self.wfile.write(data)
-        except OSError:
-            self.close_connection = True
-            self._note = "the caller left before the answer"
-
-    def _problem(self, problem: RequestProblem, *, allow: str | None = None) -> None:
-        if problem.status >= 500:
-            self._note = str(problem)  # the engine's side: worth a look in the log; a refusal is the caller's
-        self._json(problem.status, problem.body(), allow=allow)
+        thread, self._thread = self._thread, None
+        if thread is None:
+            self._socket.close()
+            return 0
+        self._server.should_exit = True
+        thread.join(timeout)
+        if thread.is_alive():
+            self._server.force_exit = True
+            thread.join(1.0)
+        self._socket.close()
+        return int(thread.is_alive())

@@ -2,12 +2,14 @@
 
 One launcher for both images; `ENGINE` (set by each Dockerfile) picks vLLM or TGI. It reads the keys that
 `domain.container_env` sets, builds the engine's command line, starts the engine on a loopback port,
-and serves OCI's routes on `PORT` through `serving.adapter`. The Hugging Face token reaches the engine
+and serves OCI's routes on `PORT` through `serving.adapter` (the OpenAI routes passed through unchanged,
+the legacy payload and the `route` header form answered by it). The Hugging Face token reaches the engine
 only through its environment (`HF_TOKEN`, `HUGGING_FACE_HUB_TOKEN`): never argv, never a log line.
 Signals are forwarded to the engine, and the launcher exits with the engine's exit code.
 
 Plain Python on purpose: it runs inside the engines' images, next to their own Python packages, so it
-imports neither an engine nor Pulumi; the `oci` SDK is imported only to read a Vault secret.
+imports neither an engine nor Pulumi; the `oci` SDK is imported only to read a Vault secret. The adapter's
+server (uvicorn, starlette, httpx) comes from the image: vLLM's ships it; the TGI image vendors it.
 """
 
 from __future__ import annotations
@@ -447,6 +449,8 @@ def _not_writable(path: Path) -> str | None:
 
 def run(config: LaunchConfig, command: list[str], env: dict[str, str], *, engine_port: int) -> int:
     """Serve OCI's routes on PORT, run the engine, forward signals; the engine's exit code."""
+    if VENDOR_DIR.is_dir() and str(VENDOR_DIR) not in sys.path:
+        sys.path.append(str(VENDOR_DIR))  # after the image's own packages: those win where both have one
     from serving.adapter import Adapter, AdapterConfig
 
     adapter = Adapter(
@@ -492,7 +496,10 @@ def run(config: LaunchConfig, command: list[str], env: dict[str, str], *, engine
             process.send_signal(signum)
         adapter.engine_alive = lambda: process.poll() is None
         server.start()
-        _log(f"serving /predict, /generate and /health on port {config.port}")
+        _log(
+            f"serving /health, /predict (legacy payload, route header) and the engine's /v1/* "
+            f"on port {config.port}"
+        )
         try:
             code = process.wait()
         finally:

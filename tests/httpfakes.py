@@ -2,9 +2,8 @@
 
 The standard library's servers print a traceback for each client that hangs up (a reset, a broken pipe),
 and their connection threads live on after `shutdown()`: both land in whatever test runs next. This one
-is the adapter's own tracked server (`serving.adapter.TrackedServer`: `stop()` ends every open connection
-and waits for its thread), quiet about clients that leave, and it keeps any other handler error in
-`errors` for the test to fail on.
+is a tracked server (`TrackedServer`: `stop()` ends every open connection and waits for its thread),
+quiet about clients that leave, and it keeps any other handler error in `errors` for the test to fail on.
 
     server = FakeHttpServer(("127.0.0.1", 0), Handler, name="fake-engine").start()
     ...
@@ -14,16 +13,88 @@ and waits for its thread), quiet about clients that leave, and it keeps any othe
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import socket
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
-from serving.adapter import STOP_TIMEOUT_S, TrackedServer, is_disconnect
+STOP_TIMEOUT_S = 10.0
 
-__all__ = ["STOP_TIMEOUT_S", "FakeHttpServer", "is_disconnect", "send_json"]
+_DISCONNECT_ERRNOS = frozenset(
+    {errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ENOTCONN, errno.ESHUTDOWN, errno.EBADF}
+)
+
+
+def is_disconnect(exc: BaseException | None) -> bool:
+    """A caller that went away (closed, reset, timed out): routine for a server."""
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return True
+    return isinstance(exc, OSError) and exc.errno in _DISCONNECT_ERRNOS
+
+
+class TrackedServer(ThreadingHTTPServer):
+    """One thread per connection, each tracked, so that `stop` ends them all and waits for them: no request
+    thread outlives the server. Subclasses say what a connection's failure becomes (`handle_error`)."""
+
+    daemon_threads = True
+    block_on_close = False  # stop() joins the threads, with a deadline
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *, name: str) -> None:
+        self.name = name
+        self._connections: dict[socket.socket, threading.Thread] = {}
+        self._connections_lock = threading.Lock()
+        self._serving: threading.Thread | None = None
+        super().__init__(address, handler)
+
+    def start(self, poll_interval: float = 0.2) -> Self:
+        """Serve on a daemon thread."""
+        self._serving = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": poll_interval}, name=self.name, daemon=True
+        )
+        self._serving.start()
+        return self
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> int:
+        """Stop listening, end every open connection and wait for the threads; returns how many still ran
+        after `timeout` (one waiting on an engine that does not answer)."""
+        serving, self._serving = self._serving, None
+        if serving is not None:
+            self.shutdown()
+        self.server_close()
+        if serving is not None:
+            serving.join(timeout)
+        with self._connections_lock:
+            live = dict(self._connections)
+        for sock in live:
+            with contextlib.suppress(OSError):  # closed already
+                sock.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + timeout
+        for thread in live.values():
+            thread.join(max(deadline - time.monotonic(), 0.0))
+        return sum(thread.is_alive() for thread in live.values())
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(
+            target=self.process_request_thread,
+            args=(request, client_address),
+            name=f"{self.name}-connection",
+            daemon=True,
+        )
+        with self._connections_lock:  # registered before it runs: stop() never misses one
+            self._connections[request] = thread
+        thread.start()
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._connections_lock:
+                self._connections.pop(request, None)
 
 
 class FakeHttpServer(TrackedServer):

@@ -27,7 +27,9 @@ def free_port() -> int:
 
 
 class FakeEngine:
-    """vLLM (`/v1/completions`) or TGI (`/generate`, `/generate_stream`) with scripted behaviour.
+    """vLLM (`/v1/completions`) or TGI (`/generate`, `/generate_stream`) with scripted behaviour; both also
+    answer the OpenAI routes their own servers have (`/v1/chat/completions`, `/v1/models`; TGI's
+    `/v1/completions` too), streaming when the body says `"stream": true`.
 
     mode: "ok" | "error" (answer `error_status` before any output) | "midstream-error" | "truncate".
     `gate`, when given, holds the stream after its first piece until the test sets it.
@@ -43,6 +45,7 @@ class FakeEngine:
         self.pieces = ["Hel", "lo", " world"]
         self.gate: threading.Event | None = None
         self.requests: list[tuple[str, dict[str, Any]]] = []
+        self.chat_headers: list[dict[str, str]] = []  # the headers of each /v1/chat/completions request
         self.errors: list[str] = []  # handler errors other than a client leaving; stop() fails on any
         self._server: FakeHttpServer | None = None
 
@@ -135,8 +138,12 @@ class _EngineHandler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
+        self.fake.requests.append((self.path, {}))
         if self.path == "/health":
+            self.fake.requests.pop()
             self._json(200 if self.fake.ready else 503, {})
+        elif self.path == "/v1/models":
+            self._json(200, {"object": "list", "data": [{"id": "served", "object": "model"}]})
         else:
             self._json(404, {"detail": "Not Found"})
 
@@ -144,6 +151,9 @@ class _EngineHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length", "0"))
         body = json.loads(self.rfile.read(length) or b"{}")
         self.fake.requests.append((self.path, body))
+        if self.path.split("?", 1)[0] == "/v1/chat/completions":
+            self._chat(body)
+            return
         routes = {"vllm": ("/v1/completions",), "tgi": ("/generate", "/generate_stream")}[self.fake.engine]
         if self.path not in routes:
             self._json(404, {"detail": "Not Found"})
@@ -169,6 +179,45 @@ class _EngineHandler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
             return
         self.wfile.write(b"0\r\n\r\n")
+
+    def _chat(self, body: dict[str, Any]) -> None:
+        """OpenAI chat completions, as vLLM's and TGI's own servers answer them."""
+        self.fake.chat_headers.append(dict(self.headers))
+        text = "".join(self.fake.pieces)
+        if body.get("stream") is not True:
+            message = {"role": "assistant", "content": text}
+            choice = {"index": 0, "message": message, "finish_reason": "stop"}
+            self._json(
+                200,
+                {
+                    "id": "chat-1",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": "served",
+                    "choices": [choice],
+                    "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6},
+                },
+            )
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        deltas = [{"content": piece} for piece in self.fake.pieces] + [{}]
+        for index, delta in enumerate(deltas):
+            finish = "stop" if index == len(deltas) - 1 else None
+            chunk = {
+                "id": "chat-1",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": "served",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+            data = f"data: {json.dumps(chunk)}\n\n".encode()
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+        done = b"data: [DONE]\n\n"
+        self.wfile.write(f"{len(done):x}\r\n".encode() + done + b"\r\n0\r\n\r\n")
 
     def _json(self, status: int, body: dict[str, Any]) -> None:
         send_json(self, status, body)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 import subprocess
 import sys
@@ -131,6 +132,21 @@ def test_the_checker_exits_non_zero_with_one_line_per_problem(tmp_path: Path) ->
     )
 
 
+SERVER_PACKAGES = (
+    "uvicorn",
+    "starlette",
+    "httpx",
+    "httpcore",
+    "h11",
+    "anyio",
+    "idna",
+    "certifi",
+    "sniffio",
+    "click",
+    "typing_extensions",
+)
+
+
 @pytest.mark.parametrize("engine", ["vllm", "tgi"])
 def test_the_files_the_image_copies_are_enough_to_run_the_launcher(engine: str, tmp_path: Path) -> None:
     """Lay out what the Dockerfile's COPY lines put in the image, then run the launcher from there alone
@@ -150,9 +166,18 @@ def test_the_files_the_image_copies_are_enough_to_run_the_launcher(engine: str, 
     assert code_root is not None
     program = {"vllm": "vllm", "tgi": "text-generation-launcher"}[engine]
     write_fake_program(tmp_path / "bin", program, engine)
+    # The adapter's server comes from the image (vLLM ships uvicorn, starlette and httpx; the TGI image
+    # vendors them): only those packages are laid out next to the copied code.
+    image_packages = tmp_path / "image-packages"
+    image_packages.mkdir()
+    for name in SERVER_PACKAGES:
+        module = importlib.import_module(name)
+        origin = Path(module.__file__ or "")
+        source = origin.parent if origin.name == "__init__.py" else origin
+        (image_packages / source.name).symlink_to(source)
     env = {
         "PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin",
-        "PYTHONPATH": str(code_root),
+        "PYTHONPATH": f"{code_root}:{image_packages}",
         "ENGINE": engine,
         "PORT": str(free_port()),
         "FAKE_ENGINE_RECORD": str(tmp_path / "record.json"),
