@@ -1,0 +1,261 @@
+"""What the serving adapter costs a stream: the engine direct vs through the adapter, on each path.
+
+A loopback fake engine (its own process, async) streams OpenAI chunks at a GPU's pace (default 50 tokens/s
+per stream, 256-token replies); the adapter runs in its own process in front of it, as in the container.
+Paths through the adapter:
+- `openai`: `POST /v1/chat/completions`, passed through unchanged (what OCI's OpenAI routing sends);
+- `route`: `POST /predict` with `route: /v1/chat/completions` (langchain-oci, ADS), passed through;
+- `legacy`: `POST /predict` with `{"inputs", "parameters", "stream": true}`, translated to the engine's
+  `/v1/completions` and back into TGI-style events.
+Each runs at 1, 16 and 64 concurrent streams, paced, then unpaced (the most a path relays here).
+The last line is one JSON object for the worst path at the highest concurrency, paced:
+`{"direct_tokens_s", "ours_tokens_s", "ratio", "added_ttft_ms_p50", "concurrency", "path"}`.
+
+    make bench-serving                      # ARGS="--tokens 256 --rate 50 --concurrency 1,16,64"
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import socket
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+PATHS = ("openai", "route", "legacy")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# -- the fake engine ----------------------------------------------------------------------------------
+
+
+def engine_app(tokens: int, rate: float) -> Any:
+    """A raw ASGI app: `/health`, and streamed `/v1/chat/completions` and `/v1/completions` of `tokens`
+    tokens, one every 1/rate s per stream (rate 0: as fast as it can)."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        more = True
+        while more:
+            message = await receive()
+            more = message.get("more_body", False)
+        path = scope["path"]
+        if path == "/health":
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+            await send({"type": "http.response.body", "body": b"{}"})
+            return
+        chat = path == "/v1/chat/completions"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        started = time.monotonic()
+        for index in range(tokens):
+            if rate:
+                delay = started + (index + 1) / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            choice = {"index": 0, "delta": {"content": " tok"}} if chat else {"index": 0, "text": " tok"}
+            event = {"id": "b", "object": "chunk", "created": 0, "model": "m", "choices": [choice]}
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": f"data: {json.dumps(event)}\n\n".encode(),
+                    "more_body": True,
+                }
+            )
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+
+    return app
+
+
+def serve_engine(port: int, tokens: int, rate: float) -> None:
+    import uvicorn
+
+    uvicorn.run(engine_app(tokens, rate), host="127.0.0.1", port=port, log_level="error", access_log=False)
+
+
+def serve_adapter(port: int, engine_port: int) -> None:
+    from serving.adapter import Adapter, AdapterConfig
+
+    adapter = Adapter(
+        AdapterConfig(engine="vllm", engine_url=f"http://127.0.0.1:{engine_port}", served_model="m"),
+        log=lambda line: None,
+    )
+    server = adapter.bind("127.0.0.1", port).start()
+    try:
+        while True:
+            time.sleep(3600)
+    finally:
+        server.stop()
+
+
+# -- the client ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Result:
+    tokens_s: float
+    ttft_ms_p50: float
+
+
+def request_for(path: str, port: int, tokens: int) -> tuple[str, dict[str, str], dict[str, Any]]:
+    base = f"http://127.0.0.1:{port}"
+    chat = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": tokens,
+        "stream": True,
+    }
+    if path in ("direct", "openai"):
+        return f"{base}/v1/chat/completions", {}, chat
+    if path == "route":
+        return f"{base}/predict", {"route": "/v1/chat/completions", "enable-streaming": "true"}, chat
+    legacy = {"inputs": "hi", "parameters": {"max_new_tokens": tokens}, "stream": True}
+    return f"{base}/predict", {}, legacy
+
+
+async def one_stream(
+    client: Any, url: str, headers: dict[str, str], body: dict[str, Any]
+) -> tuple[int, float]:
+    started = time.monotonic()
+    first = 0.0
+    count = 0
+    async with client.stream("POST", url, headers=headers, json=body) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data:") or line.endswith("[DONE]"):
+                continue
+            if '"special": true' in line:  # the legacy stream's closing event
+                continue
+            if not count:
+                first = time.monotonic() - started
+            count += 1
+    return count, first
+
+
+async def run_streams(path: str, port: int, tokens: int, concurrency: int) -> Result:
+    import httpx
+
+    url, headers, body = request_for(path, port, tokens)
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        await one_stream(client, url, headers, body)  # warm the connection and both servers
+        started = time.monotonic()
+        done = await asyncio.gather(*(one_stream(client, url, headers, body) for _ in range(concurrency)))
+        wall = time.monotonic() - started
+    total = sum(count for count, _ in done)
+    if total != tokens * concurrency:
+        raise RuntimeError(f"{path}: {total} tokens arrived of {tokens * concurrency}")
+    return Result(total / wall, statistics.median(ttft for _, ttft in done) * 1000)
+
+
+def measure(tokens: int, rate: float, concurrencies: list[int]) -> dict[tuple[str, int], Result]:
+    context = multiprocessing.get_context("spawn")
+    engine_port, adapter_port = free_port(), free_port()
+    engine = context.Process(target=serve_engine, args=(engine_port, tokens, rate), daemon=True)
+    adapter = context.Process(target=serve_adapter, args=(adapter_port, engine_port), daemon=True)
+    engine.start()
+    adapter.start()
+    try:
+        wait_for(engine_port)
+        wait_for(adapter_port)
+        results: dict[tuple[str, int], Result] = {}
+        for concurrency in concurrencies:
+            results["direct", concurrency] = asyncio.run(
+                run_streams("direct", engine_port, tokens, concurrency)
+            )
+            for path in PATHS:
+                results[path, concurrency] = asyncio.run(run_streams(path, adapter_port, tokens, concurrency))
+        return results
+    finally:
+        for process in (adapter, engine):
+            process.terminate()
+            process.join(5)
+
+
+def wait_for(port: int, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listened on port {port} within {timeout_s:g} s")
+
+
+def report(title: str, results: dict[tuple[str, int], Result], concurrencies: list[int]) -> None:
+    print(title)
+    print(
+        f"  {'path':<8}{'streams':>8}{'direct tok/s':>14}{'ours tok/s':>12}{'ratio':>8}{'added TTFT p50':>16}"
+    )
+    for concurrency in concurrencies:
+        direct = results["direct", concurrency]
+        for path in PATHS:
+            ours = results[path, concurrency]
+            print(
+                f"  {path:<8}{concurrency:>8}{direct.tokens_s:>14.0f}{ours.tokens_s:>12.0f}"
+                f"{ours.tokens_s / direct.tokens_s:>8.2f}{ours.ttft_ms_p50 - direct.ttft_ms_p50:>13.1f} ms"
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tokens", type=int, default=256, help="tokens per reply (256)")
+    parser.add_argument("--rate", type=float, default=50.0, help="tokens/s per stream, paced (50)")
+    parser.add_argument("--concurrency", default="1,16,64", help="concurrent streams, comma-separated")
+    parser.add_argument("--unpaced-tokens", type=int, default=2048, help="tokens per unpaced reply (2048)")
+    args = parser.parse_args(argv)
+    concurrencies = [int(part) for part in args.concurrency.split(",")]
+
+    unpaced = measure(args.unpaced_tokens, 0.0, concurrencies)
+    report(
+        f"unpaced ({args.unpaced_tokens} tokens a stream, as fast as the path relays):",
+        unpaced,
+        concurrencies,
+    )
+    paced = measure(args.tokens, args.rate, concurrencies)
+    report(f"paced ({args.tokens} tokens at {args.rate:g} tokens/s a stream):", paced, concurrencies)
+
+    top = max(concurrencies)
+    direct = paced["direct", top]
+    worst = min(PATHS, key=lambda path: paced[path, top].tokens_s)
+    ours = paced[worst, top]
+    print(
+        json.dumps(
+            {
+                "direct_tokens_s": round(direct.tokens_s, 1),
+                "ours_tokens_s": round(ours.tokens_s, 1),
+                "ratio": round(ours.tokens_s / direct.tokens_s, 3),
+                "added_ttft_ms_p50": round(ours.ttft_ms_p50 - direct.ttft_ms_p50, 2),
+                "concurrency": top,
+                "path": worst,
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
