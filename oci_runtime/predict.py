@@ -1,7 +1,13 @@
-"""Call a deployed model: the OCI predict contract, signed, retried, optionally streamed.
+"""Call a deployed model: OpenAI chat or completions, or the legacy predict contract; signed, retried,
+optionally streamed.
 
-One client for the CLI (`llmstack predict`), the readiness check and the chat app. The contract is the
-one both serving images speak (the vLLM sample's `/predict` and TGI's `/generate`):
+One client for the CLI (`llmstack predict`), the readiness check and the chat app. `api` picks the wire:
+- `chat` / `completions`: OpenAI's `/v1/chat/completions` / `/v1/completions`, reached as OCI's OpenAI
+  routing expects (`.../predict/v1/...`; streams on `.../predictWithResponseStream/v1/...`), or at a
+  local container's `/v1/...`. The model name is the one the server lists at `/v1/models` (vLLM checks it).
+- `legacy`: the contract below.
+
+The legacy contract is the one both serving images speak (the vLLM sample's `/predict` and TGI's `/generate`):
 `{"inputs": prompt, "parameters": {"max_new_tokens", "temperature", "top_p"}}` -> `{"generated_text"}`
 (temperature 0 and top_p 1 go in the form TGI accepts: see `wire_parameters`).
 
@@ -25,7 +31,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from domain.errors import UserError
@@ -44,7 +50,13 @@ OCI_DEPLOYMENT_OCID = "ocid1.datasciencemodeldeployment."
 CONNECT_TIMEOUT_S = 10.0
 _BODY_EXCERPT = 200
 
+OPENAI_PREFIX = "/v1"
+OPENAI_ROUTE: dict[str, str] = {"chat": "/chat/completions", "completions": "/completions"}
+
 OnRetry = Callable[[int, BaseException, float], None]
+Api = Literal["chat", "completions", "legacy"]
+APIS: tuple[str, ...] = get_args(Api)
+Message = dict[str, str]
 
 
 class InvalidParameter(UserError, ValueError):
@@ -114,6 +126,9 @@ def endpoints_for(url: str) -> Endpoints:
     """The predict URL and its streaming sibling for a URL as the stack exports it or a local container's."""
     parts = _checked_url(url)
     path = parts.path.rstrip("/")
+    for suffix in (OCI_PREDICT_ROUTE, OCI_STREAM_ROUTE):
+        if path.endswith(suffix + OPENAI_PREFIX):  # the stack's openaiBaseUrl
+            path = path[: -len(OPENAI_PREFIX)]
     # A private endpoint has its own host name; the deployment's OCID in the path still says "OCI".
     oci = (parts.hostname or "").startswith(OCI_HOST_PREFIX) or f"/{OCI_DEPLOYMENT_OCID}" in path
 
@@ -134,6 +149,24 @@ def endpoints_for(url: str) -> Endpoints:
         return Endpoints(at(path), at(path[: -len(TGI_PREDICT_ROUTE)] + TGI_STREAM_ROUTE), oci)
     route = path or OCI_PREDICT_ROUTE
     return Endpoints(at(route), at(route), oci)
+
+
+def openai_bases(endpoints: Endpoints) -> tuple[str, str]:
+    """The OpenAI base URLs (ending in /v1) for plain calls and for streams.
+
+    OCI: `.../predict/v1` and `.../predictWithResponseStream/v1` (the front door strips the prefix, the
+    container gets `/v1/...`); a local container: its root's `/v1` for both.
+    """
+    if endpoints.oci:
+        return endpoints.predict + OPENAI_PREFIX, endpoints.stream + OPENAI_PREFIX
+    parts = urlsplit(endpoints.predict)
+    path = parts.path.rstrip("/")
+    for route in (OCI_PREDICT_ROUTE, TGI_PREDICT_ROUTE):
+        if path.endswith(route):
+            path = path[: -len(route)]
+            break
+    base = urlunsplit((parts.scheme, parts.netloc, path + OPENAI_PREFIX, "", ""))
+    return base, base
 
 
 def _checked_url(url: str) -> SplitResult:
@@ -183,7 +216,11 @@ class PredictClient:
         on_retry: OnRetry | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        api: Api = "legacy",
+        model: str | None = None,
     ) -> None:
+        if api not in APIS:
+            raise UserError(f"api {api!r} is not one of {', '.join(APIS)}")
         if not timeout_s > 0:
             raise UserError(f"timeout must be a positive number of seconds, got {timeout_s!r}")
         found = endpoints_for(endpoint)
@@ -197,34 +234,110 @@ class PredictClient:
         self._sleep = sleep
         self._clock = clock  # what the backoff's total time is measured on (a caller's deadline clock)
         self._signer = request_signer(auth)
+        self.api: Api = api
+        self._model = model
 
     @property
     def predict_url(self) -> str:
-        return self.endpoints.predict
+        """Where a plain (not streamed) call goes."""
+        if self.api == "legacy":
+            return self.endpoints.predict
+        return openai_bases(self.endpoints)[0] + OPENAI_ROUTE[self.api]
 
     @property
     def stream_url(self) -> str:
-        return self.endpoints.stream
+        """Where a streamed call goes."""
+        if self.api == "legacy":
+            return self.endpoints.stream
+        return openai_bases(self.endpoints)[1] + OPENAI_ROUTE[self.api]
 
-    def predict(self, prompt: str, params: GenerationParams = GenerationParams()) -> str:
-        """The completion for `prompt` (the whole text, once the model has finished)."""
-        body = _body(prompt, params, stream=False)
+    def predict(
+        self, prompt: str, params: GenerationParams = GenerationParams(), *, system: str | None = None
+    ) -> str:
+        """The completion for `prompt` (the whole text, once the model has finished). `system` is the
+        system message (chat), or text put before the prompt (completions, legacy)."""
+        if self.api == "chat":
+            return self.chat(_messages(prompt, system), params)
+        body = self._request_body(_with_system(prompt, system), params, stream=False)
         response = self._send(self.predict_url, body, stream=False)
         try:
             return _generated_text(response, self.predict_url)
         finally:
             response.close()
 
-    def stream(self, prompt: str, params: GenerationParams = GenerationParams()) -> Iterator[str]:
+    def stream(
+        self, prompt: str, params: GenerationParams = GenerationParams(), *, system: str | None = None
+    ) -> Iterator[str]:
         """The completion as it is generated, piece by piece, in order."""
-        body = _body(prompt, params, stream=True)
+        if self.api == "chat":
+            return self.stream_chat(_messages(prompt, system), params)
+        body = self._request_body(_with_system(prompt, system), params, stream=True)
         response = self._send(self.stream_url, body, stream=True)
         return self._chunks(response)
 
-    def _chunks(self, response: requests.Response) -> Iterator[str]:
+    def chat(self, messages: list[Message], params: GenerationParams = GenerationParams()) -> str:
+        """The assistant's reply to `messages` (OpenAI roles); the server applies the model's template."""
+        url = self._chat_url(stream=False)
+        response = self._send(url, self._chat_body(messages, params, stream=False), stream=False)
+        try:
+            return _generated_text(response, url)
+        finally:
+            response.close()
+
+    def stream_chat(
+        self, messages: list[Message], params: GenerationParams = GenerationParams()
+    ) -> Iterator[str]:
+        """The assistant's reply to `messages`, piece by piece."""
+        url = self._chat_url(stream=True)
+        response = self._send(url, self._chat_body(messages, params, stream=True), stream=True)
+        return self._chunks(response, url)
+
+    def served_model(self) -> str:
+        """The model name the server answers to: as given, else the first one its `/v1/models` lists."""
+        if self._model is None:
+            url = openai_bases(self.endpoints)[0] + "/models"
+            response = self._send(url, None, stream=False)
+            try:
+                data = response.json()
+                self._model = str(data["data"][0]["id"])
+            except (ValueError, KeyError, IndexError, TypeError):
+                raise PredictError(
+                    f"unexpected answer from {url}: {_excerpt(response.text)!r}; "
+                    f"expected OpenAI's model list",
+                    url=url,
+                ) from None
+            finally:
+                response.close()
+        return self._model
+
+    def _chat_url(self, *, stream: bool) -> str:
+        plain, streaming = openai_bases(self.endpoints)
+        return (streaming if stream else plain) + OPENAI_ROUTE["chat"]
+
+    def _chat_body(self, messages: list[Message], params: GenerationParams, *, stream: bool) -> bytes:
+        if not messages or not any(m.get("content", "").strip() for m in messages if m.get("role") == "user"):
+            raise UserError("the prompt is empty; pass the text the model should complete")
+        payload: dict[str, Any] = {"model": self.served_model(), "messages": messages}
+        payload |= openai_parameters(params)
+        if stream:
+            payload["stream"] = True
+        return json.dumps(payload).encode("utf-8")
+
+    def _request_body(self, prompt: str, params: GenerationParams, *, stream: bool) -> bytes:
+        if self.api == "legacy":
+            return _body(prompt, params, stream=stream)
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise UserError("the prompt is empty; pass the text the model should complete")
+        payload: dict[str, Any] = {"model": self.served_model(), "prompt": prompt}
+        payload |= openai_parameters(params)
+        if stream:
+            payload["stream"] = True
+        return json.dumps(payload).encode("utf-8")
+
+    def _chunks(self, response: requests.Response, url: str | None = None) -> Iterator[str]:
         import requests
 
-        url = self.stream_url
+        url = url or self.stream_url
         content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
         count = 0
         try:
@@ -246,20 +359,22 @@ class PredictClient:
         finally:
             response.close()
 
-    def _send(self, url: str, body: bytes, *, stream: bool) -> requests.Response:
+    def _send(self, url: str, body: bytes | None, *, stream: bool) -> requests.Response:
+        """POST `body` (GET when None) to `url`, signed, with the shared retry policy."""
         import requests
 
         sent = [0]
 
         def attempt() -> requests.Response:
             sent[0] += 1
-            response = requests.post(
+            headers = {"accept": "text/event-stream" if stream else "application/json"}
+            if body is not None:
+                headers["content-type"] = "application/json"
+            response = requests.request(
+                "GET" if body is None else "POST",
                 url,
                 data=body,
-                headers={
-                    "content-type": "application/json",
-                    "accept": "text/event-stream" if stream else "application/json",
-                },
+                headers=headers,
                 auth=self._signer,
                 timeout=(min(CONNECT_TIMEOUT_S, self.timeout_s), self.timeout_s),
                 stream=stream,
@@ -324,6 +439,24 @@ def wire_parameters(params: GenerationParams) -> dict[str, Any]:
     return wire
 
 
+def openai_parameters(params: GenerationParams) -> dict[str, Any]:
+    """The sampling settings in OpenAI's names; top_p 1 (no cut, every server's default) is left out, as
+    TGI's OpenAI routes refuse it."""
+    wire: dict[str, Any] = {"max_tokens": params.max_new_tokens, "temperature": params.temperature}
+    if params.top_p < 1:
+        wire["top_p"] = params.top_p
+    return wire
+
+
+def _messages(prompt: str, system: str | None) -> list[Message]:
+    messages = [{"role": "system", "content": system}] if system and system.strip() else []
+    return [*messages, {"role": "user", "content": prompt}]
+
+
+def _with_system(prompt: str, system: str | None) -> str:
+    return f"{system.strip()}\n\n{prompt}" if system and system.strip() else prompt
+
+
 def _body(prompt: str, params: GenerationParams, *, stream: bool) -> bytes:
     if not isinstance(prompt, str) or not prompt.strip():
         raise UserError("the prompt is empty; pass the text the model should complete")
@@ -343,11 +476,31 @@ def _generated_text(response: requests.Response, url: str) -> str:
         data = data[0]
     if isinstance(data, dict) and isinstance(data.get("generated_text"), str):
         return str(data["generated_text"])
+    text = _choice_text(data)
+    if text is not None:
+        return text
     raise PredictError(
-        f"unexpected answer from {url}: {_excerpt(response.text)!r}; expected JSON with 'generated_text'",
+        f"unexpected answer from {url}: {_excerpt(response.text)!r}; "
+        f"expected JSON with 'generated_text' or OpenAI's 'choices'",
         status=response.status_code,
         url=url,
     )
+
+
+def _choice_text(data: Any) -> str | None:
+    """The text of OpenAI's first choice: a chat message, a chat delta or a completion's text."""
+    if not isinstance(data, dict) or not isinstance(data.get("choices"), list) or not data["choices"]:
+        return None
+    choice = data["choices"][0]
+    if not isinstance(choice, dict):
+        return None
+    for key in ("message", "delta"):
+        part = choice.get(key)
+        if isinstance(part, dict):
+            content = part.get("content")
+            return content if isinstance(content, str) else ""
+    text = choice.get("text")
+    return text if isinstance(text, str) else None
 
 
 def _sse_texts(response: requests.Response, url: str) -> Iterator[str]:
@@ -365,7 +518,15 @@ def _sse_texts(response: requests.Response, url: str) -> Iterator[str]:
         if not isinstance(event, dict):
             continue
         if event.get("error"):
-            raise PredictError(f"the model server failed mid-stream at {url}: {event['error']}", url=url)
+            error = event["error"]
+            said = error.get("message", error) if isinstance(error, dict) else error
+            raise PredictError(f"the model server failed mid-stream at {url}: {said}", url=url)
+        if "choices" in event:
+            text = _choice_text(event)
+            if text:
+                streamed = True
+                yield text
+            continue
         token = event.get("token")
         if isinstance(token, dict):
             text = token.get("text")

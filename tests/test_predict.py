@@ -141,7 +141,11 @@ def test_503_that_never_ends_gives_up_with_one_line(
 
 
 def test_401_is_one_line_and_not_retried(fake_oci: FakeOci, deployment: Deployment, api_key: Auth) -> None:
-    fake_oci.faults.add(Fault(kind="status", status=401, code="NotAuthenticated", ops=frozenset({"Predict"})))
+    fake_oci.faults.add(
+        Fault(
+            kind="status", status=401, code="NotAuthenticated", ops=frozenset({"Predict", "PredictOpenAIGet"})
+        )
+    )
 
     with pytest.raises(PredictError) as caught:
         client(f"{deployment.url}/predict", api_key).predict("hi")
@@ -372,12 +376,94 @@ def test_cli_prints_the_completion(deployment: Deployment, capsys: pytest.Captur
 
     assert code == 0
     assert capsys.readouterr().out == f"{COMPLETION}\n"
-    assert deployment.engine.received[0]["parameters"]["max_new_tokens"] == 8
+    # the default is OpenAI chat completions, on OCI's OpenAI route, for the model the server lists
+    assert deployment.engine.received == [
+        {
+            "model": "served-model",
+            "messages": [{"role": "user", "content": "Say hello."}],
+            "max_tokens": 8,
+            "temperature": 0.7,
+            "top_p": 0.9,
+        }
+    ]
+    [(method, path, routed, _)] = [seen for seen in deployment.engine.seen if seen[0] == "POST"]
+    assert (method, path, routed) == (
+        "POST",
+        f"/{deployment.id}/predict/v1/chat/completions",
+        "/v1/chat/completions",
+    )
+
+
+@pytest.mark.usefixtures("oci_config")
+@pytest.mark.parametrize("stream", [False, True])
+def test_cli_api_legacy_sends_inputs_and_parameters(
+    fake_oci: FakeOci, deployment: Deployment, capsys: pytest.CaptureFixture[str], stream: bool
+) -> None:
+    args = ["predict", "--auth", "api_key", "--endpoint", f"{deployment.url}/predict", "--api", "legacy"]
+    code = main([*args, "--max-tokens", "8", *(["--stream"] if stream else []), "Say hello."])
+
+    assert code == 0 and capsys.readouterr().out == f"{COMPLETION}\n"
+    sent = deployment.engine.received[0]
+    assert set(sent) == ({"inputs", "parameters", "stream"} if stream else {"inputs", "parameters"})
+    assert sent["inputs"] == "Say hello." and sent["parameters"]["max_new_tokens"] == 8
+    assert deployment.engine.seen == []  # no OpenAI route was used
+
+
+@pytest.mark.usefixtures("oci_config")
+def test_cli_chat_streams_on_the_streaming_route_with_the_system_prompt(
+    fake_oci: FakeOci, deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["predict", "--auth", "api_key", "--endpoint", f"{deployment.url}/predict", "--stream"]
+    code = main([*args, "--system", "Be brief.", "--temperature", "0", "--top-p", "1", "Say hello."])
+
+    assert code == 0 and capsys.readouterr().out == f"{COMPLETION}\n"
+    assert deployment.engine.received == [
+        {
+            "model": "served-model",
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Say hello."},
+            ],
+            "max_tokens": 256,
+            "temperature": 0,
+            "stream": True,
+        }
+    ]
+    assert [r.status for r in fake_oci.requests("PredictStreamOpenAI")] == [200]
+
+
+@pytest.mark.usefixtures("oci_config")
+def test_cli_api_completions_sends_the_raw_text(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [
+        "predict",
+        "--auth",
+        "api_key",
+        "--endpoint",
+        f"{deployment.url}/predict/v1",
+        "--api",
+        "completions",
+    ]
+    assert main([*args, "--model-name", "served-model", "Once upon"]) == 0
+    assert capsys.readouterr().out == f"{COMPLETION}\n"
+    assert deployment.engine.received[0]["prompt"] == "Once upon"
+    assert [seen[2] for seen in deployment.engine.seen] == ["/v1/completions"]  # no /v1/models lookup
 
 
 @pytest.mark.usefixtures("oci_config")
 def test_cli_streams_tokens(fake_oci: FakeOci, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["predict", "--endpoint", f"{fake_oci.endpoint}/generate", "--stream", "Say hello."])
+    code = main(
+        [
+            "predict",
+            "--api",
+            "legacy",
+            "--endpoint",
+            f"{fake_oci.endpoint}/generate",
+            "--stream",
+            "Say hello.",
+        ]
+    )
 
     assert code == 0
     assert capsys.readouterr().out == f"{COMPLETION}\n"
@@ -412,7 +498,11 @@ def test_cli_refuses_a_bad_parameter_before_any_request(
 def test_cli_401_is_one_line_without_traceback(
     fake_oci: FakeOci, deployment: Deployment, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    fake_oci.faults.add(Fault(kind="status", status=401, code="NotAuthenticated", ops=frozenset({"Predict"})))
+    fake_oci.faults.add(
+        Fault(
+            kind="status", status=401, code="NotAuthenticated", ops=frozenset({"Predict", "PredictOpenAIGet"})
+        )
+    )
 
     code = main(["predict", "--auth", "api_key", "--endpoint", f"{deployment.url}/predict", "hi"])
 
@@ -472,7 +562,7 @@ def test_cli_reads_the_urls_from_saved_stack_outputs(
         ]
     )
     assert code == 0 and capsys.readouterr().out == f"{COMPLETION}\n"
-    assert [r.status for r in fake_oci.requests("PredictWithResponseStream")] == [200]
+    assert [r.status for r in fake_oci.requests("PredictStreamOpenAI")] == [200]
 
     code = main(["predict", "--outputs", str(outputs), "--model", "mistral", "hi"])
     err = capsys.readouterr().err
@@ -513,7 +603,7 @@ def test_cli_reads_stack_outputs_through_the_pulumi_cli(
     fake_pulumi.chmod(0o755)
     monkeypatch.setenv("PATH", str(fake_pulumi.parent))
 
-    assert main(["predict", "--stack", "dev", "hi"]) == 0
+    assert main(["predict", "--stack", "dev", "--api", "legacy", "hi"]) == 0
     assert capsys.readouterr().out == f"{COMPLETION}\n"
 
     assert main(["predict", "--stack", "prod", "hi"]) == 2

@@ -1,4 +1,9 @@
-"""`llmstack predict`: send one prompt to a deployed model and print the completion."""
+"""`llmstack predict`: send one prompt to a deployed model and print the completion.
+
+`--api chat` (the default) sends OpenAI chat completions (the engine applies the model's chat template),
+`--api completions` OpenAI completions of the raw text, `--api legacy` the `{"inputs", "parameters"}`
+payload of the first release.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,24 @@ FLAGS = {"max_new_tokens": "--max-tokens", "temperature": "--temperature", "top_
 
 def configure(parser: argparse.ArgumentParser) -> None:
     add_target_arguments(parser)
+    parser.add_argument(
+        "--api",
+        choices=("chat", "completions", "legacy"),
+        default="chat",
+        help="chat: OpenAI chat completions (default); completions: OpenAI completions of the raw text; "
+        'legacy: the {"inputs", "parameters"} payload',
+    )
+    parser.add_argument(
+        "--model-name",
+        metavar="NAME",
+        help="the model name the server answers to (chat, completions; default: the first in /v1/models)",
+    )
     gen = parser.add_argument_group("generation")
+    gen.add_argument(
+        "--system",
+        metavar="TEXT",
+        help="system prompt: the system message (chat), or text put before the prompt (completions, legacy)",
+    )
     gen.add_argument("--max-tokens", type=int, default=256, metavar="N", help="most tokens to generate (256)")
     gen.add_argument(
         "--temperature", type=float, default=0.7, metavar="T", help="sampling temperature, >= 0 (0.7)"
@@ -50,11 +72,13 @@ def run(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         stream_endpoint=target.stream_url,
         on_retry=retry_notice("predict"),
+        api=args.api,
+        model=args.model_name,
     )
     if not args.stream:
-        print(client.predict(prompt, params))
+        print(client.predict(prompt, params, system=args.system))
         return 0
-    for chunk in client.stream(prompt, params):
+    for chunk in client.stream(prompt, params, system=args.system):
         sys.stdout.write(chunk)
         sys.stdout.flush()
     sys.stdout.write("\n")

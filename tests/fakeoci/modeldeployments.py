@@ -35,6 +35,8 @@ class Engine:
     hold_after_first: threading.Event | None = None
     stream_done: threading.Event = field(default_factory=threading.Event)
     received: list[dict[str, Any]] = field(default_factory=list)
+    # Each OpenAI-routed request: (method, path at the front door, path the container got, headers).
+    seen: list[tuple[str, str, str, dict[str, str]]] = field(default_factory=list)
 
     @property
     def completion(self) -> str:
@@ -55,6 +57,7 @@ class Deployment:
     access_log_id: str | None
     work_request_id: str
     image: str = "iad.ocir.io/testns/llm/vllm:v1@sha256:" + "ab" * 32
+    upstream: str | None = None  # a real container behind the OpenAI routes (e.g. the serving adapter)
     polls: int = 0
     time_created: str = field(default_factory=now_rfc3339)
 
