@@ -157,7 +157,10 @@ class Adapter:
                     socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
                     limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
                 ),
-                timeout=httpx.Timeout(self.config.request_timeout_s, connect=self.config.health_timeout_s),
+                # a busy engine may take its time to accept a connection: only /health has a short leash
+                timeout=httpx.Timeout(
+                    self.config.request_timeout_s, connect=min(30.0, self.config.request_timeout_s)
+                ),
             )
             try:
                 yield
