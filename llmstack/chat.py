@@ -1,7 +1,9 @@
 """The chat page (`llmstack chat`): a Gradio app on one deployment's predict URL.
 
-The page holds the conversation; each reply is one streamed predict call whose prompt is the whole
-history in the model family's chat format (llmstack/prompting.py), trimmed to the context length.
+The page holds the conversation; each reply is one streamed call. With the OpenAI chat API (the default)
+the conversation goes as `messages` and the engine applies the model's own chat template; with the legacy
+API the prompt is the whole history in the model family's chat format (llmstack/prompting.py). Either is
+trimmed to the context length.
 Whatever goes wrong during a reply is written into the chat as one readable line, never a traceback.
 """
 
@@ -13,12 +15,12 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import gradio as gr
 
 from domain.errors import UserError
-from llmstack.prompting import ChatTemplate, Turn, build_prompt, cut_at_stop
+from llmstack.prompting import ChatTemplate, Turn, build_messages, build_prompt, cut_at_stop
 from oci_runtime.predict import GenerationParams, InvalidParameter
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,8 @@ DEFAULT_SYSTEM_PROMPT = "You are a helpful, respectful and honest assistant."
 ERROR_MARK = "⚠️ "
 """Starts the part of an assistant message that reports an error; never sent back to the model."""
 
+LOGIN_MESSAGE = "This page calls a model deployment signed with its owner's OCI key: log in to use it."
+
 CONTROL_LABELS = {"max_new_tokens": "Max tokens", "temperature": "Temperature", "top_p": "Top p"}
 TOKEN_STEP = 16
 _MAX_ERROR_CHARS = 400
@@ -35,6 +39,10 @@ _MAX_ERROR_CHARS = 400
 
 class StreamingClient(Protocol):
     def stream(self, prompt: str, params: GenerationParams = ...) -> Iterator[str]: ...
+
+    def stream_chat(
+        self, messages: list[dict[str, str]], params: GenerationParams = ...
+    ) -> Iterator[str]: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,6 +55,8 @@ class ChatSettings:
     context_tokens: int
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     params: GenerationParams = GenerationParams()
+    api: Literal["chat", "legacy"] = "chat"
+    """chat: `messages` to OpenAI chat completions; legacy: a prompt in `template`'s format."""
 
     def __post_init__(self) -> None:
         if self.context_tokens < 2 * TOKEN_STEP:
@@ -133,29 +143,49 @@ def reply(
         if not message.strip():
             raise UserError("nothing to send: type a message first")
         params = params_from_controls(max_tokens, temperature, top_p)
-        prompt = build_prompt(
-            settings.template,
-            system=system or "",
-            history=turns_from_history(history),
-            message=message,
-            context_tokens=settings.context_tokens,
-            max_new_tokens=params.max_new_tokens,
-        )
-        status = _prompt_status(prompt.tokens, prompt.dropped_turns, settings.context_tokens)
+        turns = turns_from_history(history)
+        stop: tuple[str, ...] = ()  # the server's chat template ends the reply itself
+        if settings.api == "chat":
+            built = build_messages(
+                system=system or "",
+                history=turns,
+                message=message,
+                context_tokens=settings.context_tokens,
+                max_new_tokens=params.max_new_tokens,
+            )
+            tokens, dropped = built.tokens, built.dropped_turns
+
+            def start() -> Iterator[str]:
+                return client.stream_chat(built.messages, params)
+        else:
+            prompt = build_prompt(
+                settings.template,
+                system=system or "",
+                history=turns,
+                message=message,
+                context_tokens=settings.context_tokens,
+                max_new_tokens=params.max_new_tokens,
+            )
+            tokens, dropped, stop = prompt.tokens, prompt.dropped_turns, settings.template.stop
+
+            def start() -> Iterator[str]:
+                return client.stream(prompt.text, params)
+
+        status = _prompt_status(tokens, dropped, settings.context_tokens)
         yield "", status
         started = time.monotonic()
         received = ""
         stopped = False
-        for chunk in client.stream(prompt.text, params):
+        for chunk in start():
             received += chunk
-            visible, stopped = cut_at_stop(received, settings.template.stop, final=False)
+            visible, stopped = cut_at_stop(received, stop, final=False)
             if visible != shown:
                 shown = visible
                 yield shown, status
             if stopped:
                 break
         if not stopped:
-            shown, _ = cut_at_stop(received, settings.template.stop, final=True)
+            shown, _ = cut_at_stop(received, stop, final=True)
         status = f"{status} · reply in {time.monotonic() - started:.1f} s"
         yield shown.strip() or "(the model returned no text)", status
     except Exception as exc:
@@ -183,9 +213,10 @@ async def in_worker_thread(steps: Iterator[T]) -> AsyncIterator[T]:
 
 def build_app(settings: ChatSettings, client: StreamingClient) -> gr.Blocks:
     """The page; `client` is anything with the predict client's `stream` (tests pass a fake)."""
+    chat_format = "the model's own" if settings.api == "chat" else settings.template.family
     header = (
         f"### Chat with `{settings.model}`\n"
-        f"Endpoint: `{settings.endpoint}` · chat format: {settings.template.family} · "
+        f"Endpoint: `{settings.endpoint}` · chat format: {chat_format} · "
         f"context: {settings.context_tokens} tokens"
     )
 
@@ -259,13 +290,18 @@ def build_app(settings: ChatSettings, client: StreamingClient) -> gr.Blocks:
     return app
 
 
-def serve(app: gr.Blocks, *, host: str, port: int, share: bool) -> tuple[str, str | None]:
-    """Start the page in the background: (its local URL, its public URL when `share` made one)."""
+def serve(
+    app: gr.Blocks, *, host: str, port: int, share: bool, auth: tuple[str, str] | None = None
+) -> tuple[str, str | None]:
+    """Start the page in the background: (its local URL, its public URL when `share` made one). With
+    `auth` (user, password) every visitor logs in first (Gradio's login page)."""
     app.queue(default_concurrency_limit=4)
     _, local_url, share_url = app.launch(
         server_name=host,
         server_port=port,
         share=share,
+        auth=auth,
+        auth_message=LOGIN_MESSAGE if auth else None,
         ssr_mode=False,
         footer_links=["settings"],
         prevent_thread_lock=True,

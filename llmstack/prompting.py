@@ -1,6 +1,9 @@
-"""Conversation history -> one prompt string in the model family's chat format, trimmed to its context.
+"""Conversation history -> OpenAI chat messages, or (for the legacy API) one prompt string in the model
+family's chat format; either trimmed to the context.
 
-The predict contract takes a single `inputs` string, so the chat format is applied here, on the client.
+With OpenAI chat completions the engine applies the model's own chat template to `messages`
+(`build_messages`). The legacy predict contract takes a single `inputs` string, so for it alone the chat
+format is applied here, on the client (`build_prompt` and the hand-written templates).
 The engine's tokenizer adds the beginning-of-sequence token itself, so templates leave out the leading
 `<s>` / `<|begin_of_text|>` (writing it too would give the model two).
 
@@ -164,6 +167,57 @@ def build_prompt(
         tokens = count_tokens(text)
         if tokens <= budget:
             return Prompt(text=text, tokens=tokens, dropped_turns=len(history) - len(turns))
+        if not turns:
+            raise PromptTooLong(
+                f"the message and system prompt come to about {tokens} tokens, but a context of "
+                f"{context_tokens} tokens with max tokens {max_new_tokens} leaves room for {budget}: "
+                "shorten them or lower max tokens"
+            )
+        turns.pop(0)
+
+
+MESSAGE_OVERHEAD_TOKENS = 8  # role markers and separators a chat template adds around each message
+
+
+@dataclass(frozen=True, kw_only=True)
+class Messages:
+    messages: list[dict[str, str]]
+    tokens: int
+    """Estimated length of the messages in tokens, with the template's markers."""
+    dropped_turns: int
+
+
+def build_messages(
+    *,
+    system: str,
+    history: Sequence[Turn],
+    message: str,
+    context_tokens: int,
+    max_new_tokens: int,
+    count_tokens: Callable[[str], int] = estimate_tokens,
+) -> Messages:
+    """OpenAI chat messages for `message` after `history`, the oldest turns left out until they and the
+    reply fit; the system message and the new message are always kept (PromptTooLong when they alone do
+    not fit)."""
+    budget = context_tokens - max_new_tokens
+    if budget <= 0:
+        raise PromptTooLong(
+            f"max tokens {max_new_tokens} leaves no room for the prompt in a context of "
+            f"{context_tokens} tokens: lower max tokens"
+        )
+    head = [{"role": "system", "content": system.strip()}] if system.strip() else []
+    turns = list(history)
+    while True:
+        messages = [*head]
+        for turn in turns:
+            messages += [
+                {"role": "user", "content": turn.user},
+                {"role": "assistant", "content": turn.assistant},
+            ]
+        messages.append({"role": "user", "content": message})
+        tokens = sum(count_tokens(m["content"]) + MESSAGE_OVERHEAD_TOKENS for m in messages)
+        if tokens <= budget:
+            return Messages(messages=messages, tokens=tokens, dropped_turns=len(history) - len(turns))
         if not turns:
             raise PromptTooLong(
                 f"the message and system prompt come to about {tokens} tokens, but a context of "

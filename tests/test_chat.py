@@ -35,7 +35,16 @@ class FakeClient:
         self.fail = fail
         self.fail_after = fail_after
         self.calls: list[tuple[str, GenerationParams]] = []
+        self.chats: list[tuple[list[dict[str, str]], GenerationParams]] = []
         self.closed = False
+
+    def stream_chat(
+        self, messages: list[dict[str, str]], params: GenerationParams = GenerationParams()
+    ) -> Iterator[str]:
+        self.chats.append((messages, params))
+        if self.fail is not None and self.fail_after == 0:
+            raise self.fail
+        return self._chunks()
 
     def stream(self, prompt: str, params: GenerationParams = GenerationParams()) -> Iterator[str]:
         self.calls.append((prompt, params))
@@ -53,20 +62,79 @@ class FakeClient:
             self.closed = True
 
 
-def settings(family: str = "llama2", context: int = 4096) -> ChatSettings:
+def settings(family: str = "llama2", context: int = 4096, api: str = "legacy") -> ChatSettings:
+    """Most tests here are about the legacy API's hand-written templates; the chat API's are marked."""
     return ChatSettings(
         model="llama2-7b-chat",
         endpoint="https://modeldeployment.us-ashburn-1.oci.customer-oci.com/ocid1.x/predict",
         template=template_for(family),
         context_tokens=context,
+        api=api,  # type: ignore[arg-type]
     )
 
 
 def run_reply(
-    client: FakeClient, message: str = "Hi", history: list[dict[str, Any]] | None = None, **kw: Any
+    client: FakeClient,
+    message: str = "Hi",
+    history: list[dict[str, Any]] | None = None,
+    api: str = "legacy",
+    **kw: Any,
 ) -> list[tuple[str, str]]:
     controls = {"system": "Be brief.", "max_tokens": 256.0, "temperature": 0.7, "top_p": 0.9} | kw
-    return list(reply(client, settings(), message, history or [], **controls))
+    return list(reply(client, settings(api=api), message, history or [], **controls))
+
+
+# --- the OpenAI chat API (the default): the conversation as messages -----------------------------------
+
+
+def test_with_the_chat_api_the_conversation_goes_as_messages_without_a_template() -> None:
+    client = FakeClient(["Bonjour", " [INST] is just text here"])
+    history = gradio_history(("Hello", "Hi there."), ("Who are you?", "A model."))
+    steps = run_reply(client, "Say hello.", history, api="chat")
+    assert client.calls == []  # no prompt string was built
+    [(messages, params)] = client.chats
+    assert messages == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hello"},
+        {"role": "assistant", "content": "Hi there."},
+        {"role": "user", "content": "Who are you?"},
+        {"role": "assistant", "content": "A model."},
+        {"role": "user", "content": "Say hello."},
+    ]
+    assert params.max_new_tokens == 256
+    assert steps[-1][0] == "Bonjour [INST] is just text here"  # no client-side stop strings
+
+
+def test_with_the_chat_api_old_turns_are_left_out_to_fit() -> None:
+    client = FakeClient(["ok"])
+    long = "word " * 900  # about 1500 tokens each
+    history = gradio_history((long, long), (long, long), ("short", "short"))
+    status = run_reply(client, "now", history, api="chat", max_tokens=2048.0)[-1][1]
+    [(messages, _)] = client.chats
+    assert messages[1:] == [
+        {"role": "user", "content": "short"},
+        {"role": "assistant", "content": "short"},
+        {"role": "user", "content": "now"},
+    ]
+    assert "2 earliest exchanges left out to fit" in status
+
+
+def test_the_chat_api_through_the_real_client_on_a_deployment(fake_oci: Any, oci_identity: Any) -> None:
+    from tests.fakeoci.modeldeployments import ModelDeployments
+
+    deployment = fake_oci.service(ModelDeployments).script(polls=0)
+    client = PredictClient(
+        f"{deployment.url}/predict",
+        auth=Auth(mode="api_key", config_file=str(oci_identity.config_file)),
+        timeout_s=10,
+        backoff=Backoff(attempts=1),
+        api="chat",
+    )
+    steps = list(reply(client, settings(api="chat"), "Hi", [], "Be brief.", 64.0, 0.3, 0.5))
+    assert steps[-1][0] == deployment.engine.completion
+    [body] = deployment.engine.received
+    assert body["messages"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    assert (body["max_tokens"], body["temperature"], body["top_p"], body["stream"]) == (64, 0.3, 0.5, True)
 
 
 def gradio_history(*pairs: tuple[str, str]) -> list[dict[str, Any]]:

@@ -135,6 +135,67 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _chromium(tmp_path: Path) -> WebDriver:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+def test_a_page_with_a_password_refuses_a_wrong_one_and_admits_the_right_one(tmp_path: Path) -> None:
+    """What `llmstack chat --share` serves: Gradio's login page before the chat (user llmstack)."""
+    with FakePredictServer(REPLY) as fake:
+        client = PredictClient(
+            fake.url, auth=Auth(mode="none"), timeout_s=WAIT_S, backoff=Backoff(attempts=1)
+        )
+        settings = chat.ChatSettings(
+            model="llama2-7b-chat",
+            endpoint=client.stream_url,
+            template=template_for("llama2"),
+            context_tokens=4096,
+            api="legacy",
+        )
+        app = chat.build_app(settings, client)
+        url, _ = chat.serve(
+            app, host="127.0.0.1", port=_free_port(), share=False, auth=("llmstack", "right-password")
+        )
+        driver = _chromium(tmp_path)
+        try:
+            driver.set_page_load_timeout(WAIT_S)
+            driver.get(url)
+            page = Page(driver=driver, fake=fake, url=url)
+
+            def log_in(password: str) -> None:
+                page.wait("the login form", lambda: page.find('input[type="password"]').is_displayed())
+                user = page.find('input[type="text"], textarea')
+                secret = page.find('input[type="password"]')
+                user.clear()
+                user.send_keys("llmstack")
+                secret.clear()
+                secret.send_keys(password)
+                driver.find_element(By.XPATH, '//button[normalize-space()="Login"]').click()
+
+            page.wait("the login form", lambda: page.find('input[type="password"]').is_displayed())
+            assert "log in to use it" in page.find("body").text  # the login page and its message
+            assert not driver.find_elements(By.CSS_SELECTOR, "#chatbot")
+            log_in("wrong-password")
+            page.wait(
+                "the refusal",
+                lambda: any(
+                    "Incorrect Credentials" in e.text for e in driver.find_elements(By.CSS_SELECTOR, "p")
+                ),
+            )
+            assert not driver.find_elements(By.CSS_SELECTOR, "#chatbot")
+            log_in("right-password")
+            page.wait("the chat page", lambda: bool(driver.find_elements(By.CSS_SELECTOR, "#chatbot")))
+            page.wait("the message box", lambda: page.find("#message textarea").is_displayed())
+            assert fake.requests == []  # logging in calls no model
+        finally:
+            driver.quit()
+            app.close()
+
+
 @pytest.fixture
 def page(tmp_path: Path) -> Iterator[Page]:
     with FakePredictServer(REPLY) as fake:
@@ -146,14 +207,11 @@ def page(tmp_path: Path) -> Iterator[Page]:
             endpoint=client.stream_url,
             template=template_for("llama2"),
             context_tokens=4096,
+            api="legacy",  # the fake speaks the legacy payload; the prompt below is the llama2 template's
         )
         app = chat.build_app(settings, client)
         url, _ = chat.serve(app, host="127.0.0.1", port=_free_port(), share=False)
-        options = webdriver.ChromeOptions()
-        options.binary_location = CHROMIUM
-        for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"):
-            options.add_argument(flag)
-        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        driver = _chromium(tmp_path)
         try:
             driver.set_page_load_timeout(WAIT_S)
             driver.set_script_timeout(WAIT_S)

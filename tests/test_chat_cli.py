@@ -49,14 +49,17 @@ def served(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         seen.update(settings=settings, client=client)
         return "app"
 
-    def serve(app: str, *, host: str, port: int, share: bool) -> tuple[str, str | None]:
-        seen.update(app=app, host=host, port=port, share=share)
+    def serve(
+        app: str, *, host: str, port: int, share: bool, auth: tuple[str, str] | None = None
+    ) -> tuple[str, str | None]:
+        seen.update(app=app, host=host, port=port, share=share, auth=auth)
         return f"http://{host}:{port}/", "https://abc.gradio.live" if share else None
 
     monkeypatch.setattr(chat, "build_app", build_app)
     monkeypatch.setattr(chat, "serve", serve)
     monkeypatch.setattr(chat, "run_until_interrupted", lambda app: seen.update(ran=app))
     monkeypatch.delenv("OCI_CLI_AUTH", raising=False)
+    monkeypatch.delenv("LLMSTACK_CHAT_PASSWORD", raising=False)
     return seen
 
 
@@ -65,17 +68,21 @@ def test_a_stack_model_gets_its_urls_its_chat_format_and_a_loopback_page(
 ) -> None:
     assert main(["chat", "--outputs", str(outputs_file), "--model", "llama2-7b-chat"]) == 0
     assert served["ran"] == "app"
+    stream_url = OUTPUTS["models"]["llama2-7b-chat"]["streamUrl"] + "/v1/chat/completions"
     assert capsys.readouterr().err.splitlines() == [
-        "llmstack chat: llama2-7b-chat (llama2 format) at "
-        + OUTPUTS["models"]["llama2-7b-chat"]["streamUrl"],
+        f"llmstack chat: llama2-7b-chat (the model's own chat template) at {stream_url}",
         "llmstack chat: open http://127.0.0.1:7860/ (Ctrl-C stops)",
     ]
     settings = served["settings"]
     assert settings.model == "llama2-7b-chat"
+    assert settings.api == "chat" and served["client"].api == "chat"
     assert settings.template.family == "llama2"
     assert settings.context_tokens == 4096
-    assert settings.endpoint == OUTPUTS["models"]["llama2-7b-chat"]["streamUrl"]
-    assert served["client"].predict_url == OUTPUTS["models"]["llama2-7b-chat"]["predictUrl"]
+    assert settings.endpoint == stream_url
+    assert served["client"].predict_url == (
+        OUTPUTS["models"]["llama2-7b-chat"]["predictUrl"] + "/v1/chat/completions"
+    )
+    assert served["auth"] is None  # a page on this machine only: no login
     assert served["client"].auth.mode == "none"  # a loopback URL needs no signing
     assert (served["host"], served["port"], served["share"]) == ("127.0.0.1", 7860, False)
 
@@ -109,12 +116,68 @@ def test_the_format_context_and_page_can_be_chosen(
     assert "open http://127.0.0.1:8123/ or https://abc.gradio.live (Ctrl-C stops)" in capsys.readouterr().err
 
 
+def test_sharing_requires_a_login_with_a_password_printed_once(
+    served: dict[str, Any], outputs_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["chat", "--outputs", str(outputs_file), "--model", "mistral-7b", "--share"]) == 0
+    user, password = served["auth"]
+    assert user == "llmstack" and len(password) >= 16
+    err = capsys.readouterr().err
+    assert err.count(password) == 1 and f"log in as llmstack with password {password}" in err
+
+    assert main(["chat", "--outputs", str(outputs_file), "--model", "mistral-7b", "--share"]) == 0
+    assert served["auth"][1] != password  # a new one each time
+
+
+def test_a_given_password_is_used_and_never_printed(
+    served: dict[str, Any],
+    outputs_file: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    argv = ["chat", "--outputs", str(outputs_file), "--model", "mistral-7b", "--share"]
+    assert main([*argv, "--password", "s3cret-given"]) == 0
+    assert served["auth"] == ("llmstack", "s3cret-given")
+    monkeypatch.setenv("LLMSTACK_CHAT_PASSWORD", "from-the-env")
+    assert main(argv) == 0
+    assert served["auth"] == ("llmstack", "from-the-env")
+    err = capsys.readouterr().err
+    assert "s3cret-given" not in err and "from-the-env" not in err
+    assert "log in as llmstack with the password you gave" in err
+    # a password without --share guards the local page too
+    monkeypatch.delenv("LLMSTACK_CHAT_PASSWORD")
+    assert main(["chat", "--outputs", str(outputs_file), "--model", "mistral-7b", "--password", "p"]) == 0
+    assert served["auth"] == ("llmstack", "p") and served["share"] is False
+
+
+def test_the_help_says_what_sharing_exposes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["chat", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "signed with YOUR OCI credentials" in text and "a login is required" in text
+
+
 def test_a_bare_endpoint_uses_the_generic_format_unless_told(served: dict[str, Any]) -> None:
     assert main(["chat", "--endpoint", "http://127.0.0.1:8080/generate"]) == 0
+    assert served["client"].stream_url == "http://127.0.0.1:8080/v1/chat/completions"
+    assert main(["chat", "--api", "legacy", "--endpoint", "http://127.0.0.1:8080/generate"]) == 0
     assert served["settings"].template.family == "generic"
     assert served["settings"].model == "model at 127.0.0.1:8080"
     assert served["client"].stream_url == "http://127.0.0.1:8080/generate_stream"
-    assert main(["chat", "--endpoint", "http://127.0.0.1:8080/generate", "--template", "llama2"]) == 0
+    assert (
+        main(
+            [
+                "chat",
+                "--api",
+                "legacy",
+                "--endpoint",
+                "http://127.0.0.1:8080/generate",
+                "--template",
+                "llama2",
+            ]
+        )
+        == 0
+    )
     assert served["settings"].template.family == "llama2"
 
 
@@ -209,7 +272,7 @@ def test_a_taken_port_is_one_line(
 ) -> None:
     from llmstack import chat
 
-    def taken(app: str, *, host: str, port: int, share: bool) -> tuple[str, str | None]:
+    def taken(app: str, *, host: str, port: int, share: bool, auth: Any = None) -> tuple[str, str | None]:
         raise OSError(f"Cannot find empty port in range: {port}-{port}. You can specify a different port ...")
 
     monkeypatch.setattr(chat, "serve", taken)
