@@ -28,7 +28,6 @@ all three (vLLM's own server is FastAPI on uvicorn); the adapter pins none of th
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import sys
@@ -730,7 +729,7 @@ class AdapterServer:
         return self
 
     def _serve(self) -> None:
-        asyncio.run(self._server.serve(sockets=[self._socket]))
+        self._server.run(sockets=[self._socket])  # uvicorn's own loop choice: uvloop where installed
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> int:
         thread, self._thread = self._thread, None
