@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import socket
 import statistics
 import sys
@@ -237,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unpaced-tokens", type=int, default=512, help="tokens per unpaced reply (512)")
     args = parser.parse_args(argv)
     concurrencies = [int(part) for part in args.concurrency.split(",")]
+    # Three processes (client, adapter, engine) share this machine's CPUs: other load skews every figure.
+    print(f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.1f} at the start")
 
     unpaced = measure(args.unpaced_tokens, 0.0, concurrencies)
     report(

@@ -32,7 +32,8 @@ def test_the_serving_bench_ends_with_its_json_line() -> None:
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
-    assert lines[0].startswith("unpaced") and any(line.startswith("paced") for line in lines)
+    assert lines[0].startswith("cpus ") and lines[1].startswith("unpaced")
+    assert any(line.startswith("paced") for line in lines)
     last = json.loads(lines[-1])
     assert set(last) >= {"direct_tokens_s", "ours_tokens_s", "ratio", "added_ttft_ms_p50", "concurrency"}
     assert last["concurrency"] == 2 and last["direct_tokens_s"] > 0 and last["ours_tokens_s"] > 0
