@@ -197,7 +197,8 @@ class ModelServing(pulumi.ComponentResource):
                 if model.source.method == "online" and not args.token_secret_id
                 else None,
             ),
-            opts=child,
+            # The export acts with the Data Science service's rights on the source bucket: grants first.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
         )
 
         env = container_env(model.container_spec(args.token_secret_id, token_in_artifact=token_in_artifact))
@@ -267,7 +268,8 @@ class ModelServing(pulumi.ComponentResource):
                     "replicas": model.compute.replicas,
                 },
             ),
-            opts=child,
+            # Its smoke prompt goes through the deployment, which reads its image and logs with the grants.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
         )
 
         self.catalog_model_id = catalog.id

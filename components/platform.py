@@ -7,13 +7,14 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_oci as oci
 
-from components.iam import DeploymentIdentity, DeploymentIdentityArgs, TrainingAccess
+from components.iam import DeploymentIdentity, DeploymentIdentityArgs
 from components.logging import DeploymentLogs, DeploymentLogsArgs
 from components.model_serving import ModelServing, ModelServingArgs
 from components.network import Network, NetworkArgs
 from components.registry import ContainerRegistry, ContainerRegistryArgs
 from components.storage import ArtifactBucket, ArtifactBucketArgs
 from domain.context import TAG_BUDGET, Context
+from domain.iam import service_needs, training_access
 from domain.settings import Settings
 
 
@@ -21,22 +22,6 @@ from domain.settings import Settings
 class LlmPlatformArgs:
     settings: Settings
     hf_token: pulumi.Output[str] | None = None
-
-
-def training_access(settings: Settings) -> TrainingAccess | None:
-    """The buckets the stack's fine-tuning jobs read and write; None when nothing is fine-tuned."""
-    buckets = [
-        access
-        for model in settings.models
-        if model.source.fine_tune is not None
-        for access in model.source.fine_tune.buckets()
-    ]
-    if not buckets:
-        return None
-    return TrainingAccess(
-        read_buckets=tuple(sorted({b for b, how in buckets if how == "read"})),
-        write_buckets=tuple(sorted({b for b, how in buckets if how == "write"})),
-    )
 
 
 class LlmPlatform(pulumi.ComponentResource):
@@ -85,6 +70,20 @@ class LlmPlatform(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        identity = DeploymentIdentity(
+            f"{name}-identity",
+            DeploymentIdentityArgs(
+                context=ctx,
+                tenancy_id=s.tenancy_id,
+                compartment_id=s.compartment_id,
+                bucket_name=s.artifact_bucket.name,
+                services=service_needs(s),
+                existing_dynamic_group=s.identity.existing_dynamic_group,
+                token_secret_id=s.hf_token_secret_id,
+                training=training_access(s),
+            ),
+            opts=child,
+        )
         bucket = ArtifactBucket(
             f"{name}-artifacts",
             ArtifactBucketArgs(
@@ -93,19 +92,8 @@ class LlmPlatform(pulumi.ComponentResource):
                 namespace=namespace,
                 name=s.artifact_bucket.name,
                 kms_key_id=s.artifact_bucket.kms_key_id,
-            ),
-            opts=child,
-        )
-        identity = DeploymentIdentity(
-            f"{name}-identity",
-            DeploymentIdentityArgs(
-                context=ctx,
-                tenancy_id=s.tenancy_id,
-                compartment_id=s.compartment_id,
-                bucket_name=s.artifact_bucket.name,
-                existing_dynamic_group=s.identity.existing_dynamic_group,
-                token_secret_id=s.hf_token_secret_id,
-                training=training_access(s),
+                # The Vault key and lifecycle grants exist before Object Storage acts on them.
+                depends_on=identity.policies,
             ),
             opts=child,
         )

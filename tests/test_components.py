@@ -116,7 +116,7 @@ def test_dev_like_stack_builds_the_whole_graph(config: dict[str, Any], plan_of: 
         LOG: 2,
         REPO: 1,
         DYNAMIC_GROUP: 1,
-        POLICY: 1,
+        POLICY: 2,  # the deployments' and the services'
         BUCKET: 1,
         PROJECT: 1,
         DEPLOYMENT: 1,
@@ -148,7 +148,8 @@ def test_every_child_is_parented_to_its_component(config: dict[str, Any], plan_o
         READINESS: "llama2-7b-chat",
     }
     assert {
-        t: parent_name(plan, one(plan, t) if t != LOG else resources(plan, LOG)[0]) for t in expected_parent
+        t: parent_name(plan, one(plan, t) if t not in (LOG, POLICY) else resources(plan, t)[0])
+        for t in expected_parent
     } == expected_parent
     orphans = [r.name for r in plan.resources if r.parent is None and r.type != "pulumi:pulumi:Stack"]
     assert orphans == []
@@ -256,6 +257,10 @@ def test_bucket_is_private_versioned_and_can_use_a_vault_key(config: dict[str, A
     )
 
 
+def policy_named(plan: Any, name: str) -> Any:
+    return next(r for r in resources(plan, POLICY) if r.name == name)
+
+
 def test_policy_statements_are_scoped() -> None:
     statements = policy_statements(dynamic_group="dg", compartment_id=COMPARTMENT, bucket="models")
     where = f"in compartment id {COMPARTMENT}"
@@ -264,7 +269,6 @@ def test_policy_statements_are_scoped() -> None:
         f"Allow dynamic-group dg to use log-content {where}",
         f"Allow dynamic-group dg to read buckets {where} where target.bucket.name = 'models'",
         f"Allow dynamic-group dg to read objects {where} where target.bucket.name = 'models'",
-        f"Allow service datascience to read objects {where} where target.bucket.name = 'models'",
     ]
     assert not any("tenancy" in s or "manage" in s or "any-user" in s for s in statements)
     with_secret = policy_statements(
@@ -283,7 +287,7 @@ def test_statements_for_the_root_compartment_say_tenancy(config: dict[str, Any],
     """OCI's policy syntax names the root compartment `tenancy`, not `compartment id <tenancy OCID>`."""
     config["oci-llm-stack:compartmentId"] = TENANCY
     plan = plan_of(config)
-    statements = one(plan, POLICY).inputs["statements"]
+    statements = policy_named(plan, "llm-identity-policy").inputs["statements"]
     assert (
         statements[0] == "Allow dynamic-group oci-llm-stack-test-model-deployments to read repos in tenancy"
     )
@@ -300,21 +304,19 @@ def test_dynamic_group_matches_only_this_compartments_deployments(
     )
     assert group.inputs["matchingRule"] == matching_rule(COMPARTMENT)
     assert "resource.compartment.id" in group.inputs["matchingRule"]
-    policy = has_resource(plan, POLICY, compartmentId=COMPARTMENT)
+    policy = policy_named(plan, "llm-identity-policy")
+    assert policy.inputs["compartmentId"] == COMPARTMENT
     assert policy.inputs["statements"][0] == (
         f"Allow dynamic-group oci-llm-stack-test-model-deployments to read repos in compartment id {COMPARTMENT}"
     )
 
 
 def test_an_existing_dynamic_group_is_used(config: dict[str, Any], plan_of: PlanOf) -> None:
+    """An administrator owns identity then: no group, no policy (`llmstack preflight` checks theirs)."""
     config["oci-llm-stack:identity"] = {"existingDynamicGroup": "ml-deployments"}
     plan = plan_of(config)
     assert resource_count(plan, DYNAMIC_GROUP) == 0
-    assert (
-        one(plan, POLICY)
-        .inputs["statements"][0]
-        .startswith("Allow dynamic-group ml-deployments to read repos")
-    )
+    assert resource_count(plan, POLICY) == 0
 
 
 def test_an_existing_project_is_used(config: dict[str, Any], plan_of: PlanOf) -> None:
@@ -344,7 +346,7 @@ def test_deployment_is_wired_to_subnet_logs_and_catalog_model(
         "logId": by_name["llm-logs-llama2-7b-chat-predict"].id,
     }
     assert logs["access"]["logId"] == by_name["llm-logs-llama2-7b-chat-access"].id
-    assert set(depends_on(plan, deployment, POLICY)) == {"llm-identity-policy"}
+    assert set(depends_on(plan, deployment, POLICY)) == {"llm-identity-policy", "llm-identity-service-policy"}
     readiness = one(plan, READINESS)
     assert readiness.inputs["deploymentId"] == deployment.id
     assert set(depends_on(plan, readiness, DEPLOYMENT)) == {"llama2-7b-chat-deployment"}
@@ -403,7 +405,8 @@ def test_token_from_vault_reaches_the_container_by_ocid(config: dict[str, Any], 
     assert env["TOKEN_SECRET_ID"] == secret and "TOKEN_FILE" not in env
     assert one(plan, CATALOG).inputs["artifact"] == {"kind": "inline"}
     assert "hfToken" not in one(plan, CATALOG).inputs
-    assert one(plan, POLICY).inputs["statements"][-1].endswith(f"where target.secret.id = '{secret}'")
+    statements = policy_named(plan, "llm-identity-policy").inputs["statements"]
+    assert statements[-1].endswith(f"where target.secret.id = '{secret}'")
 
 
 def test_offline_tgi_env_uses_generate_and_the_deployed_model(

@@ -1,0 +1,253 @@
+"""Issue 14: the rules OCI enforces on a first `pulumi up`, read from the plan as `llmstack plan --json`
+records it. Each test names the rule and fails when the plan would break it.
+
+Sources of the statements: domain/iam.py's docstring (Data Science custom networking, large model artifact
+export, Vault key policy reference, Object Storage lifecycle).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmstack.cli import main
+from tests.conftest import COMPARTMENT, PROJECT_DIR, TENANCY, model_of
+
+PlanJson = dict[str, Any]
+POLICY = "oci:Identity/policy:Policy"
+BUCKET = "oci:ObjectStorage/bucket:Bucket"
+LIFECYCLE = "oci:ObjectStorage/objectLifecyclePolicy:ObjectLifecyclePolicy"
+CATALOG = "pulumi-python:dynamic/catalog:CatalogModel"
+READINESS = "pulumi-python:dynamic/readiness:Readiness"
+RUN = "pulumi-python:dynamic/training:JobRun"
+DEPLOYMENT = "oci:DataScience/modelDeployment:ModelDeployment"
+OTHER = "ocid1.compartment.oc1..aaaaaaaaotherotherotherotherotherotherotherotherotherother"
+KEY = "ocid1.key.oc1.iad.aaaaaaaaghkze4gy7mpwoz5zvsqm5xobdikwmcsyyp2dkue7cevasbpknl2a"
+SUBNET = "ocid1.subnet.oc1.iad.aaaaaaaaxbemvtswhbuvbjxktsnjcaeuovhmhmvjydttwk7ssrcezudwtwaq"
+TRAIN_IMAGE = "iad.ocir.io/idxyzabc1234/llm/train:0.1.0@sha256:" + "cd" * 32
+NETWORK = f"Allow service datascience to use virtual-network-family in compartment id {COMPARTMENT}"
+
+
+@pytest.fixture
+def plan_json(
+    write_stack: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> Callable[[dict[str, Any]], PlanJson]:
+    """`llmstack plan --json --stack-file <config>`, parsed."""
+
+    def run(config: dict[str, Any]) -> PlanJson:
+        path = write_stack(config)
+        code = main(["plan", "--project-dir", str(PROJECT_DIR), "--stack-file", str(path), "--json"])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        plan: PlanJson = json.loads(out)
+        return plan
+
+    return run
+
+
+def of_type(plan: PlanJson, type_: str) -> list[dict[str, Any]]:
+    return [r for r in plan["resources"] if r["type"] == type_]
+
+
+def named(plan: PlanJson, name: str) -> dict[str, Any]:
+    return next(r for r in plan["resources"] if r["name"] == name)
+
+
+def statements(plan: PlanJson, compartment: str | None = None) -> list[str]:
+    return [
+        s
+        for r in of_type(plan, POLICY)
+        if compartment is None or r["inputs"]["compartmentId"] == compartment
+        for s in r["inputs"]["statements"]
+    ]
+
+
+def depends_on_policies(plan: PlanJson, resource: dict[str, Any]) -> set[str]:
+    urns = {r["urn"]: r for r in of_type(plan, POLICY)}
+    return {urns[u]["name"] for u in resource["dependencies"] if u in urns}
+
+
+def export_statements(compartment: str, *buckets: str) -> list[str]:
+    names = ", ".join(f"target.bucket.name = '{b}'" for b in sorted(buckets))
+    return [
+        f"Allow service {who} to manage object-family in compartment id {compartment} where any {{{names}}}"
+        for who in ("datascience", "objectstorage-us-ashburn-1")
+    ]
+
+
+# -- 1: the Data Science service may use the subnet ---------------------------------------------------------
+
+
+def test_1_own_vcn_lets_data_science_use_the_subnet(config: dict[str, Any], plan_json: Any) -> None:
+    assert NETWORK in statements(plan_json(config), COMPARTMENT)
+
+
+def test_1_an_existing_subnet_too(config: dict[str, Any], plan_json: Any) -> None:
+    config["oci-llm-stack:network"] = {"existingSubnetId": SUBNET}
+    plan = plan_json(config)
+    assert not [r for r in plan["resources"] if r["type"] == "oci:Core/vcn:Vcn"]
+    assert NETWORK in statements(plan, COMPARTMENT)
+
+
+def test_1_managed_egress_needs_no_network_grant(config: dict[str, Any], plan_json: Any) -> None:
+    config["oci-llm-stack:network"] = {"egress": "managed"}
+    assert not any("virtual-network-family" in s for s in statements(plan_json(config)))
+
+
+def test_1_fine_tune_jobs_on_the_subnet_are_covered(config: dict[str, Any], plan_json: Any) -> None:
+    model_of(config)["source"] = {"fineTune": fine_tune()}
+    assert NETWORK in statements(plan_json(config), COMPARTMENT)
+
+
+# -- 2: the catalog may copy from every source bucket --------------------------------------------------------
+
+
+def fine_tune() -> dict[str, Any]:
+    return {
+        "baseModel": "NousResearch/Llama-2-7b-hf",
+        "dataset": "oci://training-data@idxyzabc1234/support-qa/v3",
+        "output": "oci://llm-finetunes@idxyzabc1234/support",
+        "shape": "VM.GPU.A10.1",
+        "image": TRAIN_IMAGE,
+        "batchSize": 2,
+    }
+
+
+def test_2_object_storage_source_bucket_is_granted(config: dict[str, Any], plan_json: Any) -> None:
+    model_of(config)["source"] = {"objectStorage": "oci://llm-models@idxyzabc1234/llama-2-7b.zip"}
+    model_of(config)["parameters"] = "7B"
+    have = statements(plan_json(config), COMPARTMENT)
+    datascience = export_statements(COMPARTMENT, "llm-models")[0]
+    assert datascience in have
+    # Object Storage's grant also covers the artifact bucket (its lifecycle rules, point 12).
+    assert export_statements(COMPARTMENT, "llm-artifacts-test", "llm-models")[1] in have
+
+
+def test_2_local_folder_exports_from_the_artifact_bucket(
+    config: dict[str, Any], plan_json: Any, tmp_path: Path
+) -> None:
+    folder = tmp_path / "llama-2-7b-chat-hf"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}", encoding="utf-8")
+    model_of(config)["source"] = {"localPath": str(folder)}
+    have = statements(plan_json(config), COMPARTMENT)
+    assert set(export_statements(COMPARTMENT, "llm-artifacts-test")) <= set(have)
+
+
+def test_2_fine_tune_output_bucket_is_granted(config: dict[str, Any], plan_json: Any) -> None:
+    model_of(config)["source"] = {"fineTune": fine_tune()}
+    have = statements(plan_json(config), COMPARTMENT)
+    assert export_statements(COMPARTMENT, "llm-finetunes")[0] in have
+
+
+def test_2_an_online_model_exports_nothing(config: dict[str, Any], plan_json: Any) -> None:
+    assert not any("service datascience to manage" in s for s in statements(plan_json(config)))
+
+
+def test_2_no_statement_is_broader_than_oracle_documents(config: dict[str, Any], plan_json: Any) -> None:
+    model_of(config)["source"] = {"objectStorage": "oci://llm-models@idxyzabc1234/llama-2-7b.zip"}
+    model_of(config)["parameters"] = "7B"
+    for s in statements(plan_json(config)):
+        if "object-family" in s or "keys" in s:
+            assert " where " in s, s
+
+
+def test_2_root_compartment_statements_say_tenancy(config: dict[str, Any], plan_json: Any) -> None:
+    config["oci-llm-stack:compartmentId"] = TENANCY
+    have = statements(plan_json(config))
+    assert "Allow service datascience to use virtual-network-family in tenancy" in have
+
+
+# -- 3: a bucket under a Vault key ----------------------------------------------------------------------------
+
+
+def test_3_object_storage_may_use_the_key_before_the_bucket_exists(
+    config: dict[str, Any], plan_json: Any
+) -> None:
+    config["oci-llm-stack:artifactBucket"] = {"name": "llm-artifacts-test", "kmsKeyId": KEY}
+    plan = plan_json(config)
+    statement = (
+        f"Allow service objectstorage-us-ashburn-1 to use keys in compartment id {COMPARTMENT} "
+        f"where target.key.id = '{KEY}'"
+    )
+    holder = next(r for r in of_type(plan, POLICY) if statement in r["inputs"]["statements"])
+    bucket = of_type(plan, BUCKET)[0]
+    assert bucket["inputs"]["kmsKeyId"] == KEY
+    assert holder["name"] in depends_on_policies(plan, bucket)
+
+
+def test_3_no_key_no_key_grant(config: dict[str, Any], plan_json: Any) -> None:
+    assert not any("use keys" in s for s in statements(plan_json(config)))
+
+
+# -- 4: whatever acts with the grants waits for them ---------------------------------------------------------
+
+
+def test_4_catalog_model_readiness_and_deployment_wait_for_the_policies(
+    config: dict[str, Any], plan_json: Any
+) -> None:
+    model_of(config)["source"] = {"objectStorage": "oci://llm-models@idxyzabc1234/llama-2-7b.zip"}
+    model_of(config)["parameters"] = "7B"
+    plan = plan_json(config)
+    every = {r["name"] for r in of_type(plan, POLICY)}
+    for type_ in (CATALOG, READINESS, DEPLOYMENT):
+        assert depends_on_policies(plan, of_type(plan, type_)[0]) == every, type_
+
+
+def test_4_job_runs_wait_for_the_policies(config: dict[str, Any], plan_json: Any) -> None:
+    model_of(config)["source"] = {"fineTune": fine_tune()}
+    plan = plan_json(config)
+    every = {r["name"] for r in of_type(plan, POLICY)}
+    assert "llm-identity-training-policy" in every
+    assert depends_on_policies(plan, of_type(plan, RUN)[0]) == every
+
+
+def test_4_policies_come_before_what_needs_them_in_the_recorded_order(
+    config: dict[str, Any], plan_json: Any
+) -> None:
+    plan = plan_json(config)
+    order = [r["name"] for r in plan["resources"]]
+    last_policy = max(order.index(r["name"]) for r in of_type(plan, POLICY))
+    for type_ in (BUCKET, CATALOG, DEPLOYMENT, READINESS):
+        assert order.index(of_type(plan, type_)[0]["name"]) > last_policy, type_
+
+
+# -- 10: job runs' log permissions ---------------------------------------------------------------------------
+
+
+def test_10_job_runs_may_write_their_existing_log(config: dict[str, Any], plan_json: Any) -> None:
+    """ADS lists `use log-groups`/`use logging-family` as a broad example; writing to an existing custom log
+    (the job never creates one: enable_auto_log_creation is false) needs `use log-content`."""
+    model_of(config)["source"] = {"fineTune": fine_tune()}
+    plan = plan_json(config)
+    job = of_type(plan, "oci:DataScience/job:Job")[0]
+    assert job["inputs"]["jobLogConfigurationDetails"]["enableAutoLogCreation"] is False
+    training = named(plan, "llm-identity-training-policy")["inputs"]["statements"]
+    assert (
+        f"Allow dynamic-group oci-llm-stack-test-training-jobs to use log-content in compartment id {COMPARTMENT}"
+        in training
+    )
+
+
+# -- 12: lifecycle rules on the versioned bucket --------------------------------------------------------------
+
+
+def test_12_previous_versions_and_incomplete_uploads_expire(config: dict[str, Any], plan_json: Any) -> None:
+    plan = plan_json(config)
+    lifecycle = of_type(plan, LIFECYCLE)[0]
+    rules = {r["target"]: r for r in lifecycle["inputs"]["rules"]}
+    assert rules["previous-object-versions"]["action"] == "DELETE"
+    assert rules["multipart-uploads"]["action"] == "ABORT"  # the only action OCI takes for this target
+    assert all(r["timeUnit"] == "DAYS" and r["isEnabled"] for r in rules.values())
+    assert (rules["previous-object-versions"]["timeAmount"], rules["multipart-uploads"]["timeAmount"]) == (
+        "30",
+        "7",
+    )
+    # Object Storage deletes on its own rights: the grant on the artifact bucket comes first.
+    grant = export_statements(COMPARTMENT, "llm-artifacts-test")[1]
+    holder = next(r for r in of_type(plan, POLICY) if grant in r["inputs"]["statements"])
+    assert holder["name"] in depends_on_policies(plan, lifecycle)
