@@ -274,7 +274,9 @@ class PlanMocks(pulumi.runtime.Mocks):
             object_name = f"{inputs.get('objectPrefix', '')}{digest}.zip"
             state.update(
                 objectName=object_name,
-                fingerprint=f"sha256:(computed at upload, manifest {digest})",
+                # The provider's fingerprint is the zip's SHA-256 as bare hex (oci_runtime/upload.py); the
+                # stand-in has that shape: the manifest digest, which the real one is computed after.
+                fingerprint=str(inputs.get("manifestDigest", "")).ljust(64, "0")[:64],
                 uri=f"oci://{inputs.get('bucket')}@{inputs.get('namespace')}/{object_name}",
                 sizeBytes=0,
             )

@@ -48,6 +48,18 @@ from oci_runtime.zipstream import (
 )
 
 ClientFactory = Callable[[], Any]  # returns an oci.object_storage.ObjectStorageClient
+# Object Storage's multipart limits. 50 GiB per part, 10,000 parts and 10 TiB per object: the current
+# "Using Multipart Uploads" page (docs.cloud.oracle.com/iaas/Content/Object/Tasks/usingmultipartuploads.htm).
+# The 10 MiB minimum (waived for the last part) is Oracle's earlier text of the same page ("Individual parts
+# can be as large as 50 GiB or as small as 10 MiB"), not restated on the current page; the SDK's own
+# streaming uploader uses 10 MiB parts (oci/object_storage/transfer/constants.py). Kept as the safe floor.
+MIN_PART_SIZE = 10 << 20
+MAX_PART_SIZE = 50 << 30
+MAX_PARTS = 10_000
+MAX_OBJECT_SIZE = 10 << 40
+# User metadata on a multipart upload: keys "must be in "opc-meta-*" format" (SDK
+# CreateMultipartUploadDetails.metadata; the SDK's own assembler adds the prefix, this upload sends it).
+META_PREFIX = "opc-meta-"
 SIDECAR_DIR = ".manifests/"
 STAGING_DIR = ".staging/"
 
@@ -94,8 +106,27 @@ class Tuning:
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise UserError(f"workers must be at least 1, got {self.workers}")
-        if self.part_size is not None and not (1 <= self.part_size <= 50 << 30):
-            raise UserError(f"part size must be between 1 byte and 50 GiB, got {self.part_size}")
+        if self.part_size is not None and self.part_size < 1:
+            raise UserError(f"part size must be positive, got {self.part_size}")
+
+
+def check_object_fits(total: int, part_size: int, *, last_too: bool = False) -> None:
+    """Refuse, before any byte is sent, an upload Object Storage would refuse: parts of 10 MiB (but the last)
+    to 50 GiB, at most 10,000 of them, at most 10 TiB in all. A zip of one part is its own last part."""
+    if not (part_size >= MIN_PART_SIZE or last_too) or part_size > MAX_PART_SIZE:
+        raise UserError(
+            f"part size must be between {MIN_PART_SIZE >> 20} MiB and {MAX_PART_SIZE >> 30} GiB "
+            f"(Object Storage's limits), got {part_size} bytes"
+        )
+    if total > MAX_OBJECT_SIZE:
+        raise UserError(f"the zip would be {total} bytes; Object Storage stores objects of at most 10 TiB")
+    parts = max(1, -(-total // part_size))
+    if parts > MAX_PARTS:
+        least = -(-total // MAX_PARTS)
+        raise UserError(
+            f"the zip is {total} bytes: {parts} parts of {part_size >> 20} MiB, and Object Storage takes at "
+            f"most {MAX_PARTS:,}; use a part size of at least {-(-least // (1 << 20))} MiB, or leave it unset"
+        )
 
 
 @dataclass(frozen=True)
@@ -294,6 +325,7 @@ class _Upload:
         self.layout = ZipLayout.of(manifest, zip64_limit=tuning.zip64_limit)
         self.part_size = tuning.part_size or part_size_for(self.layout.total_size)
         self.parts_total = max(1, -(-self.layout.total_size // self.part_size))
+        check_object_fits(self.layout.total_size, self.part_size, last_too=self.parts_total == 1)
         self.object_name = dest.staging(manifest.digest)
         self.progress = progress
         self.on_part = on_part
@@ -343,7 +375,10 @@ class _Upload:
             details = oci.object_storage.models.CreateMultipartUploadDetails(
                 object=self.object_name,
                 content_type="application/zip",
-                metadata={"manifest-digest": self.manifest.digest, "layout": LAYOUT_VERSION},
+                metadata={
+                    f"{META_PREFIX}manifest-digest": self.manifest.digest,
+                    f"{META_PREFIX}layout": LAYOUT_VERSION,
+                },
             )
             self.upload_id = client.create_multipart_upload(
                 self.dest.namespace, self.dest.bucket, details
@@ -501,8 +536,8 @@ class _Upload:
         if (
             head is None
             or int(head.get("content-length", -1)) != self.layout.total_size
-            or head.get("opc-meta-manifest-digest") != self.manifest.digest
-            or head.get("opc-meta-layout") != LAYOUT_VERSION
+            or head.get(f"{META_PREFIX}manifest-digest") != self.manifest.digest
+            or head.get(f"{META_PREFIX}layout") != LAYOUT_VERSION
         ):
             return None
         return head

@@ -44,6 +44,7 @@ def ds_client(fake: FakeOci, identity: TestIdentity) -> oci.data_science.DataSci
 
 def test_sdk_round_trip_and_multipart(fake_oci: FakeOci, oci_identity: TestIdentity) -> None:
     fake_oci.service(ObjectStorage).create_bucket("models")
+    fake_oci.min_part_size = 1  # byte-sized parts here; the 10 MiB floor: tests/test_oci_rules.py
     client = os_client(fake_oci, oci_identity)
     assert client.get_namespace().data == NS
     client.put_object(NS, "models", "dir/a b.txt", b"hello", opc_meta={"fingerprint": "f1"})
@@ -153,7 +154,10 @@ def test_export_work_request_succeeds_or_fails_on_demand(
             message="copy failed",
         )
     )
-    wr_id = ds.export_model_artifact(model.id, export).headers["opc-work-request-id"]
+    fresh = ds.create_model(
+        dsm.CreateModelDetails(compartment_id="ocid1.compartment.oc1..c", project_id="ocid1.p")
+    ).data  # a model's artifact is immutable: a second export onto `model` is refused (test_oci_rules.py)
+    wr_id = ds.export_model_artifact(fresh.id, export).headers["opc-work-request-id"]
     statuses = [ds.get_work_request(wr_id).data.status for _ in range(3)]
     assert statuses == ["IN_PROGRESS", "FAILED", "FAILED"]  # ends after as many polls as a success
     errors = ds.list_work_request_errors(wr_id).data

@@ -251,3 +251,146 @@ def test_12_previous_versions_and_incomplete_uploads_expire(config: dict[str, An
     grant = export_statements(COMPARTMENT, "llm-artifacts-test")[1]
     holder = next(r for r in of_type(plan, POLICY) if grant in r["inputs"]["statements"])
     assert holder["name"] in depends_on_policies(plan, lifecycle)
+
+
+# -- 14-17: the fakes are as strict as OCI; the upload keeps OCI's rules ------------------------------------
+
+
+def _os_client(fake: Any, identity: Any) -> Any:
+    import oci
+
+    config = oci.config.from_file(str(identity.config_file))
+    return oci.object_storage.ObjectStorageClient(
+        config, service_endpoint=fake.endpoint, retry_strategy=oci.retry.NoneRetryStrategy()
+    )
+
+
+def test_14_the_fake_refuses_bare_metadata_keys_as_oci_does(fake_oci: Any, oci_identity: Any) -> None:
+    import oci
+
+    from tests.fakeoci.objectstorage import ObjectStorage
+
+    fake_oci.service(ObjectStorage).create_bucket("models")
+    client = _os_client(fake_oci, oci_identity)
+    details = oci.object_storage.models.CreateMultipartUploadDetails
+    with pytest.raises(oci.exceptions.ServiceError) as refused:
+        client.create_multipart_upload("testns", "models", details(object="m.zip", metadata={"layout": "1"}))
+    assert (refused.value.status, refused.value.code) == (400, "InvalidParameter")
+    ok = details(object="m.zip", metadata={"opc-meta-layout": "1"})
+    assert client.create_multipart_upload("testns", "models", ok).data.upload_id
+
+
+def test_14_the_upload_sends_opc_meta_keys(fake_oci: Any, oci_identity: Any, tmp_path: Path) -> None:
+    """A folder upload passes the strict fake, and the keys the lost-commit recovery reads are stored."""
+    import oci
+
+    from oci_runtime.auth import Auth, make_client
+    from oci_runtime.upload import Destination, Tuning, upload_folder
+    from tests.fakeoci.objectstorage import ObjectStorage
+
+    fake_oci.service(ObjectStorage).create_bucket("models", versioning=True)
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"\0" * (21 << 20))  # three parts of 10 MiB, the last short
+    auth = Auth(config_file=str(oci_identity.config_file))
+
+    def clients() -> Any:
+        return make_client(oci.object_storage.ObjectStorageClient, auth, endpoint=fake_oci.endpoint)
+
+    dest = Destination(namespace="testns", bucket="models", prefix="models/m/")
+    result = upload_folder(folder, dest, clients, tuning=Tuning(part_size=10 << 20, workers=2))
+    head = _os_client(fake_oci, oci_identity).head_object("testns", "models", result.object_name).headers
+    assert head["opc-meta-manifest-digest"] and head["opc-meta-layout"]
+
+
+def test_15_part_limits_in_the_upload_the_cli_and_the_fake(
+    fake_oci: Any, oci_identity: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import oci
+
+    from domain.errors import UserError
+    from oci_runtime.upload import check_object_fits
+    from tests.fakeoci.objectstorage import ObjectStorage
+
+    mib = 1 << 20
+    with pytest.raises(UserError, match="between 10 MiB and 50 GiB"):
+        check_object_fits(100 * mib, 9 * mib)
+    with pytest.raises(UserError, match="between 10 MiB and 50 GiB"):
+        check_object_fits(100 << 30, 51 << 30)
+    check_object_fits(3 * mib, 9 * mib, last_too=True)  # one part is its own last part
+    with pytest.raises(UserError, match=r"10,000; use a part size of at least 11 MiB"):
+        check_object_fits(10_001 * 10 * mib, 10 * mib)  # up front, before any byte is sent
+    with pytest.raises(UserError, match="at most 10 TiB"):
+        check_object_fits((10 << 40) + 1, 5 << 30)
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    code = main(["package", str(folder), "--to", "oci://b@ns/", "--part-size-mib", "9"])
+    assert code != 0 and "--part-size-mib must be 10 to 51200" in capsys.readouterr().err
+
+    fake_oci.service(ObjectStorage).create_bucket("models")
+    client = _os_client(fake_oci, oci_identity)
+    m = oci.object_storage.models
+    upload = client.create_multipart_upload("testns", "models", m.CreateMultipartUploadDetails(object="z"))
+    etags = [
+        client.upload_part("testns", "models", "z", upload.data.upload_id, n, b"x" * size).headers["etag"]
+        for n, size in ((1, mib), (2, mib))
+    ]
+    commit = m.CommitMultipartUploadDetails(
+        parts_to_commit=[
+            m.CommitMultipartUploadPartDetails(part_num=n + 1, etag=e) for n, e in enumerate(etags)
+        ]
+    )
+    with pytest.raises(oci.exceptions.ServiceError, match="smaller than 10485760 bytes"):
+        client.commit_multipart_upload("testns", "models", "z", upload.data.upload_id, commit)
+    only_last = m.CommitMultipartUploadDetails(
+        parts_to_commit=[m.CommitMultipartUploadPartDetails(part_num=1, etag=etags[0])]
+    )
+    client.commit_multipart_upload("testns", "models", "z", upload.data.upload_id, only_last)
+
+
+def test_16_a_second_export_onto_a_model_with_an_artifact_is_refused(
+    fake_oci: Any, oci_identity: Any
+) -> None:
+    import oci
+
+    from tests.fakeoci.datascience import DataScience
+    from tests.fakeoci.objectstorage import ObjectStorage
+
+    fake_oci.service(ObjectStorage).create_bucket("models")
+    _os_client(fake_oci, oci_identity).put_object("testns", "models", "m.zip", b"PK\x03\x04one")
+    config = oci.config.from_file(str(oci_identity.config_file))
+    ds = oci.data_science.DataScienceClient(config, service_endpoint=fake_oci.endpoint)
+    dsm = oci.data_science.models
+    model = ds.create_model(
+        dsm.CreateModelDetails(compartment_id="ocid1.compartment.oc1..c", project_id="p")
+    ).data
+    export = dsm.ExportModelArtifactDetails(
+        artifact_export_details=dsm.ArtifactExportDetailsObjectStorage(
+            namespace="testns",
+            source_bucket="models",
+            source_object_name="m.zip",
+            source_region="us-ashburn-1",
+        )
+    )
+    wr = ds.export_model_artifact(model.id, export).headers["opc-work-request-id"]
+    while ds.get_work_request(wr).data.status != "SUCCEEDED":
+        pass
+    with pytest.raises(oci.exceptions.ServiceError) as refused:
+        ds.export_model_artifact(model.id, export)
+    assert refused.value.status == 409
+    assert fake_oci.service(DataScience).artifact_bytes(model.id) == b"PK\x03\x04one"
+
+
+def test_17_the_plan_fingerprint_has_the_providers_shape(
+    config: dict[str, Any], plan_json: Any, tmp_path: Path
+) -> None:
+    import re
+
+    folder = tmp_path / "llama-2-7b-chat-hf"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}", encoding="utf-8")
+    model_of(config)["source"] = {"localPath": str(folder)}
+    catalog = of_type(plan_json(config), CATALOG)[0]
+    assert re.fullmatch(r"[0-9a-f]{64}", catalog["inputs"]["customMetadata"]["fingerprint"])

@@ -36,6 +36,17 @@ FAST = Backoff(attempts=8, base_s=0.005, cap_s=0.02)
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def small_parts_allowed(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests drive the multipart logic with KiB-sized parts; Object Storage's 10 MiB floor (kept by
+    the upload and the fake alike) is tested in tests/test_oci_rules.py."""
+    from oci_runtime import upload
+
+    monkeypatch.setattr(upload, "MIN_PART_SIZE", 16 << 10)
+    if "fake_oci" in request.fixturenames:
+        request.getfixturevalue("fake_oci").min_part_size = 16 << 10
+
+
 def make_model(folder: Path, *, seed: int = 0, shards: int = 3, shard_bytes: int = 150_000) -> Path:
     rng = __import__("random").Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
@@ -333,7 +344,8 @@ def test_a_killed_upload_resumes_sending_only_missing_verified_parts(
     store: ObjectStorage,
     clients: Callable[[], Any],
 ) -> None:
-    model = make_model(tmp_path / "m", shards=3, shard_bytes=2 << 20)  # about 6 MiB: 7 parts of 1 MiB
+    # The CLI in a subprocess keeps Object Storage's 10 MiB floor: about 60 MiB, 6 parts of 10 MiB.
+    model = make_model(tmp_path / "m", shards=3, shard_bytes=20 << 20)
     fake_oci.faults.add(Fault(kind="slow", ops=frozenset({"UploadPart"}), delay_s=0.2))
     env = {**os.environ, "OCI_CLI_CONFIG_FILE": str(oci_identity.config_file), "PYTHONPATH": str(ROOT)}
     argv = [
@@ -347,7 +359,7 @@ def test_a_killed_upload_resumes_sending_only_missing_verified_parts(
         "--endpoint",
         fake_oci.endpoint,
         "--part-size-mib",
-        "1",
+        "10",
         "--workers",
         "1",
     ]
@@ -371,8 +383,8 @@ def test_a_killed_upload_resumes_sending_only_missing_verified_parts(
     records[0].write_text(json.dumps(damaged))
 
     mark = len(fake_oci.log)
-    result = upload_folder(model, DEST, clients, tuning=Tuning(part_size=1 << 20, workers=2))
-    total = -(-result.size_bytes // (1 << 20))
+    result = upload_folder(model, DEST, clients, tuning=Tuning(part_size=10 << 20, workers=2))
+    total = -(-result.size_bytes // (10 << 20))
     assert 3 <= stored < total
     assert result.reused_parts == stored - 1
     assert ops(fake_oci, mark)[("UploadPart", 200)] == total - stored + 1
@@ -548,11 +560,11 @@ def test_cli_errors_are_one_line_and_exit_2(
         ),
         (
             ["package", str(model), "--to", "oci://b@ns/", "--part-size-mib", "0"],
-            "--part-size-mib must be 1 to 51200 (50 GiB), got 0",
+            "--part-size-mib must be 10 to 51200 (Object Storage: 10 MiB to 50 GiB per part), got 0",
         ),
         (
             ["package", str(model), "--to", "oci://b@ns/", "--part-size-mib", "60000"],
-            "--part-size-mib must be 1 to 51200 (50 GiB), got 60000",
+            "--part-size-mib must be 10 to 51200 (Object Storage: 10 MiB to 50 GiB per part), got 60000",
         ),
         (
             ["package", str(model), "--to", "oci://b@ns/", "--workers", "0"],

@@ -13,6 +13,7 @@ from domain.errors import UserError
 if TYPE_CHECKING:
     from oci_runtime.upload import Uploaded
 
+MIN_PART_MIB = 10  # Object Storage's smallest part but the last (sources: oci_runtime/upload.py)
 MAX_PART_MIB = 50 << 10  # Object Storage's largest part
 HELP = "zip a model folder (stored, files at the root) straight into Object Storage, or into a file"
 
@@ -54,8 +55,11 @@ def run(args: argparse.Namespace) -> int:
     from oci_runtime.auth import Auth, make_client
 
     dest = Destination.parse(args.to)
-    if args.part_size_mib is not None and not 1 <= args.part_size_mib <= MAX_PART_MIB:
-        raise UserError(f"--part-size-mib must be 1 to {MAX_PART_MIB} (50 GiB), got {args.part_size_mib}")
+    if args.part_size_mib is not None and not MIN_PART_MIB <= args.part_size_mib <= MAX_PART_MIB:
+        raise UserError(
+            f"--part-size-mib must be {MIN_PART_MIB} to {MAX_PART_MIB} (Object Storage: 10 MiB to 50 GiB "
+            f"per part), got {args.part_size_mib}"
+        )
     if args.workers < 1:
         raise UserError(f"--workers must be at least 1, got {args.workers}")
     tuning = Tuning(

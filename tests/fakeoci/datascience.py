@@ -294,6 +294,13 @@ class DataScience(Service):
     @route("POST", "/models/{modelId}/actions/exportArtifact", op="ExportModelArtifact")
     def export_artifact(self, req: Request) -> Response:
         model = self._model(req)
+        if model.get("_hasArtifact"):
+            # "Model artifacts stored in the model catalog are immutable by design" (Data Science docs,
+            # models-about.htm; ADS model_catalog.rst). The status OCI answers with is not documented: 409
+            # Conflict, as CreateModelArtifact here, is the fake's assumption.
+            raise HttpError(
+                409, "Conflict", f"model {model['id']} already has an artifact; create a new model"
+            )
         details = (req.json() or {}).get("artifactExportDetails") or {}
         if details.get("artifactSourceType") != "ORACLE_OBJECT_STORAGE":
             raise HttpError(
@@ -313,8 +320,6 @@ class DataScience(Service):
             )
             folder = self._artifact_dir(model_id)
             folder.mkdir(parents=True, exist_ok=True)
-            for old in folder.glob("segment-*"):
-                old.unlink()
             for i, seg in enumerate(segments):
                 os.link(seg, folder / f"segment-{i:05d}")
             model["_hasArtifact"] = True

@@ -31,6 +31,8 @@ from tests.fakeoci.core import (
 )
 
 MAX_PARTS = 10_000
+MAX_PART_SIZE = 50 << 30
+META_PREFIX = "opc-meta-"
 DISCARD_FROM = 1 << 20  # without fake.keep_bodies, bodies this large are received, then dropped
 
 
@@ -377,6 +379,12 @@ class ObjectStorage(Service):
         body = req.json() or {}
         if not body.get("object"):
             raise HttpError(400, "InvalidParameter", "object is required")
+        metadata = body.get("metadata") or {}
+        bare = sorted(k for k in metadata if not k.lower().startswith(META_PREFIX))
+        if bare:
+            # CreateMultipartUploadDetails.metadata: keys "must be in "opc-meta-*" format". OCI's exact error
+            # code for this case was not found; 400 InvalidParameter is the fake's stand-in.
+            raise HttpError(400, "InvalidParameter", f"metadata keys must start with {META_PREFIX}: {bare}")
         upload_id = uuid.uuid4().hex
         info = {
             "namespace": self.fake.namespace,
@@ -386,10 +394,7 @@ class ObjectStorage(Service):
             "timeCreated": now_rfc3339(),
             "storageTier": "Standard",
             "contentType": body.get("contentType"),
-            "metadata": {
-                (k.lower() if k.lower().startswith("opc-meta-") else f"opc-meta-{k.lower()}"): v
-                for k, v in (body.get("metadata") or {}).items()
-            },
+            "metadata": {k.lower(): v for k, v in metadata.items()},
         }
         folder = bucket / "uploads" / upload_id
         folder.mkdir()
@@ -414,6 +419,8 @@ class ObjectStorage(Service):
             num = 0
         if not 1 <= num <= MAX_PARTS:
             raise HttpError(400, "InvalidParameter", f"uploadPartNum must be 1..{MAX_PARTS}")
+        if req.content_length > MAX_PART_SIZE:
+            raise HttpError(400, "InvalidParameter", "a part holds at most 50 GiB")
         tmp = folder / f".part-{num:05d}-{uuid.uuid4().hex}"
         size, digest = self._receive(req, tmp, f"part {num}")
         etag = uuid.uuid4().hex
@@ -459,6 +466,13 @@ class ObjectStorage(Service):
                         400, "InvalidUploadPart", f"part {w['partNum']} is missing or its etag differs"
                     )
             parts = [stored[int(w["partNum"])] for w in wanted]
+            small = [p["partNumber"] for p in parts[:-1] if int(p["size"]) < self.fake.min_part_size]
+            if small:
+                raise HttpError(
+                    400,
+                    "InvalidParameter",
+                    f"parts {small} are smaller than {self.fake.min_part_size} bytes; only the last may be",
+                )
             multipart_md5 = hashlib.md5(usedforsecurity=False)
             for p in parts:
                 multipart_md5.update(base64.b64decode(p["md5"]))
