@@ -73,6 +73,7 @@ from domain.context import (
     Context,
 )
 from domain.ids import image_digest
+from domain.oci_rules import INACTIVE_ONLY
 from domain.settings import AuthSettings, ComputeSettings, ModelSettings
 
 # The service waits up to 240 minutes for a deployment; the provider must wait a little longer.
@@ -208,7 +209,8 @@ class ModelServing(pulumi.ComponentResource):
             compartment_id=args.compartment_id,
             project_id=args.project_id,
             display_name=ctx.display_name(model.name),
-            description=f"{model.name} on {model.compute.shape} x{model.compute.replicas}",
+            # Static: shape and replica count change in place while ACTIVE, a description with them would not.
+            description=f"{model.name} served by {model.serving.engine}",
             freeform_tags=tags,
             model_deployment_configuration_details=DeploymentConfigArgs(
                 deployment_type="SINGLE_MODEL",
@@ -243,7 +245,11 @@ class ModelServing(pulumi.ComponentResource):
                 access=AccessLogArgs(log_group_id=args.log_group_id, log_id=args.logs.access_log_id),
             ),
             opts=pulumi.ResourceOptions(
-                parent=self, custom_timeouts=DEPLOYMENT_TIMEOUTS, depends_on=list(args.depends_on)
+                parent=self,
+                custom_timeouts=DEPLOYMENT_TIMEOUTS,
+                depends_on=list(args.depends_on),
+                # OCI changes these only while INACTIVE: a new deployment replaces the old (oci_rules.py).
+                replace_on_changes=list(INACTIVE_ONLY),
             ),
         )
 

@@ -21,6 +21,10 @@ DEFAULT_PORT = 8080
 RESERVED_PORTS = frozenset({24224, 8446, 8447})
 ENV_LIMIT_BYTES = 2048
 ONLINE_STORAGE_GB = 950
+# Tensor-parallel engines share tensors through /dev/shm; Oracle's samples give the container `SHM_SIZE`
+# (`10g`, oracle-samples LLM/deploy-llama3.1.md and deploy-openai-llm-byoc.md, tensor parallelism 8). Not in
+# Oracle's docs; set whenever more than one GPU is used, counted in the 2048-byte budget like any variable.
+TENSOR_PARALLEL_SHM = "10g"
 
 # Routes OCI calls on the container when not told otherwise.
 OCI_DEFAULT_PREDICT = "/predict"
@@ -97,6 +101,8 @@ def container_env(spec: ContainerSpec) -> dict[str, str]:
         "TENSOR_PARALLELISM": str(spec.tensor_parallelism),
         "MAX_MODEL_LEN": str(spec.max_model_len),
     }
+    if spec.tensor_parallelism > 1:
+        env["SHM_SIZE"] = TENSOR_PARALLEL_SHM
     if spec.quantization != "none":
         env["QUANTIZATION"] = spec.quantization
     if spec.params:

@@ -47,6 +47,7 @@ class RecordedResource:
     id: str | None = None
     registered_outputs: bool = False
     custom_timeouts: dict[str, str] = field(default_factory=dict)  # as registered: create, update, delete
+    replace_on_changes: list[str] = field(default_factory=list)  # input paths whose change replaces it
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -56,6 +57,7 @@ class RecordedResource:
             "parent": self.parent,
             "dependencies": self.dependencies,
             "inputs": self.inputs,
+            **({"replaceOnChanges": self.replace_on_changes} if self.replace_on_changes else {}),
         }
 
 
@@ -255,10 +257,10 @@ class PlanMocks(pulumi.runtime.Mocks):
     """Ids, URLs and invoke results a real `pulumi up` would get from OCI, made up deterministically."""
 
     def __init__(self, settings: Settings) -> None:
-        from components.registry import REGION_KEYS
+        from domain.oci_rules import region_key
 
         self.region = settings.region
-        self.region_key = REGION_KEYS.get(settings.region, settings.region)
+        self.region_key = region_key(settings.region) or settings.region
         self.namespace = namespace_hint(settings)
 
     def new_resource(self, args: Any) -> tuple[str, dict[str, Any]]:
@@ -380,6 +382,7 @@ class RecordingMonitor(pulumi_internals.MockMonitor):
                     for kind in ("create", "update", "delete")
                     if (value := getattr(request.customTimeouts, kind))
                 },
+                replace_on_changes=sorted(request.replaceOnChanges),
             )
         )
         return response

@@ -59,6 +59,7 @@ SERVICE_KEYS = frozenset(
         "MODEL_DEPLOY_HEALTH_ENDPOINT",
         "MODEL_DEPLOY_ENABLE_STREAMING",
         "DEPLOYMENT_TIMEOUT_IN_MINUTES",
+        "SHM_SIZE",  # the container's /dev/shm, for tensor parallelism (domain/container_env.py)
     }
 )
 TOKEN_ENV_NAMES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")

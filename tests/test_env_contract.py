@@ -109,6 +109,7 @@ def test_what_the_launcher_reads_tracks_the_case(engine: str, method: str, token
         "DEPLOYMENT_TIMEOUT_IN_MINUTES",
     }
     assert ("STORAGE_SIZE_IN_GB" in service_keys) == (method == "online")
+    assert ("SHM_SIZE" in service_keys) == (env["TENSOR_PARALLELISM"] != "1")
 
 
 @pytest.mark.parametrize(("engine", "method", "token", "tuned"), CASES)

@@ -394,3 +394,106 @@ def test_17_the_plan_fingerprint_has_the_providers_shape(
     model_of(config)["source"] = {"localPath": str(folder)}
     catalog = of_type(plan_json(config), CATALOG)[0]
     assert re.fullmatch(r"[0-9a-f]{64}", catalog["inputs"]["customMetadata"]["fingerprint"])
+
+
+# -- 6-9, 11, 13: rules settings check before anything is created ------------------------------------------
+
+
+def test_6_a_deployment_subnet_holds_127_free_addresses() -> None:
+    from domain.oci_rules import subnet_problem
+
+    assert subnet_problem("10.0.1.0/24") is None and subnet_problem("10.0.0.0/16") is None
+    problem = subnet_problem("10.0.1.0/25")
+    assert problem is not None and "125 usable" in problem and "127" in problem
+
+
+def test_7_tensor_parallel_deployments_get_shared_memory_in_the_env_budget(
+    config: dict[str, Any], plan_json: Any
+) -> None:
+    from domain.container_env import env_size_bytes
+
+    model_of(config)["compute"] = {"shape": "VM.GPU.A10.2"}
+    model_of(config)["serving"]["tensorParallelism"] = 2
+    deployment = of_type(plan_json(config), DEPLOYMENT)[0]
+    details = deployment["inputs"]["modelDeploymentConfigurationDetails"]
+    env = details["environmentConfigurationDetails"]["environmentVariables"]
+    assert env["SHM_SIZE"] == "10g"
+    assert env_size_bytes(env) < 2048
+    single = of_type(plan_json(_one_gpu(config)), DEPLOYMENT)[0]
+    assert (
+        "SHM_SIZE"
+        not in single["inputs"]["modelDeploymentConfigurationDetails"]["environmentConfigurationDetails"][
+            "environmentVariables"
+        ]
+    )
+
+
+def _one_gpu(config: dict[str, Any]) -> dict[str, Any]:
+    model_of(config)["compute"] = {"shape": "VM.GPU.A10.1"}
+    model_of(config)["serving"]["tensorParallelism"] = 1
+    return config
+
+
+def test_8_what_oci_changes_only_while_inactive_replaces_the_deployment(
+    config: dict[str, Any], plan_json: Any
+) -> None:
+    from domain.oci_rules import INACTIVE_ONLY, update_verdict
+
+    deployment = of_type(plan_json(config), DEPLOYMENT)[0]
+    assert deployment["replaceOnChanges"] == sorted(INACTIVE_ONLY)
+    # The description is static: a replica or shape change stays an in-place, zero-downtime update.
+    assert deployment["inputs"]["description"] == "llama2-7b-chat served by vllm"
+    model_of(config)["compute"] = {"shape": "VM.GPU.A10.2", "replicas": 3}
+    assert (
+        of_type(plan_json(config), DEPLOYMENT)[0]["inputs"]["description"]
+        == deployment["inputs"]["description"]
+    )
+    model = "modelDeploymentConfigurationDetails.modelConfigurationDetails"
+    assert (
+        update_verdict({f"{model}.instanceConfiguration.instanceShapeName", f"{model}.modelId"}) == "in place"
+    )
+    assert update_verdict({f"{model}.bandwidthMbps"}) == "in place"
+    assert update_verdict({f"{model}.modelId", f"{model}.bandwidthMbps"}) == "refused"
+    assert (
+        update_verdict({"modelDeploymentConfigurationDetails.environmentConfigurationDetails.image"})
+        == "replace"
+    )
+
+
+def test_9_engine_shape_and_quantization_combinations_from_one_table() -> None:
+    from domain.shapes import SHAPES, serving_problems
+
+    assert serving_problems("vllm", "VM.GPU2.1")[0].startswith("vllm needs compute capability 7.0")
+    assert serving_problems("tgi", "BM.GPU2.2")
+    for quantization in ("awq", "fp8", "int8"):
+        assert serving_problems("vllm", "VM.GPU3.2", quantization), quantization
+    assert serving_problems("vllm", "VM.GPU3.2", "gptq") == []
+    assert "ROCm" in serving_problems("vllm", "BM.GPU.MI300X.8")[0]
+    for shape in ("VM.GPU.A10.1", "VM.GPU.A10.2", "BM.GPU.A10.4", "BM.GPU3.8", "BM.GPU4.8"):
+        assert shape in SHAPES and serving_problems("vllm", shape) == []
+    for shape in ("BM.GPU.A100-v2.8", "BM.GPU.H100.8", "BM.GPU.H200.8", "BM.GPU.L40S.4"):
+        assert serving_problems("vllm", shape, "fp8") == []
+
+
+def test_11_ocir_hosts_come_from_the_sdks_region_table() -> None:
+    import oci.regions
+
+    from domain.oci_rules import ocir_host
+
+    assert ocir_host("us-ashburn-1") == "iad.ocir.io"
+    # Every OC1 region the SDK knows has a host; the old hand list had 29.
+    oc1 = [r for r in oci.regions.REGIONS if oci.regions.REGION_REALMS.get(r) == "oc1"]
+    assert len({ocir_host(r) for r in oc1}) == len(oc1) > 29
+    with pytest.raises(ValueError, match="not in the OCI SDK's region table"):
+        ocir_host("xx-nowhere-1")
+
+
+def test_13_the_tenancy_comes_from_the_oci_config_profile(tmp_path: Path) -> None:
+    from domain.oci_rules import tenancy_from_profile
+
+    config = tmp_path / "config"
+    config.write_text(f"[DEFAULT]\nregion=us-ashburn-1\n\n[work]\ntenancy={TENANCY}\n")
+    found = tenancy_from_profile(str(config), "work")
+    assert found is not None and found.tenancy_id == TENANCY and found.origin == f"{config} [work]"
+    assert tenancy_from_profile(str(config), "DEFAULT") is None
+    assert tenancy_from_profile(str(tmp_path / "missing"), "DEFAULT") is None
