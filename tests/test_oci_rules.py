@@ -488,6 +488,15 @@ def test_11_ocir_hosts_come_from_the_sdks_region_table() -> None:
         ocir_host("xx-nowhere-1")
 
 
+def test_11_the_region_table_is_the_installed_sdks() -> None:
+    """domain/regions.py is generated from `oci.regions`; a new SDK's regions fail here until regenerated."""
+    from domain.regions import REGIONS
+    from oci_runtime.regions import render, sdk_regions
+
+    assert sdk_regions() == REGIONS, "run `make regions`"
+    assert (PROJECT_DIR / "domain" / "regions.py").read_text() == render()
+
+
 def test_13_the_tenancy_comes_from_the_oci_config_profile(tmp_path: Path) -> None:
     from domain.oci_rules import tenancy_from_profile
 
