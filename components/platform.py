@@ -92,6 +92,8 @@ class LlmPlatform(pulumi.ComponentResource):
                 namespace=namespace,
                 name=s.artifact_bucket.name,
                 kms_key_id=s.artifact_bucket.kms_key_id,
+                previous_versions_days=s.artifact_bucket.previous_versions_days,
+                incomplete_uploads_days=s.artifact_bucket.incomplete_uploads_days,
                 # The Vault key and lifecycle grants exist before Object Storage acts on them.
                 depends_on=identity.policies,
             ),

@@ -225,18 +225,17 @@ def export_buckets(settings: Settings) -> dict[str, str]:
 
 def bucket_compartment(settings: Settings, bucket: str) -> str:
     """The compartment of a bucket the stack reads: `bucketCompartments.<bucket>`, else the stack's."""
-    compartments: Mapping[str, str] = getattr(settings, "bucket_compartments", None) or {}
-    return compartments.get(bucket, settings.compartment_id)
+    return settings.bucket_compartments.get(bucket, settings.compartment_id)
 
 
 def subnet_compartment(settings: Settings) -> str:
     """The subnet's compartment: `network.subnetCompartmentId`, else the stack's (its own VCN is there)."""
-    return getattr(settings.network, "subnet_compartment_id", None) or settings.compartment_id
+    return settings.network.subnet_compartment_id or settings.compartment_id
 
 
 def kms_key_compartment(settings: Settings) -> str:
     """The Vault key's compartment: `artifactBucket.kmsKeyCompartmentId`, else the stack's."""
-    return getattr(settings.artifact_bucket, "kms_key_compartment_id", None) or settings.compartment_id
+    return settings.artifact_bucket.kms_key_compartment_id or settings.compartment_id
 
 
 def service_needs(settings: Settings) -> ServiceNeeds:

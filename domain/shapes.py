@@ -94,10 +94,11 @@ def known_shape_names() -> list[str]:
 
 
 def serving_problems(engine: str, shape_name: str, quantization: str = "none") -> list[str]:
-    """Why `engine` with `quantization` cannot run on `shape_name`; empty when it can (or the shape is
-    unknown here: the settings name unknown shapes themselves)."""
+    """Why `engine` with `quantization` cannot run on `shape_name`, each ending in what is accepted (as a
+    settings problem does); empty when it can (or the shape is unknown here: the settings name unknown shapes
+    themselves)."""
     if shape_name in ROCM_SHAPES:
-        return [f"{shape_name} ({ROCM_SHAPES[shape_name]}); pick an NVIDIA shape"]
+        return [f"{shape_name} ({ROCM_SHAPES[shape_name]}); accepted: an NVIDIA shape"]
     shape = SHAPES.get(shape_name)
     if shape is None or shape.compute_capability is None:
         return []
@@ -106,13 +107,13 @@ def serving_problems(engine: str, shape_name: str, quantization: str = "none") -
     if cc < ENGINE_MIN_CC:
         return [
             f"{engine} needs compute capability {ENGINE_MIN_CC} or newer; {shape.gpu} ({shape_name}) has "
-            f"{cc}. Shapes it runs on: {', '.join(ok)}"
+            f"{cc}; accepted: a shape it runs on: {', '.join(ok)}"
         ]
     needed = QUANTIZATION_MIN_CC.get(quantization)
     if needed is not None and cc < needed:
         fits = sorted(n for n, s in SHAPES.items() if (s.compute_capability or 0) >= needed)
         return [
             f"{quantization} quantization needs compute capability {needed} or newer; {shape.gpu} "
-            f"({shape_name}) has {cc}: use gptq or none there, or one of {', '.join(fits)}"
+            f"({shape_name}) has {cc}; accepted: gptq or none there, or one of {', '.join(fits)}"
         ]
     return []

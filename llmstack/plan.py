@@ -80,6 +80,7 @@ class Plan:
             "stack": self.stack,
             "resources": [r.as_json() for r in self.resources],
             "outputs": self.outputs,
+            "tenancy": {"id": self.settings.tenancy_id, "from": self.settings.tenancy_origin},
         }
 
 

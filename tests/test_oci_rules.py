@@ -506,3 +506,97 @@ def test_13_the_tenancy_comes_from_the_oci_config_profile(tmp_path: Path) -> Non
     assert found is not None and found.tenancy_id == TENANCY and found.origin == f"{config} [work]"
     assert tenancy_from_profile(str(config), "DEFAULT") is None
     assert tenancy_from_profile(str(tmp_path / "missing"), "DEFAULT") is None
+
+
+# -- the rules as settings apply them (refusals before anything is created) ---------------------------------
+
+
+def settings_problems(config: dict[str, Any]) -> list[str]:
+    from domain.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError) as caught:
+        load_settings(config, stack="test", project_dir=PROJECT_DIR)
+    return [str(p) for p in caught.value.problems]
+
+
+def test_2_a_source_bucket_in_another_compartment_is_granted_there(
+    config: dict[str, Any], plan_json: Any
+) -> None:
+    model_of(config)["source"] = {"objectStorage": "oci://llm-models@idxyzabc1234/llama-2-7b.zip"}
+    model_of(config)["parameters"] = "7B"
+    config["oci-llm-stack:bucketCompartments"] = {"llm-models": OTHER}
+    plan = plan_json(config)
+    there = [r for r in of_type(plan, POLICY) if r["inputs"]["compartmentId"] == OTHER]
+    assert len(there) == 1
+    assert set(export_statements(OTHER, "llm-models")) == set(there[0]["inputs"]["statements"])
+    assert not any("llm-models" in s for s in statements(plan, COMPARTMENT))
+    catalog = of_type(plan, CATALOG)[0]
+    assert there[0]["name"] in depends_on_policies(plan, catalog)
+
+
+def test_1_an_existing_subnet_in_another_compartment(config: dict[str, Any], plan_json: Any) -> None:
+    config["oci-llm-stack:network"] = {"existingSubnetId": SUBNET, "subnetCompartmentId": OTHER}
+    have = statements(plan_json(config), OTHER)
+    assert have == [f"Allow service datascience to use virtual-network-family in compartment id {OTHER}"]
+
+
+def test_3_a_key_in_another_compartment(config: dict[str, Any], plan_json: Any) -> None:
+    config["oci-llm-stack:artifactBucket"] = {
+        "name": "llm-artifacts-test",
+        "kmsKeyId": KEY,
+        "kmsKeyCompartmentId": OTHER,
+    }
+    plan = plan_json(config)
+    (holder,) = [r for r in of_type(plan, POLICY) if r["inputs"]["compartmentId"] == OTHER]
+    assert holder["inputs"]["statements"][0].endswith(f"where target.key.id = '{KEY}'")
+    assert holder["name"] in depends_on_policies(plan, of_type(plan, BUCKET)[0])
+
+
+def test_6_settings_refuse_a_subnet_smaller_than_24(config: dict[str, Any]) -> None:
+    config["oci-llm-stack:network"] = {"vcnCidr": "10.0.0.0/16", "subnetCidr": "10.0.1.0/25"}
+    (problem,) = settings_problems(config)
+    assert problem.startswith("network.subnetCidr: a /25 subnet has 125 usable addresses")
+
+
+def test_9_settings_refuse_what_cannot_run(config: dict[str, Any]) -> None:
+    model_of(config)["compute"] = {"shape": "VM.GPU2.1"}
+    assert any("vllm needs compute capability 7.0" in p for p in settings_problems(config))
+    model_of(config)["compute"] = {"shape": "BM.GPU.MI300X.8"}
+    assert any("ROCm" in p for p in settings_problems(config))
+
+
+def test_11_settings_refuse_an_image_of_another_regions_registry(config: dict[str, Any]) -> None:
+    model_of(config)["serving"]["image"] = model_of(config)["serving"]["image"].replace(
+        "iad.ocir.io", "fra.ocir.io"
+    )
+    (problem,) = settings_problems(config)
+    assert "another region's registry" in problem and "iad.ocir.io" in problem
+    config["oci:region"] = "xx-nowhere-1"
+    assert any("not in the OCI SDK's region table" in p for p in settings_problems(config))
+
+
+def test_12_lifecycle_days_are_settings(config: dict[str, Any], plan_json: Any) -> None:
+    config["oci-llm-stack:artifactBucket"] = {
+        "name": "llm-artifacts-test",
+        "previousVersionsDays": 90,
+        "incompleteUploadsDays": 2,
+    }
+    rules = {
+        r["target"]: r["timeAmount"] for r in of_type(plan_json(config), LIFECYCLE)[0]["inputs"]["rules"]
+    }
+    assert rules == {"previous-object-versions": "90", "multipart-uploads": "2"}
+
+
+def test_13_the_plan_takes_the_tenancy_from_the_profile_and_says_so(
+    config: dict[str, Any], plan_json: Any, tmp_path: Path
+) -> None:
+    oci_config = tmp_path / "oci-config"
+    oci_config.write_text(f"[work]\ntenancy={TENANCY}\nregion=us-ashburn-1\n")
+    del config["oci-llm-stack:tenancyId"]
+    config["oci-llm-stack:auth"] = {"configFile": str(oci_config), "profile": "work"}
+    plan = plan_json(config)
+    assert plan["tenancy"] == {"id": TENANCY, "from": f"{oci_config} [work]"}
+    group = of_type(plan, "oci:Identity/dynamicGroup:DynamicGroup")[0]
+    assert group["inputs"]["compartmentId"] == TENANCY
+    config["oci-llm-stack:auth"] = {"configFile": str(tmp_path / "none"), "profile": "work"}
+    assert any(p.startswith("tenancyId:") for p in settings_problems(config))

@@ -204,7 +204,8 @@ CASES = [
         "unknown top-level key",
         set_top("budgett", {"monthlyUsd": 1}),
         "budgett: unknown key; did you mean 'budget'? known keys: tenancyId, compartmentId, projectId, network, "
-        "logging, registry, artifactBucket, budget, identity, auth, tags, hfToken, hfTokenSecretId, pricing, models",
+        "logging, registry, artifactBucket, bucketCompartments, budget, identity, auth, tags, hfToken, "
+        "hfTokenSecretId, pricing, models",
     ),
     (
         "misspelt project namespace",

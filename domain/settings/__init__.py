@@ -17,7 +17,15 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+)
 from pydantic import model_validator as check
 from pydantic.alias_generators import to_camel
 
@@ -30,7 +38,8 @@ from domain.container_env import (
     container_env,
     env_problems,
 )
-from domain.ids import BUCKET_NAME, IMAGE_EXAMPLE, REPOSITORY_NAME, Engine, SigningAuthMode
+from domain.ids import BUCKET_NAME, IMAGE_EXAMPLE, REPOSITORY_NAME, Engine, SigningAuthMode, parse_image
+from domain.oci_rules import ProfileTenancy, ocir_host, tenancy_from_profile
 from domain.pricing import DEFAULT_PRICES, PriceTable, with_overrides
 from domain.secrets import secret_kind
 from domain.settings import fields as t
@@ -41,7 +50,7 @@ from domain.settings.files import PROJECT as PROJECT
 from domain.settings.files import StackFile as StackFile
 from domain.settings.files import config_as_strings as config_as_strings
 from domain.settings.files import read_stack_file as read_stack_file
-from domain.shapes import SHAPES
+from domain.shapes import SHAPES, serving_problems
 from domain.training_args import FineTuneArgs, checked, job_command, to_argv
 from domain.weights import tgi_weights_problem
 
@@ -52,6 +61,7 @@ FINE_TUNE_WORK_DIR = "/home/datascience/finetune-work"  # the job run's home, on
 MAX_TRAINING_MINUTES = 7 * 24 * 60
 MAX_COMMAND_BYTES = 2048  # a job's CMD and ENTRYPOINT together
 URI_FORM = "oci://<bucket>@<namespace>/<prefix>"
+CONFIG_FILE_MODES = ("api_key", "security_token")  # the auth modes that read the OCI config file
 Found = list[tuple[tuple[str, ...], str]]  # what a cross-field check refuses: (key path, message)
 
 
@@ -71,7 +81,9 @@ class Section(BaseModel):
 
 class NetworkSettings(Section):
     vcn_cidr: t.Cidr = key("10.0.0.0/16", "VCN address range (/16 to /30)")
-    subnet_cidr: t.Cidr = key("10.0.1.0/24", "private subnet, inside `vcnCidr`")
+    subnet_cidr: t.SubnetCidr = key(
+        "10.0.1.0/24", "private subnet, inside `vcnCidr`; /24 or larger (deployments need 127 free addresses)"
+    )
     egress: Literal["nat", "managed", "none"] = key(
         "nat",
         "`nat`: own VCN, NAT + service gateway; `managed`: service-managed networking with internet; `none`: "
@@ -79,6 +91,11 @@ class NetworkSettings(Section):
     )
     existing_subnet_id: Annotated[str, t.ocid("subnet")] | None = key(
         None, "use this subnet; no network resources are created"
+    )
+    subnet_compartment_id: Annotated[str, t.ocid("compartment", "tenancy")] | None = key(
+        None,
+        "compartment of `existingSubnetId` (none: `compartmentId`); the Data Science service is granted the"
+        " network there",
     )
 
     @property
@@ -149,16 +166,27 @@ class RegistrySettings(Section):
         return _for_stack(self, "repository", rule, info)  # type: ignore[no-any-return]
 
 
+_BUCKET_RULE = t.matching(BUCKET_NAME, "bad bucket name", "1-256 letters, digits, '.', '_' or '-'")
+
+
 class BucketSettings(Section):
     name: str = key(f"{PROJECT}-<stack>-artifacts", "private, versioned bucket for model zips")
     kms_key_id: Annotated[str, t.ocid("key")] | None = key(
         None, "customer-managed Vault key for the bucket (none: Oracle-managed)"
     )
+    kms_key_compartment_id: Annotated[str, t.ocid("compartment", "tenancy")] | None = key(
+        None, "compartment of the Vault key (none: `compartmentId`); Object Storage is granted the key there"
+    )
+    previous_versions_days: int = key(
+        30, "days a replaced object's previous version is kept (lifecycle rule)", ge=1, le=3650
+    )
+    incomplete_uploads_days: int = key(
+        7, "days an uncommitted multipart upload is kept before it is aborted (lifecycle rule)", ge=1, le=365
+    )
 
     @check(mode="after")
     def _named(self, info: ValidationInfo) -> BucketSettings:
-        rule = t.matching(BUCKET_NAME, "bad bucket name", "1-256 letters, digits, '.', '_' or '-'")
-        return _for_stack(self, "name", rule, info)  # type: ignore[no-any-return]
+        return _for_stack(self, "name", _BUCKET_RULE, info)  # type: ignore[no-any-return]
 
 
 class BudgetSettings(Section):
@@ -483,6 +511,8 @@ class ModelSettings(Section):
             found.append(
                 (("serving", "tensorParallelism"), said("more GPUs than the shape has:", tp, accepted))
             )
+        for problem in serving_problems(self.serving.engine, self.compute.shape, self.serving.quantization):
+            found.append((("compute", "shape"), problem))
         local = self.source.local_path
         if self.serving.engine == "tgi" and local is not None and (why := tgi_weights_problem(local)):
             found.append((("source", "localPath"), f"{local}: {why}"))
@@ -515,9 +545,6 @@ class ModelSettings(Section):
         )
 
 
-_REGION = t.matching(
-    re.compile(r"^[a-z]{2,}-[a-z]+-\d+$"), "invalid value", "an OCI region identifier such as us-ashburn-1"
-)
 _NAME = t.matching(
     re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"),
     "bad model name",
@@ -531,11 +558,11 @@ _TAG = t.matching(
 
 class Settings(Section):
     project: ClassVar[str] = PROJECT
-    region: Annotated[str, _REGION] = key(
-        ..., "OCI region of every resource, e.g. `us-ashburn-1`", alias="oci:region"
-    )
-    tenancy_id: Annotated[str, t.ocid("tenancy")] = key(
-        ..., "tenancy; the dynamic group lives in its root compartment"
+    region: t.Region = key(..., "OCI region of every resource, e.g. `us-ashburn-1`", alias="oci:region")
+    tenancy_id: t.Tenancy = key(
+        None,
+        "tenancy; the dynamic group lives in its root compartment (none: `tenancy` of `auth.profile` in"
+        " `auth.configFile`, which the plan names)",
     )
     compartment_id: Annotated[str, t.ocid("compartment", "tenancy")] = key(
         ..., "compartment of every other resource"
@@ -547,6 +574,14 @@ class Settings(Section):
     logging: LoggingSettings = key(LoggingSettings(), "the predict and access logs")
     registry: RegistrySettings = key(RegistrySettings.model_construct(), "the serving images")
     artifact_bucket: BucketSettings = key(BucketSettings.model_construct(), "the model artifacts")
+    bucket_compartments: Annotated[
+        dict[Annotated[str, _BUCKET_RULE], Annotated[str, t.ocid("compartment", "tenancy")]],
+        Accepts("a mapping of bucket names to compartment OCIDs"),
+    ] = key(
+        {},
+        "compartment of a source, dataset or output bucket outside `compartmentId` (the catalog copy is "
+        "granted there), e.g. `{llm-models: ocid1.compartment.oc1..<unique id>}`",
+    )
     budget: BudgetSettings = key(BudgetSettings(), "what the stack may cost")
     identity: IdentitySettings = key(IdentitySettings(), "who the deployments and jobs are")
     auth: AuthSettings = key(AuthSettings(), "how the project's own providers sign OCI calls")
@@ -565,12 +600,28 @@ class Settings(Section):
         Accepts("at least one model: models.<name>: {source, serving, compute}"),
     ] = key(..., "one entry per deployed model", alias="models", min_length=1)
     _stack: str = PrivateAttr("")
+    _tenancy_origin: str = PrivateAttr("tenancyId")
 
     @check(mode="before")
     @classmethod
     def _named_sections(cls, raw: Any) -> Any:
         """The sections whose default names carry the stack are always validated, with the stack at hand."""
         return {"registry": {}, "artifactBucket": {}, **raw} if isinstance(raw, Mapping) else raw
+
+    @check(mode="wrap")
+    @classmethod
+    def _tenancy_from_profile(cls, raw: Any, handler: ModelWrapValidatorHandler[Settings]) -> Settings:
+        """Without `tenancyId`, the `tenancy` of the OCI config profile the providers sign with (read from the
+        file, offline too); `tenancy_origin` says which it was."""
+        profile = None
+        if isinstance(raw, Mapping) and raw.get("tenancyId") is None:
+            profile = _profile_tenancy(raw.get("auth"))
+            tenancy = profile.tenancy_id if isinstance(profile, ProfileTenancy) else profile
+            raw = {**raw, "tenancyId": tenancy}
+        settings = handler(raw)
+        if isinstance(profile, ProfileTenancy):
+            settings._tenancy_origin = profile.origin
+        return settings
 
     def model_post_init(self, context: Any) -> None:
         self._stack = context["stack"]
@@ -580,6 +631,11 @@ class Settings(Section):
     @property
     def stack(self) -> str:
         return self._stack
+
+    @property
+    def tenancy_origin(self) -> str:
+        """Where `tenancy_id` came from: `tenancyId`, or `<config file> [<profile>]`."""
+        return self._tenancy_origin
 
     @property
     def models(self) -> tuple[ModelSettings, ...]:
@@ -638,8 +694,23 @@ class Settings(Section):
                 for message in env_problems(container_env(spec)):
                     shorter = f"(params is {len(model.serving.params)} characters); accepted: shorter params"
                     found.append((("models", name, "serving", "params"), f"{message} {shorter}"))
+            found += self._image_hosts(name, model)
         _refuse(found)
         return self
+
+    def _image_hosts(self, name: str, model: ModelSettings) -> Found:
+        """Images live in the stack region's OCIR: `<key>.ocir.io` or `<region>.ocir.io` (the SDK's table)."""
+        host = ocir_host(self.region)
+        images: list[tuple[tuple[str, ...], str]] = [(("serving", "image"), model.serving.image)]
+        if model.source.fine_tune is not None:
+            images.append((("source", "fineTune", "image"), model.source.fine_tune.image))
+        accepted = f"an image in {self.region}'s registry, {host}/<namespace>/<repository>:<tag>@sha256:"
+        accepted += "<digest>"
+        return [
+            (("models", name, *at), said("another region's registry:", image, accepted))
+            for at, image in images
+            if parse_image(image).host not in (host, f"{self.region}.ocir.io")
+        ]
 
     def _egress(self, why: str, what: str) -> Found:
         if self.network.egress != "none" or self.network.existing_subnet_id is not None:
@@ -715,6 +786,20 @@ def training_fit(
         lora_r=fine_tune.lora_r,
         gradient_checkpointing=fine_tune.gradient_checkpointing,
     )
+
+
+def _profile_tenancy(auth: Any) -> ProfileTenancy | t.NoTenancy:
+    """The `tenancy` of `auth.profile` in `auth.configFile` (their defaults when not set), or why none."""
+    given = auth if isinstance(auth, Mapping) else {}
+    default = AuthSettings()
+    mode = given.get("mode", default.mode)
+    profile, file = given.get("profile", default.profile), given.get("configFile", default.config_file)
+    if mode not in CONFIG_FILE_MODES:
+        return t.NoTenancy(f"auth.mode {mode!r} reads no OCI config file")
+    if not (isinstance(profile, str) and isinstance(file, str)):
+        return t.NoTenancy("auth.profile or auth.configFile is not a string")
+    found = tenancy_from_profile(file, profile)
+    return found or t.NoTenancy(f"profile {profile!r} of {file} gives no tenancy")
 
 
 def load_settings(

@@ -15,8 +15,9 @@ from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationInfo
 from pydantic_core import CoreSchema, core_schema
 
 from domain import ids
+from domain.oci_rules import MAX_SUBNET_PREFIX, ocir_host, subnet_problem
 from domain.settings.errors import Refused, refused
-from domain.shapes import SHAPES, known_shape_names
+from domain.shapes import ROCM_SHAPES, SHAPES, known_shape_names
 
 SECRET_PLACEHOLDER = "[secret]"
 
@@ -71,16 +72,29 @@ def matching(pattern: re.Pattern[str], reason: str, accepted: str) -> Check:
     return Check(check, {"type": "string", "pattern": pattern.pattern})
 
 
-def _cidr(value: Any) -> str:
+def _cidr(value: Any, largest_prefix: int = 30, too_small: Callable[[str], str | None] | None = None) -> str:
     if not isinstance(value, str):
         raise refused("bad CIDR", value, "an IPv4 CIDR block such as 10.0.0.0/16")
     try:
         prefix = ipaddress.IPv4Network(value, strict=True).prefixlen
     except ValueError as exc:
         raise refused("bad CIDR", value, f"an IPv4 CIDR block such as 10.0.0.0/16 ({exc})") from None
-    if not 16 <= prefix <= 30:
-        raise refused("prefix out of range:", value, "a prefix length from /16 to /30")
+    if not 16 <= prefix <= largest_prefix:
+        why = too_small(value) if too_small is not None and prefix > largest_prefix else None
+        reason = f"{why}:" if why else "prefix out of range:"
+        raise refused(reason, value, f"a prefix length from /16 to /{largest_prefix}")
     return str(value)
+
+
+def _region(value: Any) -> str:
+    """A region identifier of realm oc1 that the OCI SDK's table knows (its OCIR host comes from there)."""
+    if not isinstance(value, str) or not REGION.match(value):
+        raise refused("invalid value", value, "an OCI region identifier such as us-ashburn-1")
+    try:
+        ocir_host(value)
+    except ValueError as exc:
+        raise refused(f"{exc}:", value, "a region of realm oc1 the OCI SDK knows") from None
+    return value
 
 
 def _shape(value: Any, hint: bool = True, gpu_only: bool = False) -> str:
@@ -89,6 +103,8 @@ def _shape(value: Any, hint: bool = True, gpu_only: bool = False) -> str:
         raise refused(
             "not a GPU shape:", value, f"a GPU shape (the job trains on GPUs; qlora needs CUDA): {names}"
         )
+    if value in ROCM_SHAPES:
+        raise refused(f"{ROCM_SHAPES[value]}:", value, f"an NVIDIA GPU shape: {names}")
     if value not in SHAPES:
         near = difflib.get_close_matches(str(value), known_shape_names(), n=1) if hint else []
         raise refused("unknown shape", value, names + (f" (did you mean {near[0]}?)" if near else ""))
@@ -167,6 +183,23 @@ def _tag_value(value: Any) -> str:
     return str(value)
 
 
+@dataclass(frozen=True)
+class NoTenancy:
+    """What stands for `tenancyId` when neither the stack nor the OCI config profile gives one: why not."""
+
+    why: str
+
+
+_TENANCY_OCID = ocid("tenancy")
+
+
+def _tenancy(value: Any) -> str:
+    if isinstance(value, NoTenancy):
+        accepted = f"{_TENANCY_OCID.accepted}, or a `tenancy` in auth.profile of auth.configFile"
+        raise Refused(((), f"missing, and {value.why}; accepted: {accepted}"))
+    return _TENANCY_OCID.check(value)  # type: ignore[no-any-return]
+
+
 class Secret:
     """A secret value from config; never shown by repr. `known` is False in the offline plan."""
 
@@ -192,13 +225,18 @@ def _secret(value: Any, info: ValidationInfo) -> Secret:
     return Secret(value.strip())
 
 
+REGION = re.compile(r"^[a-z]{2,}-[a-z]+-\d+$")
 RETENTION_DAYS = (30, 60, 90, 120, 150, 180)
 ZIP_ACCEPTED = "oci://<bucket>@<namespace>/<object>.zip (one zip object)"
 URI = {"type": "string", "format": "`oci://bucket@ns/prefix`", "pattern": "^oci://[^@/]+@[^/]+/"}
 HF = {"type": "string", "format": "`org/model`", "pattern": "^[^/]+/[^/]+$"}
 SHAPE = {"type": "string", "enum": known_shape_names(), "format": "shape name"}
 SECURE = {"type": "object", "properties": {"secure": {"type": "string"}}, "required": ["secure"]}
-Cidr = Annotated[str, Check(_cidr, {"type": "string", "format": "CIDR"})]
+CIDR = {"type": "string", "format": "CIDR"}
+Cidr = Annotated[str, Check(_cidr, CIDR)]
+SubnetCidr = Annotated[str, Check(lambda value: _cidr(value, MAX_SUBNET_PREFIX, subnet_problem), CIDR)]
+Region = Annotated[str, Check(_region, {"type": "string", "pattern": REGION.pattern})]
+Tenancy = Annotated[str, Check(_tenancy, _TENANCY_OCID.schema, _TENANCY_OCID.accepted)]
 Shape = Annotated[str, Check(_shape, SHAPE)]
 PricedShape = Annotated[str, Check(lambda value: _shape(value, hint=False), SHAPE)]
 TrainingShape = Annotated[

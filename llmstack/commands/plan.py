@@ -146,7 +146,10 @@ def render_tree(plan: Plan) -> str:
     children: dict[str | None, list[RecordedResource]] = {}
     for resource in plan.resources:
         children.setdefault(resource.parent, []).append(resource)
-    lines = [f"Plan of stack {plan.stack} ({plan.source}): {len(plan.resources)} resources", ""]
+    lines = [f"Plan of stack {plan.stack} ({plan.source}): {len(plan.resources)} resources"]
+    if plan.settings.tenancy_origin != "tenancyId":
+        lines.append(f"tenancyId: {plan.settings.tenancy_id} (from {plan.settings.tenancy_origin})")
+    lines.append("")
 
     def walk(parent: str | None, prefix: str) -> None:
         kids = children.get(parent, [])
