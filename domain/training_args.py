@@ -27,11 +27,13 @@ Method = Literal["lora", "qlora", "full"]
 SaveAs = Literal["merged", "adapter"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Scheduler = Literal["linear", "cosine", "constant"]
+Sharding = Literal["ddp", "fsdp"]
 
 METHODS: tuple[str, ...] = get_args(Method)
 SAVE_AS: tuple[str, ...] = get_args(SaveAs)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
+SHARDINGS: tuple[str, ...] = get_args(Sharding)
 ALL_LINEAR = "all-linear"
 
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
@@ -67,6 +69,10 @@ class FineTuneArgs:
     warmup_ratio: float = 0.0
     precision: Precision = "auto"  # auto: bf16 (fp16 without bf16 support) on a GPU, fp32 on the CPU
     gradient_checkpointing: bool = False
+    # ddp: every process holds the whole model; fsdp: weights, gradients and optimizer state are split over
+    # every process of every node (transformers' Trainer FSDP), what full fine-tuning of 7B+ and LoRA of
+    # 70B need to fit.
+    sharding: Sharding = "ddp"
     work_dir: str = "finetune-work"  # downloads, checkpoints and the model folder before upload
     download_timeout: int = 6 * 3600  # seconds a node's other processes wait for its first to download
     overwrite: bool = False  # replace what is already at the output instead of refusing
@@ -138,7 +144,13 @@ def findings(args: FineTuneArgs) -> list[Finding]:
                 parse_object_uri(value)
             except InvalidId as exc:
                 found.append(Finding(name, value, reason=f"{exc.reason}; use {exc.accepted}"))
-    choices = {"method": METHODS, "save": SAVE_AS, "precision": PRECISIONS, "lr_scheduler": SCHEDULERS}
+    choices = {
+        "method": METHODS,
+        "save": SAVE_AS,
+        "precision": PRECISIONS,
+        "lr_scheduler": SCHEDULERS,
+        "sharding": SHARDINGS,
+    }
     for name, allowed in choices.items():
         value = getattr(args, name)
         if value not in allowed:
@@ -149,6 +161,14 @@ def findings(args: FineTuneArgs) -> list[Finding]:
                 "save",
                 args.save,
                 reason="full fine-tuning has no adapter; use --save merged or --method lora",
+            )
+        )
+    if args.sharding == "fsdp" and args.method == "qlora":
+        found.append(
+            Finding(
+                "sharding",
+                args.sharding,
+                reason="4-bit QLoRA weights are not sharded here; use --sharding ddp or --method lora",
             )
         )
     found += _range("epochs", args.epochs, 0, 1000, low_open=True)
@@ -275,6 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup-ratio", type=float, default=defaults["warmup_ratio"])
     parser.add_argument("--precision", choices=PRECISIONS, default=defaults["precision"])
     parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument(
+        "--sharding",
+        choices=SHARDINGS,
+        default=defaults["sharding"],
+        help="ddp: whole model per process; fsdp: weights and optimizer state split over all processes",
+    )
     parser.add_argument("--work-dir", default=defaults["work_dir"])
     parser.add_argument(
         "--download-timeout",
@@ -338,9 +364,21 @@ def to_argv(args: FineTuneArgs) -> list[str]:
     return argv
 
 
-def job_command(args: FineTuneArgs, *, gpus: int) -> list[str]:
-    """The command a Data Science Job runs: torchrun with one process per GPU of the job's shape."""
-    if not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 1:
-        raise ArgsError(f"gpus {gpus!r}: give the number of GPUs of the job's shape (at least 1)")
-    launcher = ["torchrun", "--standalone", "--nproc-per-node", str(gpus), "-m", "training.finetune"]
-    return launcher + to_argv(args)
+MULTINODE_MODULE = "training.multinode"
+
+
+def job_command(args: FineTuneArgs, *, gpus: int, nodes: int = 1, python: str = "python") -> list[str]:
+    """The command a Data Science Job runs: torchrun with one process per GPU of the job's shape.
+
+    On one node, torchrun itself (`--standalone`). On several, `python -m training.multinode`, which reads
+    the rendezvous OCI gives each node (its rank, the cluster's size, the nodes' addresses in a file) and
+    then starts torchrun with them: the address of rank 0 is only known once the nodes exist.
+    """
+    for name, value in (("gpus", gpus), ("nodes", nodes)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ArgsError(f"{name} {value!r}: give a whole number of at least 1")
+    if nodes == 1:
+        launcher = ["torchrun", "--standalone", "--nproc-per-node", str(gpus), "-m", "training.finetune"]
+        return launcher + to_argv(args)
+    wrapper = [python, "-m", MULTINODE_MODULE, "--nnodes", str(nodes), "--nproc-per-node", str(gpus), "--"]
+    return wrapper + to_argv(args)

@@ -273,6 +273,20 @@ def training_arguments(args: FineTuneArgs, work: Path, cuda: bool) -> Any:
     from transformers import TrainingArguments
 
     dtype = compute_dtype(args, cuda)
+    sharded: dict[str, Any] = {}
+    if args.sharding == "fsdp":
+        # FSDP2 through accelerate: each decoder layer is its own shard unit; the full state dict is
+        # gathered on the first process when the model is saved. Its own activation checkpointing, not the
+        # Trainer's (which would all-gather once more in the backward pass).
+        sharded = {
+            "fsdp": True,
+            "fsdp_config": {
+                "version": 2,
+                "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+                "state_dict_type": "FULL_STATE_DICT",
+                "activation_checkpointing": args.gradient_checkpointing,
+            },
+        }
     return TrainingArguments(
         output_dir=str(work / "checkpoints"),
         num_train_epochs=args.epochs,
@@ -291,9 +305,10 @@ def training_arguments(args: FineTuneArgs, work: Path, cuda: bool) -> Any:
         use_cpu=not cuda,
         bf16=dtype == torch.bfloat16 and cuda,
         fp16=dtype == torch.float16,
-        activation_checkpointing=args.gradient_checkpointing,
+        activation_checkpointing=args.gradient_checkpointing and args.sharding != "fsdp",
         remove_unused_columns=False,
         dataloader_num_workers=0,
+        **sharded,
     )
 
 
@@ -376,6 +391,11 @@ def copy_base_files(base: Path, dest: Path, names: Sequence[str]) -> None:
 
 def write_adapter(model: Any, args: FineTuneArgs, base: Path, dest: Path) -> None:
     model.save_pretrained(str(dest))
+    finish_adapter(args, base, dest)
+
+
+def finish_adapter(args: FineTuneArgs, base: Path, dest: Path) -> None:
+    """An adapter folder as the engines read it: the base named as the user did, the tokenizer beside it."""
     config_path = dest / "adapter_config.json"
     config = json.loads(config_path.read_text(encoding="utf-8"))
     # Name the base as the user did (a Hub id or an oci:// address), not a local download folder.
@@ -398,6 +418,20 @@ def write_merged(adapter: Path, base: Path, dest: Path) -> None:
     merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload(safe_merge=True)
     merged.save_pretrained(str(dest), max_shard_size=MAX_SHARD_SIZE)
     copy_base_files(base, dest, MODEL_FILES + TOKENIZER_FILES)
+
+
+def reload_gathered(folder: Path) -> Any:
+    """The model the sharded run saved whole (fp32), loaded back to be written like an unsharded one."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+
+
+def copy_adapter(gathered: Path, dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        shutil.copyfile(gathered / name, dest / name)
 
 
 def write_full(model: Any, base: Path, dest: Path) -> None:
@@ -586,8 +620,8 @@ def run(
     cuda = cuda_available()
     targs = training_arguments(args, work, cuda)  # the process group starts here, after the download
     log(
-        f"method {args.method}, save {args.save}, {targs.world_size} process(es) on "
-        f"{'cuda' if cuda else 'cpu'}, "
+        f"method {args.method}, save {args.save}, sharding {args.sharding}, "
+        f"{targs.world_size} process(es) on {'cuda' if cuda else 'cpu'}, "
         f"precision {str(compute_dtype(args, cuda)).removeprefix('torch.')}"
     )
 
@@ -623,6 +657,13 @@ def run(
     steps = int(trainer.state.global_step)
     first_loss, final_loss = _losses(trainer.state.log_history)
     log(f"trained {steps} step(s) in {time.monotonic() - started:.1f} s")
+    gathered = None
+    if args.sharding == "fsdp":
+        # Every process takes part in gathering the shards; the first writes them (fp32, or the adapter).
+        gathered = work / "gathered"
+        if trainer.is_world_process_zero() and gathered.exists():
+            shutil.rmtree(gathered)
+        trainer.save_model(str(gathered))
     if not trainer.is_world_process_zero():
         return None
 
@@ -631,14 +672,23 @@ def run(
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
     if args.method == "full":
-        write_full(trainer.model, base, staging)
+        full = trainer.model if gathered is None else reload_gathered(gathered)
+        write_full(full, base, staging)
     elif args.save == "adapter":
-        write_adapter(trainer.model, args, base, staging)
+        if gathered is None:
+            write_adapter(trainer.model, args, base, staging)
+        else:
+            copy_adapter(gathered, staging)
+            finish_adapter(args, base, staging)
     else:
         adapter = work / "adapter"
         if adapter.exists():
             shutil.rmtree(adapter)
-        write_adapter(trainer.model, args, base, adapter)
+        if gathered is None:
+            write_adapter(trainer.model, args, base, adapter)
+        else:
+            copy_adapter(gathered, adapter)
+            finish_adapter(args, base, adapter)
         del trainer, model
         gc.collect()
         if cuda:

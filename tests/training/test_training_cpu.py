@@ -377,3 +377,67 @@ def test_the_stack_job_command_writes_one_catalog_zip_that_loads_and_answers(
     assert (deployed / "config.json").read_bytes() == (tiny_base / "config.json").read_bytes()
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(deployed))
     assert answers(load_causal_lm(deployed), tokenizer) == FACTS
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_two_nodes_under_the_multinode_wrapper_train_sharded_and_write_once(
+    tiny_base: Path, qa_dataset: Path, tmp_path: Path
+) -> None:
+    """What a 2-node job run does, on one machine: OCI's rendezvous file and variables, the wrapper on each
+    "node", torchrun across both (gloo), FSDP full fine-tuning, one output that loads and answers."""
+    from domain.training_args import FineTuneArgs, job_command
+
+    metadata = tmp_path / "nodes.json"
+    metadata.write_text(json.dumps([{"Rank": r, "IPAddress": "127.0.0.1"} for r in (0, 1)]))
+    out = tmp_path / "out"
+    args = FineTuneArgs(
+        base_model=str(tiny_base),
+        dataset=str(qa_dataset),
+        output=str(out),
+        method="full",
+        sharding="fsdp",
+        epochs=30,
+        learning_rate=3e-3,
+        lr_scheduler="constant",
+        batch_size=2,
+        logging_steps=5,
+        seed=0,
+        work_dir=str(tmp_path / "work"),
+    )
+    command = job_command(args, gpus=1, nodes=2, python=sys.executable)
+    assert command[1:8] == ["-m", "training.multinode", "--nnodes", "2", "--nproc-per-node", "1", "--"]
+    port = str(_free_port())
+    command = [*command[: command.index("--")], "--master-port", port, *command[command.index("--") :]]
+    base_env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "INITIAL_CLUSTER_SIZE": "2"}
+    base_env["CLUSTER_NODES_METADATA_FILE"] = str(metadata)
+    nodes = [
+        subprocess.Popen(
+            command,
+            env={**base_env, "NODE_RANK": str(rank)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
+    done = [node.communicate(timeout=300) for node in nodes]
+    for node, (_, stderr) in zip(nodes, done, strict=True):
+        assert node.returncode == 0, stderr[-3000:]
+    stdout = done[0][0]
+    assert "multinode: node 0 of 2, rank 0 at 127.0.0.1" in stdout
+    assert "sharding fsdp, 2 process(es) on cpu" in stdout
+    assert "multinode: node 1 of 2" in done[1][0] and "finetune: step" not in done[1][0]
+    seen = losses(stdout)
+    assert len(seen) >= 5 and seen[-1] < seen[0] / 10, stdout
+    before, after = tensors(tiny_base), tensors(out)
+    assert {k: v.shape for k, v in after.items()} == {k: v.shape for k, v in before.items()}
+    assert not torch.equal(after["model.embed_tokens.weight"], before["model.embed_tokens.weight"])
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(out))
+    assert answers(load_causal_lm(out), tokenizer) == FACTS
