@@ -370,6 +370,7 @@ class FitReport:
     concurrency: int
     max_model_len: int
     kv_source: str
+    adapters_gb: float = 0.0  # vLLM's LoRA slots (max LoRAs x max rank), reserved whether used or not
 
     @property
     def fits(self) -> bool:
@@ -383,7 +384,9 @@ class FitReport:
         """One line a user can act on."""
         head = (
             f"needs {self.required_gpu_memory_gb:.1f} GB (weights {self.weights_gb:.1f} + overhead "
-            f"{self.overhead_gb:.1f} + KV cache {self.kv_cache_per_sequence_gb:.1f} for one "
+            f"{self.overhead_gb:.1f}"
+            + (f" + LoRA slots {self.adapters_gb:.2f}" if self.adapters_gb else "")
+            + f" + KV cache {self.kv_cache_per_sequence_gb:.1f} for one "
             f"{self.max_model_len}-token sequence) of {self.usable_gpu_memory_gb:.1f} GB usable on "
             f"{self.gpus_used} GPU(s) of {self.shape} ({self.engine})"
         )
@@ -430,6 +433,8 @@ def estimate_fit(
     kv_source: str | None = None,
     memory_utilisation: float | None = None,
     overhead_gb_per_gpu: float = RUNTIME_OVERHEAD_GB_PER_GPU,
+    max_loras: int = 0,
+    max_lora_rank: int = 0,
 ) -> FitReport:
     """GPU-fit of one model replica. Raises ValueError naming the argument on impossible input."""
     gpu_shape = SHAPES.get(shape) if isinstance(shape, str) else shape
@@ -464,9 +469,10 @@ def estimate_fit(
     memory = gpus * gpu_shape.gpu_memory_gb
     weights = weights_gb(parameters_b, quantization, architecture)
     overhead = gpus * overhead_gb_per_gpu
+    adapters = lora_serving_gb(architecture, max_loras, max_lora_rank) if max_loras else 0.0
     per_sequence = kv_cache_gb(architecture, max_model_len, gpus)
     usable = memory * utilisation
-    room = usable - weights - overhead
+    room = usable - weights - overhead - adapters
     sequences = max(0, math.floor(room / per_sequence)) if per_sequence > 0 else 0
     return FitReport(
         shape=gpu_shape.name,
@@ -477,22 +483,49 @@ def estimate_fit(
         weights_gb=weights,
         overhead_gb=overhead,
         kv_cache_per_sequence_gb=per_sequence,
-        required_gpu_memory_gb=weights + overhead + per_sequence,
+        required_gpu_memory_gb=weights + overhead + adapters + per_sequence,
         full_length_sequences=sequences,
         concurrency=concurrency,
         max_model_len=max_model_len,
         kv_source=source or f"architecture {architecture.name}",
+        adapters_gb=adapters,
     )
+
+
+def lora_serving_gb(
+    architecture: Architecture, max_loras: int, max_lora_rank: int, dtype_bytes: float = 2.0
+) -> float:
+    """GPU memory vLLM allocates up front for LoRA serving, in GB (one replica, no tensor parallelism).
+
+    vLLM (`BaseLinearLayerWithLoRA.create_lora_weights`) keeps, for every linear layer, an A buffer of
+    `max_loras x max_lora_rank x in` and a B buffer of `max_loras x out x max_lora_rank`, in the model's
+    dtype, whatever rank the loaded adapters have. Summed over a Llama-style block (q/k/v packed, o,
+    gate/up packed, down): `max_loras x max_lora_rank x layers x (7h + 2q + 2kv + 3i)` values, where h is the
+    hidden size, q the query width, kv the key/value width and i the MLP width. Llama 3 8B, 4 slots of rank
+    16 in bf16: 0.34 GB. vLLM profiles memory after allocating them, so they shrink the KV cache rather
+    than fail the start.
+    """
+    if max_loras < 0 or max_lora_rank < 0:
+        raise ValueError("max LoRAs and max LoRA rank must not be negative")
+    h = architecture.hidden_size
+    q = architecture.attention_heads * architecture.head_size
+    kv = architecture.kv_heads * architecture.head_size
+    i = architecture.intermediate_size or _llama_intermediate(h)
+    values = max_loras * max_lora_rank * architecture.layers * (7 * h + 2 * q + 2 * kv + 3 * i)
+    return values * dtype_bytes / 1e9
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Fine-tuning: the memory one training process needs on one GPU
 #
-# The training job runs `torchrun` with one process per GPU, data-parallel and without sharding (no FSDP or
-# DeepSpeed): every GPU holds the whole model, its trainable state and the activations of its own batch.
-# More GPUs on a shape make a run faster, never make a bigger model fit. Per GPU:
+# The training job runs `torchrun` with one process per GPU on each of its nodes. Data-parallel (`ddp`)
+# every GPU holds the whole model, its trainable state and the activations of its own batch: more GPUs make
+# a run faster, never make a bigger model fit. Sharded (`fsdp`, transformers' Trainer with FSDP full_shard)
+# the weights and the trainable state are split over every GPU of every node, and each GPU also holds the
+# layer being computed, gathered whole (two layers: the next one is prefetched). Per GPU:
 #
-#     weights + trainable state + activations + runtime overhead
+#     ddp:  weights + trainable state + activations + runtime overhead
+#     fsdp: (weights + trainable state) / (nodes x GPUs) + 2 gathered layers + activations + overhead
 #
 # - weights: 2 bytes a parameter for LoRA (the compute dtype, bf16 or fp16); 4-bit NF4 for QLoRA (as
 #   `weights_gb` counts 4-bit weights, embeddings and output head kept at 2 bytes); for full fine-tuning
@@ -520,6 +553,7 @@ DEFAULT_VOCAB_SIZE = 32_000
 """Llama 2's vocabulary, for an architecture that does not state its own."""
 
 FINE_TUNE_METHODS = ("lora", "qlora", "full")
+SHARDINGS = ("ddp", "fsdp")
 
 
 def lora_parameters(architecture: Architecture, rank: int) -> int:
@@ -555,10 +589,22 @@ class TrainingFitReport:
     tokens_per_step: int
     gradient_checkpointing: bool
     architecture_source: str
+    nodes: int = 1
+    sharding: str = "ddp"
+    gathered_gb: float = 0.0  # fsdp: the layers gathered whole while they compute
+
+    @property
+    def processes(self) -> int:
+        return self.nodes * self.gpus
+
+    @property
+    def shards(self) -> int:
+        return self.processes if self.sharding == "fsdp" else 1
 
     @property
     def required_gpu_memory_gb(self) -> float:
-        return self.weights_gb + self.trainable_state_gb + self.activations_gb + self.overhead_gb
+        split = (self.weights_gb + self.trainable_state_gb) / self.shards
+        return split + self.gathered_gb + self.activations_gb + self.overhead_gb
 
     @property
     def fits(self) -> bool:
@@ -569,6 +615,12 @@ class TrainingFitReport:
             state = f"fp32 weights, gradients and AdamW state {self.trainable_state_gb:.1f}"
         else:
             state = f"weights {self.weights_gb:.1f} + adapters {self.trainable_state_gb:.1f}"
+        if self.shards > 1:
+            state = (
+                f"{state} split over {self.nodes} x {self.gpus} GPUs = "
+                f"{(self.weights_gb + self.trainable_state_gb) / self.shards:.1f} + gathered layers "
+                f"{self.gathered_gb:.1f}"
+            )
         return (
             f"{self.required_gpu_memory_gb:.1f} GB per GPU ({state} + activations {self.activations_gb:.1f} "
             f"for {self.tokens_per_step} tokens + overhead {self.overhead_gb:.1f}) of "
@@ -587,6 +639,8 @@ def estimate_training_fit(
     lora_r: int = 16,
     gradient_checkpointing: bool = False,
     overhead_gb_per_gpu: float = RUNTIME_OVERHEAD_GB_PER_GPU,
+    nodes: int = 1,
+    sharding: str = "ddp",
 ) -> TrainingFitReport:
     """Memory of one training process (one GPU) fine-tuning a model; ValueError names a bad argument."""
     gpu_shape = SHAPES.get(shape) if isinstance(shape, str) else shape
@@ -598,6 +652,10 @@ def estimate_training_fit(
         raise ValueError(f"parameters {parameters_b} must be a positive number of billions")
     if max_seq_len < 1 or batch_size < 1 or lora_r < 1:
         raise ValueError("max_seq_len, batch_size and lora_r must be at least 1")
+    if nodes < 1:
+        raise ValueError(f"nodes {nodes} must be at least 1")
+    if sharding not in SHARDINGS:
+        raise ValueError(f"sharding {sharding!r} is not one of {', '.join(SHARDINGS)}")
     source = f"architecture {architecture.name}" if architecture is not None else ""
     if architecture is None:
         architecture = approximate_architecture(parameters_b)
@@ -617,6 +675,10 @@ def estimate_training_fit(
     else:
         per_token = ACTIVATION_BYTES_PER_HIDDEN * h * layers
     per_token += LOSS_BYTES_PER_LOGIT * (architecture.vocab_size or DEFAULT_VOCAB_SIZE)
+    gathered = 0.0
+    if sharding == "fsdp":
+        # One decoder layer's weights in 16 bits, twice (computing one, prefetching the next).
+        gathered = 2 * 2 * parameters_b / layers
     return TrainingFitReport(
         shape=gpu_shape.name,
         method=method,
@@ -631,6 +693,9 @@ def estimate_training_fit(
         tokens_per_step=tokens,
         gradient_checkpointing=gradient_checkpointing,
         architecture_source=source,
+        nodes=nodes,
+        sharding=sharding,
+        gathered_gb=gathered,
     )
 
 

@@ -194,11 +194,9 @@ def deployment_cost(
 def job_cost(
     inputs: Mapping[str, Any], prices: pricing.PriceTable = pricing.DEFAULT_PRICES
 ) -> pricing.TrainingCost:
-    """The most one run of a Data Science job costs: its shape's hourly price for its maximum runtime."""
-    shape = get(inputs, "jobInfrastructureConfigurationDetails.shapeName")
-    if not isinstance(shape, str):
-        raise FactsError("the job's shape is missing or not known before apply")
-    minutes = get(inputs, "jobConfigurationDetails.maximumRuntimeInMinutes")
+    """The most one run of a Data Science job costs: its shape's hourly price for its maximum runtime, for
+    every node (a multi-node job's node groups, each with its replicas)."""
+    shape, nodes, minutes = job_shape_and_nodes(inputs)
     try:
         max_minutes = float(minutes)
     except (TypeError, ValueError):
@@ -209,4 +207,22 @@ def job_cost(
             prices = pricing.with_overrides(prices, {"shapes": {shape: float(override)}})
         except ValueError:
             raise FactsError(f"freeform tag {TAG_SHAPE_HOURLY_USD}={override!r} is not a price") from None
-    return pricing.estimate_training_cost(shape=shape, max_minutes=max_minutes, prices=prices)
+    return pricing.estimate_training_cost(shape=shape, max_minutes=max_minutes, nodes=nodes, prices=prices)
+
+
+def job_shape_and_nodes(inputs: Mapping[str, Any]) -> tuple[str, int, Any]:
+    """(shape, nodes, maximum runtime in minutes) of a job, single-node or multi-node."""
+    groups = get(inputs, "jobNodeConfigurationDetails.jobNodeGroupConfigurationDetailsLists")
+    if isinstance(groups, list) and groups:
+        shapes = {get(g, "jobInfrastructureConfigurationDetails.shapeName") for g in groups}
+        if len(shapes) != 1 or not isinstance(next(iter(shapes)), str):
+            raise FactsError("the job's node groups have no single known shape")
+        replicas = [get(g, "replicas", 1) for g in groups]
+        if not all(isinstance(r, int | float) for r in replicas):
+            raise FactsError("a node group's replicas are not known before apply")
+        minutes = get(inputs, "jobNodeConfigurationDetails.maximumRuntimeInMinutes")
+        return str(next(iter(shapes))), int(sum(replicas)), minutes
+    shape = get(inputs, "jobInfrastructureConfigurationDetails.shapeName")
+    if not isinstance(shape, str):
+        raise FactsError("the job's shape is missing or not known before apply")
+    return shape, 1, get(inputs, "jobConfigurationDetails.maximumRuntimeInMinutes")

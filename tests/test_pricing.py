@@ -112,3 +112,22 @@ def test_a_training_run_costs_at_most_its_shape_for_its_maximum_runtime() -> Non
     assert estimate_training_cost(shape="VM.GPU.A10.2", max_minutes=90, prices=negotiated).max_usd == 4.5
     with pytest.raises(ValueError, match="maximum runtime 0 must be a positive number of minutes"):
         estimate_training_cost(shape="VM.GPU.A10.1", max_minutes=0)
+
+
+def test_a_multi_node_job_costs_every_node() -> None:
+    from policy.figures import job_cost
+
+    group = {"replicas": 2, "jobInfrastructureConfigurationDetails": {"shapeName": "BM.GPU.A10.4"}}
+    inputs = {
+        "jobNodeConfigurationDetails": {
+            "maximumRuntimeInMinutes": "480",
+            "jobNodeGroupConfigurationDetailsLists": [group],
+        }
+    }
+    cost = job_cost(inputs)
+    assert (cost.nodes, cost.hourly_usd, cost.max_hours, cost.max_usd) == (2, 8.0, 8.0, 128.0)
+    single = {
+        "jobInfrastructureConfigurationDetails": {"shapeName": "BM.GPU.A10.4"},
+        "jobConfigurationDetails": {"maximumRuntimeInMinutes": "480"},
+    }
+    assert job_cost(single).max_usd == 64.0

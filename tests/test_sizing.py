@@ -324,3 +324,46 @@ def test_a_training_job_gets_disk_for_the_base_the_model_and_its_zip() -> None:
     assert training_disk_gb(0.1) == 50  # OCI's minimum
     assert training_disk_gb(6.74) == 80  # 3 x 13.5 GB + 30 GB, rounded up to 10
     assert training_disk_gb(70) == 450
+
+
+def test_sharded_training_counts_every_gpu_of_every_node() -> None:
+    """Full fine-tuning of 7B fits 2 x BM.GPU.A10.4 only sharded; LoRA of 70B fits 2 x BM.GPU.A100-v2.8."""
+    from domain.sizing import estimate_training_fit, known_architecture
+
+    llama7 = known_architecture("Llama-2-7b-hf")
+    common = {"parameters_b": 7.0, "architecture": llama7, "batch_size": 2, "gradient_checkpointing": True}
+    alone = estimate_training_fit(shape="BM.GPU.A10.4", method="full", nodes=2, **common)
+    sharded = estimate_training_fit(shape="BM.GPU.A10.4", method="full", nodes=2, sharding="fsdp", **common)
+    assert not alone.fits and sharded.fits and sharded.processes == 8 and sharded.shards == 8
+    assert round(sharded.required_gpu_memory_gb, 1) == 18.8
+    assert "split over 2 x 4 GPUs" in sharded.breakdown()
+    assert not estimate_training_fit(shape="BM.GPU.A10.4", method="full", sharding="fsdp", **common).fits
+
+    llama70 = known_architecture("Llama-2-70b-hf")
+    big = {"parameters_b": 70.0, "architecture": llama70, "gradient_checkpointing": True}
+    assert not estimate_training_fit(shape="BM.GPU.A100-v2.8", method="lora", nodes=2, **big).fits
+    lora = estimate_training_fit(shape="BM.GPU.A100-v2.8", method="lora", nodes=2, sharding="fsdp", **big)
+    assert lora.fits and lora.required_gpu_memory_gb < 0.5 * lora.usable_gpu_memory_gb
+
+
+def test_lora_slots_are_counted_in_the_serving_fit() -> None:
+    """vLLM reserves max LoRAs x max rank buffers on every linear layer: Llama 3 8B, 4 x 16, bf16 = 0.34 GB."""
+    from domain.sizing import KNOWN_ARCHITECTURES, estimate_fit, lora_serving_gb
+
+    llama3 = KNOWN_ARCHITECTURES[("llama-3", 8)]
+    assert round(lora_serving_gb(llama3, 4, 16), 2) == 0.34
+    assert (
+        round(lora_serving_gb(llama3, 4, 32), 2) == 0.67 and round(lora_serving_gb(llama3, 8, 64), 2) == 2.68
+    )
+    plain = estimate_fit(shape="VM.GPU.A10.1", engine="vllm", parameters_b=8.0, architecture=llama3)
+    served = estimate_fit(
+        shape="VM.GPU.A10.1",
+        engine="vllm",
+        parameters_b=8.0,
+        architecture=llama3,
+        max_loras=4,
+        max_lora_rank=16,
+    )
+    assert round(served.required_gpu_memory_gb - plain.required_gpu_memory_gb, 2) == 0.34
+    assert served.full_length_sequences <= plain.full_length_sequences
+    assert "LoRA slots 0.34" in served.summary()
