@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -441,3 +442,80 @@ def test_two_nodes_under_the_multinode_wrapper_train_sharded_and_write_once(
     assert not torch.equal(after["model.embed_tokens.weight"], before["model.embed_tokens.weight"])
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(out))
     assert answers(load_causal_lm(out), tokenizer) == FACTS
+
+
+# -- adapters served together ---------------------------------------------------------------------------------
+
+_ANSWERS = list(FACTS.values())
+SHUFFLED = dict(zip(FACTS, [*_ANSWERS[1:], _ANSWERS[0]], strict=True))
+BASE_ID = "ocid1.datasciencemodel.oc1.iad.amaaaaaabasebasebasebasebasebasebasebasebasebasebaseb"
+ADAPTER_IDS = {
+    "capitals": "ocid1.datasciencemodel.oc1.iad.amaaaaaacapitalscapitalscapitalscapitalscapitalsca",
+    "shuffled": "ocid1.datasciencemodel.oc1.iad.amaaaaaashuffledshuffledshuffledshuffledshuffledsh",
+}
+
+
+def test_adapters_served_together_answer_by_name_and_the_base_by_its_own(
+    tiny_base: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The adapter-serving contract end to end on the CPU: two fine-tunes keep their adapters (the zip the job
+    writes), the deployment's environment names them (domain.adapters, the launcher's engine command), and
+    each folder the engine is pointed at, loaded on the one base, answers what its fine-tune taught."""
+    import zipfile
+
+    from domain.adapters import AdapterServing
+    from domain.container_env import DEPLOYED_MODEL_DIR, ContainerSpec, container_env
+    from serving.launcher import engine_command, read_config, served_model_name
+
+    deployed = tmp_path / "deployed_model"  # what the model group deployment unpacks, one folder per member
+    shutil.copytree(tiny_base, deployed / BASE_ID)
+    for name, facts in (("capitals", FACTS), ("shuffled", SHUFFLED)):
+        data = tmp_path / f"{name}.jsonl"
+        data.write_text(
+            "\n".join(json.dumps({"prompt": p, "completion": c}) for p, c in facts.items()) + "\n"
+        )
+        out = tmp_path / f"out-{name}"
+        argv = ["--base-model", str(tiny_base), "--dataset", str(data), "--output", str(out)]
+        argv += ["--save", "adapter", "--zip", "model.zip", "--epochs", "30", *FAST, *LORA]
+        assert main([*argv, "--work-dir", str(tmp_path / f"work-{name}")]) == 0
+        with zipfile.ZipFile(out / "model.zip") as packed:
+            assert "adapter_config.json" in packed.namelist()
+            packed.extractall(deployed / ADAPTER_IDS[name])
+    capfd.readouterr()
+
+    serving = AdapterServing(base_name="tiny-base", adapters=ADAPTER_IDS, max_loras=2, max_lora_rank=8)
+    base_env = container_env(ContainerSpec(engine="vllm", method="offline", model="", params="--seed 0"))
+    env = serving.env("custom", base_env, BASE_ID)
+    config = read_config(env)
+    command = engine_command(config, 8081)
+    assert served_model_name(config) == "tiny-base"
+    assert command[:3] == ["vllm", "serve", f"{DEPLOYED_MODEL_DIR}/{BASE_ID}"]
+    assert command[command.index("--max-loras") + 1] == "2" and "--enable-lora" in command
+    assert command[command.index("--max-lora-rank") + 1] == "8" and "--seed" in command
+    modules = command[command.index("--lora-modules") + 1 :]
+    assert modules == [f"{n}={DEPLOYED_MODEL_DIR}/{i}" for n, i in ADAPTER_IDS.items()]
+
+    def local(path: str) -> str:
+        return str(deployed / path.removeprefix(DEPLOYED_MODEL_DIR + "/"))
+
+    base = load_causal_lm(Path(local(command[2])))
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(deployed / BASE_ID))
+    first, *rest = modules
+    name, path = first.split("=", 1)
+    model = peft.PeftModel.from_pretrained(base, local(path), adapter_name=name)
+    for module in rest:
+        other, where = module.split("=", 1)
+        model.load_adapter(local(where), adapter_name=other)
+    expected = {"capitals": FACTS, "shuffled": SHUFFLED}
+    for name in ADAPTER_IDS:  # what vLLM does when a request's `model` is the adapter's name
+        model.set_adapter(name)
+        assert answers(model, tokenizer) == expected[name], name
+    with model.disable_adapter():  # the base's own name: no adapter
+        assert answers(model, tokenizer) not in expected.values()
+
+    service = serving.env("service", base_env, BASE_ID)
+    assert service["MODEL"] == f"{DEPLOYED_MODEL_DIR}/{BASE_ID}/"
+    assert service["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "true"
+    assert service["PARAMS"] == (
+        "--seed 0 --served-model-name tiny-base --max-lora-rank 8 --max-loras 2 --enable_lora"
+    )
