@@ -80,7 +80,8 @@ def test_a_minimal_fine_tune_gets_documented_defaults(tuned: dict[str, Any]) -> 
     assert tune is not None and model.source.method == "offline"  # deployed from the job's output
     assert model.parameters_b == 7.0  # from the base model's name
     assert (tune.method, tune.epochs, tune.learning_rate, tune.max_seq_len) == ("lora", 3.0, 2e-4, 2048)
-    assert (tune.gradient_checkpointing, tune.replicas, tune.timeout_minutes) == (True, 1, 720)
+    assert (tune.gradient_checkpointing, tune.nodes, tune.timeout_minutes) == (True, 1, 720)
+    assert (tune.image, tune.save, tune.sharding) == (TRAIN_IMAGE, "merged", "ddp")  # auto: ddp fits a GPU
     assert tune.buckets() == (("training-data", "read"), ("llm-finetunes", "write"))
 
 
@@ -118,7 +119,7 @@ FINE_TUNE_CASES = [
         {"learning_rate": 1e-4},
         f"{FT}.learning_rate: unknown key; did you mean 'learningRate'? known keys: baseModel, dataset, output, "
         "method, save, epochs, learningRate, maxSeqLen, batchSize, gradAccum, loraR, loraAlpha, maxSteps, "
-        "gradientCheckpointing, shape, replicas, image, timeoutMinutes",
+        "gradientCheckpointing, shape, nodes, sharding, image, timeoutMinutes",
     ),
     (
         "dataset outside Object Storage",
@@ -142,13 +143,6 @@ FINE_TUNE_CASES = [
         "unknown method",
         {"method": "dpo"},
         f"{FT}.method: unknown value 'dpo'; accepted: lora | qlora | full",
-    ),
-    (
-        "an adapter cannot be deployed",
-        {"save": "adapter"},
-        f"{FT}.save: 'adapter' cannot be deployed: the deployment serves its artifact as a whole model, and an "
-        "adapter needs its base weights beside it; accepted: merged (the default; the adapter is folded into "
-        "the weights)",
     ),
     (
         "learning rate out of the entrypoint's range",
@@ -179,22 +173,15 @@ FINE_TUNE_CASES = [
         "qlora needs CUDA): " + ", ".join(__import__("domain.shapes").shapes.known_shape_names()),
     ),
     (
-        "more than one node",
-        {"replicas": 2},
-        f"{FT}.replicas: more than one node: 2; accepted: 1 (multi-node training is not supported yet; a shape "
-        "with more GPUs runs one process per GPU)",
+        "more nodes than a multi-node job takes",
+        {"nodes": 17},
+        f"{FT}.nodes: out of range: 17; accepted: an integer from 1 to 16",
     ),
     (
         "training image outside OCIR",
         {"image": "docker.io/pytorch/pytorch:2.3.0-cuda12.1-cudnn8-runtime"},
         f"{FT}.image: not an OCIR image: 'docker.io/pytorch/pytorch:2.3.0-cuda12.1-cudnn8-runtime'; accepted: "
         "an image in OCI Container Registry: <region-key>.ocir.io/<namespace>/<repository>:<tag>@sha256:<digest>",
-    ),
-    (
-        "no training image",
-        {"image": None},
-        f"{FT}.image: missing; accepted: the training image, "
-        "<region-key>.ocir.io/<namespace>/<repository>:<tag>@sha256:<digest>",
     ),
     (
         "a wait longer than a week",
@@ -239,14 +226,19 @@ def test_each_fine_tune_mistake_gets_one_pinned_message(
     assert problems(tuned) == [expected]
 
 
-def test_more_gpus_do_not_make_a_bigger_model_fit(tuned: dict[str, Any]) -> None:
-    """torchrun runs data-parallel: every GPU holds the whole model, so 13B LoRA fits no A10 shape."""
-    for shape in ("VM.GPU.A10.1", "VM.GPU.A10.2", "BM.GPU.A10.4"):
+def test_more_gpus_make_a_bigger_model_fit_only_sharded(tuned: dict[str, Any]) -> None:
+    """Data-parallel, every GPU holds the whole model: 13B LoRA fits no single A10. With 2 or 4 A10s the
+    settings choose FSDP, which splits the weights over them."""
+    model_of(tuned)["source"] = {"fineTune": fine_tune(baseModel="NousResearch/Llama-2-13b-hf")}
+    [problem] = problems(tuned)
+    assert problem.startswith(f"{FT}.shape: too small for lora of a 13B model: 'VM.GPU.A10.1' needs 32.2 GB")
+    for shape in ("VM.GPU.A10.2", "BM.GPU.A10.4"):
         model_of(tuned)["source"] = {
             "fineTune": fine_tune(baseModel="NousResearch/Llama-2-13b-hf", shape=shape)
         }
-        [problem] = problems(tuned)
-        assert problem.startswith(f"{FT}.shape: too small for lora of a 13B model: '{shape}' needs 32.2 GB")
+        tune = load(tuned).models[0].source.fine_tune
+        assert tune is not None and tune.sharding == "fsdp"
+        assert "--sharding" in tune.command("dev", "x") and tune.command("dev", "x")[0] == "torchrun"
     model_of(tuned)["source"] = {
         "fineTune": fine_tune(baseModel="NousResearch/Llama-2-13b-hf", method="qlora", shape="VM.GPU.A10.2")
     }
@@ -461,6 +453,7 @@ def test_the_example_stack_plans_cleanly_with_the_training_cost(capsys: pytest.C
             "name": "llama2-7b-support",
             "shape": "VM.GPU.A10.1",
             "method": "lora",
+            "nodes": 1,
             "gpuMemoryGb": 24,
             "requiredGpuMemoryGb": 20.6,
             "fits": True,

@@ -14,6 +14,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -29,7 +30,9 @@ from pydantic import (
 from pydantic import model_validator as check
 from pydantic.alias_generators import to_camel
 
+from domain import fine_tune_rules as rules
 from domain import sizing
+from domain.adapters import AdapterServing
 from domain.container_env import (
     DEFAULT_PORT,
     RESERVED_PORTS,
@@ -60,6 +63,8 @@ FINE_TUNE_ZIP = "model.zip"
 FINE_TUNE_WORK_DIR = "/home/datascience/finetune-work"  # the job run's home, on its block volume
 MAX_TRAINING_MINUTES = 7 * 24 * 60
 MAX_COMMAND_BYTES = 2048  # a job's CMD and ENTRYPOINT together
+MAX_NODES = rules.MAX_NODES
+_PLACEHOLDER_MODEL_ID = "ocid1.datasciencemodel.oc1.iad." + "a" * 60  # as long as a real model OCID
 URI_FORM = "oci://<bucket>@<namespace>/<prefix>"
 CONFIG_FILE_MODES = ("api_key", "security_token")  # the auth modes that read the OCI config file
 Found = list[tuple[tuple[str, ...], str]]  # what a cross-field check refuses: (key path, message)
@@ -243,10 +248,14 @@ class FineTuneSettings(Section):
     """
 
     base_model: Annotated[
-        str, t.location(f"a Hugging Face model id <org>/<model> or a model folder {URI_FORM}", hub=True)
+        str,
+        t.location(
+            f"a Hugging Face model id <org>/<model> or a model folder {URI_FORM}", hub=True, stack_model=True
+        ),
     ] = key(
         ...,
-        "the model to fine-tune: a Hugging Face id (gated ones need hfTokenSecretId) or a folder in a bucket",
+        "the model to fine-tune: a Hugging Face id (gated ones need hfTokenSecretId) or a folder in a "
+        "bucket; with `save: adapter`, a model of this stack (the adapter is served on its deployment)",
     )
     dataset: Annotated[str, t.location(f"{URI_FORM} (JSONL files the job reads)")] = key(
         ..., "JSONL records `{prompt, completion}` or `{text}` (every `*.jsonl` under the prefix)"
@@ -255,8 +264,10 @@ class FineTuneSettings(Section):
         ..., "where the job writes `<run folder>/model.zip` (merged weights) and `finetune.json`"
     )
     method: Literal["lora", "qlora", "full"] = key("lora", "what is trained")
-    save: Literal["merged"] = key(
-        "merged", "LoRA folded into the weights: the deployment serves a whole model"
+    save: Literal["merged", "adapter"] = key(
+        "merged",
+        "`merged`: LoRA folded into the weights, a deployment of its own; `adapter`: kept as an adapter and "
+        "served on the deployment of `baseModel`, a model of this stack, with its other adapters",
     )
     epochs: t.Number = key(3.0, "passes over the dataset")
     learning_rate: t.Number = key(2e-4, "peak learning rate")
@@ -272,9 +283,21 @@ class FineTuneSettings(Section):
     shape: t.TrainingShape = key(
         ..., "GPU shape of the job; every GPU must hold the whole run (see docs/finetune.md)"
     )
-    replicas: Literal[1] = key(1, "nodes (multi-node training: not yet)")
-    image: Annotated[t.Image, Accepts(f"the training image, {IMAGE_EXAMPLE}")] = key(
-        ..., "training image with `training/` and the train extra (see docs/finetune.md)"
+    nodes: int = key(
+        1,
+        "nodes of the job; more than 1: a multi-node job on the stack's subnet, torchrun across the nodes",
+        ge=1,
+        le=MAX_NODES,
+    )
+    sharding: Literal["auto", "ddp", "fsdp"] = key(
+        "auto",
+        "`ddp`: every GPU holds the whole run; `fsdp`: weights and optimizer state split over every GPU of "
+        "every node; `auto`: ddp when it fits a GPU, else fsdp",
+    )
+    image: Annotated[t.Image, Accepts(f"the training image, {IMAGE_EXAMPLE}")] | None = key(
+        None,
+        "training image with `training/` and the train extra; none: a service conda environment with the "
+        "entrypoint as the job artifact (see docs/finetune.md)",
     )
     timeout_minutes: int = key(
         12 * 60,
@@ -283,25 +306,14 @@ class FineTuneSettings(Section):
         le=MAX_TRAINING_MINUTES,
     )
 
-    @check(mode="before")
-    @classmethod
-    def _deployable(cls, raw: Any) -> Any:
-        if isinstance(raw, Mapping) and raw.get("save") == "adapter":
-            merged = "merged (the default; the adapter is folded into the weights)"
-            why = "the deployment serves its artifact as a whole model, and an adapter needs its base weights"
-            why += " beside it"
-            raise Refused((("save",), f"'adapter' cannot be deployed: {why}; accepted: {merged}"))
-        if isinstance(raw, Mapping) and isinstance(raw.get("replicas"), int) and raw["replicas"] > 1:
-            one = "1 (multi-node training is not supported yet; a shape with more GPUs runs one process per"
-            one += " GPU)"
-            raise refused("more than one node:", raw["replicas"], one, "replicas")
-        return raw
-
     @check(mode="after")
     def _entrypoint_accepts(self) -> FineTuneSettings:
         aliases = {name: str(field.alias) for name, field in type(self).model_fields.items()}
         found: Found = []
-        for finding in checked(**self._args())[1]:
+        args = self._args()
+        if self.base_is_stack_model:
+            args["base_model"] = "stack/model"  # resolved to the base's weights by the stack's settings
+        for finding in checked(**args)[1]:
             accepted = f"accepted: {finding.accepted}" if finding.accepted is not None else finding.reason
             found.append(((aliases[finding.field],), f"invalid value {_show(finding.value)}; {accepted}"))
         _refuse(found)
@@ -310,7 +322,13 @@ class FineTuneSettings(Section):
     def _args(self) -> dict[str, Any]:
         names = "base_model dataset output method save epochs learning_rate max_seq_len batch_size grad_accum"
         names += " lora_r lora_alpha max_steps gradient_checkpointing"
-        return {name: getattr(self, name) for name in names.split()}
+        values = {name: getattr(self, name) for name in names.split()}
+        return {**values, "sharding": "ddp" if self.sharding == "auto" else self.sharding}
+
+    @property
+    def base_is_stack_model(self) -> bool:
+        """`baseModel` names a model of this stack (an adapter's base), not weights of its own."""
+        return bool(t.MODEL_NAME.match(self.base_model))
 
     @property
     def base_model_is_hub_id(self) -> bool:
@@ -336,7 +354,8 @@ class FineTuneSettings(Section):
 
     def run_folder(self, stack: str, model: str) -> str:
         """`<stack>-<model>-<digest>`: the digest covers everything that shapes the weights."""
-        spec = {"argv": to_argv(self.training_args("oci://-@-/-")), "image": self.image, "gpus": self._gpus()}
+        gpus = self._gpus() * self.nodes  # every process takes its own batch: the global batch grows
+        spec = {"argv": to_argv(self.training_args("oci://-@-/-")), "image": self.image, "gpus": gpus}
         return f"{stack}-{model}-{hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]}"
 
     def output_prefix(self, stack: str, model: str) -> str:
@@ -344,9 +363,12 @@ class FineTuneSettings(Section):
         return f"{self.output}/{self.run_folder(stack, model)}"
 
     def command(self, stack: str, model: str, hf_token_secret_id: str | None = None) -> list[str]:
-        """The job's command: torchrun, one process per GPU of the shape, running training.finetune."""
+        """The job's command: torchrun, one process per GPU of the shape (on each node), running
+        training.finetune; several nodes start it through training.multinode."""
         return job_command(
-            self.training_args(self.output_prefix(stack, model), hf_token_secret_id), gpus=self._gpus()
+            self.training_args(self.output_prefix(stack, model), hf_token_secret_id),
+            gpus=self._gpus(),
+            nodes=self.nodes,
         )
 
     def _gpus(self) -> int:
@@ -360,6 +382,16 @@ class FineTuneSettings(Section):
             for uri, access in [*((u, "read") for u in inputs), (self.output, "write")]
         ]
         return tuple(dict.fromkeys(found))
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdapterSettings:
+    """A fine-tune kept as a LoRA adapter, served on its base model's deployment under its own name."""
+
+    name: str
+    base: str  # the stack's model it is trained from and served on
+    fine_tune: FineTuneSettings  # baseModel resolved to the base's Hugging Face id
+    parameters_b: float
 
 
 SOURCE_KINDS = ("localPath", "objectStorage", "huggingface", "fineTune")
@@ -419,6 +451,12 @@ class ServingSettings(Section):
     )
     port: int = key(DEFAULT_PORT, "container port (but 8446, 8447, 24224)", ge=1024, le=65535)
     max_model_len: int = key(4096, "context length the engine reserves", ge=128, le=1_048_576)
+    max_loras: int | None = key(
+        None, "adapters served on this model: how many one batch may mix (none: all, up to 8)", ge=1
+    )
+    max_lora_rank: int | None = key(
+        None, "adapters served on this model: vLLM's rank bound (none: the smallest that holds every loraR)"
+    )
 
     @check(mode="after")
     def _served(self) -> ServingSettings:
@@ -485,7 +523,12 @@ class ReadinessSettings(Section):
 
 
 class ModelSettings(Section):
-    """One deployed model; `<name>`: 2-32 of `a-z 0-9 -`, starting with a letter."""
+    """One model; `<name>`: 2-32 of `a-z 0-9 -`, starting with a letter.
+
+    A deployed model has `serving` and `compute`; an adapter (`source.fineTune.save: adapter`) has neither:
+    it is served on its base model's deployment. `Settings.models` lists the deployed ones only (their
+    `serving` and `compute` are always set), `Settings.adapters` the adapters.
+    """
 
     source: SourceSettings = key(..., "where the weights come from: exactly one of the keys below")
     parameters_b: t.Size | None = key(
@@ -493,17 +536,44 @@ class ModelSettings(Section):
         "size (`7B`, `13B`, a number) for GPU fit and cost; none: from config.json or the name",
         alias="parameters",
     )
-    serving: ServingSettings = key(..., "the engine and its image")
-    compute: ComputeSettings = key(..., "the deployment's shape and instances")
+    # Typed as always set: the models a consumer gets from `Settings.models` have them (the check below).
+    serving: ServingSettings = key(None, "the engine and its image (none for an adapter)")
+    compute: ComputeSettings = key(None, "the deployment's shape and instances (none for an adapter)")
     readiness: ReadinessSettings = key(ReadinessSettings(), "the check after `up`")
     _name: str = PrivateAttr("")
+    _adapter_base: str | None = PrivateAttr(None)  # an adapter's base model, once the stack resolved it
 
     @property
     def name(self) -> str:
         return self._name
 
+    @property
+    def is_adapter(self) -> bool:
+        return self.source.fine_tune is not None and self.source.fine_tune.save == "adapter"
+
     @check(mode="after")
     def _sized(self) -> ModelSettings:
+        deployed = {"serving": self.serving, "compute": self.compute}
+        if self.is_adapter:
+            _refuse(
+                [
+                    (
+                        (key_,),
+                        f"an adapter (save: adapter) is served on its base model's deployment and has no "
+                        f"{key_} of its own; accepted: leave it out (set it on the base model)",
+                    )
+                    for key_, given in deployed.items()
+                    if given is not None
+                ]
+            )
+            return self
+        missing = [k for k, given in deployed.items() if given is None]
+        _refuse(
+            [
+                ((k,), f"missing; accepted: a mapping (see the README's settings table for {k})")
+                for k in missing
+            ]
+        )
         gpus, tp = SHAPES[self.compute.shape].gpu_count, self.serving.tensor_parallelism
         found: Found = []
         if (tp or gpus) > gpus:
@@ -639,7 +709,8 @@ class Settings(Section):
 
     @property
     def models(self) -> tuple[ModelSettings, ...]:
-        return tuple(self.models_by_name.values())
+        """The deployed models (adapters are served on their base's deployment: `adapters`)."""
+        return tuple(m for m in self.models_by_name.values() if not m.is_adapter)
 
     def model(self, name: str) -> ModelSettings:
         return self.models_by_name[name]
@@ -664,7 +735,9 @@ class Settings(Section):
 
     @check(mode="after")
     def _models_fit_the_stack(self, info: ValidationInfo) -> Settings:
-        found: Found = []
+        resolved, found = self._resolved_fine_tunes()
+        _refuse(found)
+        self = self.model_copy(update={"models_by_name": resolved})
         for name, model in self.models_by_name.items():
             before, hub_id = len(found), model.source.huggingface
             if hub_id is not None:
@@ -687,22 +760,145 @@ class Settings(Section):
                 found += self._fine_tune_problems(
                     name, model.source.fine_tune, model.parameters_b, (info.context or {})["stack"]
                 )
-            if len(found) == before:
+            if len(found) == before and not model.is_adapter:
                 spec = model.container_spec(
                     self.hf_token_secret_id, token_in_artifact=self.hf_token is not None
                 )
-                for message in env_problems(container_env(spec)):
+                env = container_env(spec)
+                if self.adapters_of(name):
+                    env = self.adapter_serving(name, _PLACEHOLDER_MODEL_ID).env(
+                        "custom", env, _PLACEHOLDER_MODEL_ID
+                    )
+                for message in env_problems(env):
                     shorter = f"(params is {len(model.serving.params)} characters); accepted: shorter params"
+                    if self.adapters_of(name):
+                        shorter = (
+                            f"with {len(self.adapters_of(name))} adapters; accepted: fewer adapters per base"
+                        )
                     found.append((("models", name, "serving", "params"), f"{message} {shorter}"))
             found += self._image_hosts(name, model)
+        found += self._adapter_bases()
         _refuse(found)
         return self
+
+    def _resolved_fine_tunes(self) -> tuple[dict[str, ModelSettings], Found]:
+        """Each fine-tune with its adapter's base resolved (the base model's Hugging Face id, its size) and
+        its sharding chosen; and what is wrong with nodes, adapters and a missing image."""
+        found: Found = []
+        hub_ids = {n: m.source.huggingface for n, m in self.models_by_name.items() if not m.is_adapter}
+        network = rules.NetworkFacts(
+            egress=self.network.egress,
+            has_subnet=self.network.existing_subnet_id is not None or self.network.egress != "managed",
+        )
+        resolved = dict(self.models_by_name)
+        for name, model in self.models_by_name.items():
+            tune = model.source.fine_tune
+            if tune is None:
+                continue
+            at = ("models", name, "source", "fineTune")
+            problems = rules.node_problems("", tune.nodes, network) + rules.image_problems(
+                "", tune.image, network
+            )
+            if model.is_adapter or tune.base_is_stack_model:
+                problems += rules.adapter_base_problems("", tune.base_model, tune.save, hub_ids)
+                if not model.is_adapter and tune.base_is_stack_model:
+                    problems.append(
+                        (
+                            ".baseModel",
+                            f"{tune.base_model!r} names a model of this stack, which only an adapter is "
+                            "trained from; accepted: save: adapter, or a Hugging Face id or a model folder "
+                            "in a bucket",
+                        )
+                    )
+            found += [((*at, *key_.strip(".").split(".")), message) for key_, message in problems]
+            if problems:
+                continue
+            size = model.parameters_b
+            base_name = None
+            if model.is_adapter:
+                base_name = tune.base_model
+                base = self.models_by_name[base_name]
+                tune = tune.model_copy(update={"base_model": hub_ids[base_name]})
+                size = size or base.parameters_b
+            if size is not None and tune.sharding == "auto":
+                fits = {how: training_fit(tune, size, sharding=how) for how in ("ddp", "fsdp")}
+                tune = tune.model_copy(update={"sharding": rules.sharding_for(fits, tune.method)})
+            source = model.source.model_copy(update={"fine_tune": tune})
+            copy = model.model_copy(update={"source": source, "parameters_b": size})
+            copy._adapter_base = base_name
+            resolved[name] = copy
+        return resolved, found
+
+    def _adapter_bases(self) -> Found:
+        """Each base's LoRA slots (vLLM's max LoRAs and rank), and no autoscaling with adapters yet."""
+        found: Found = []
+        for model in self.models:
+            adapters = self.adapters_of(model.name)
+            if not adapters:
+                continue
+            at = ("models", model.name, "serving")
+            ranks = [a.fine_tune.lora_r for a in adapters]
+            _, problems = rules.lora_slots("", ranks, model.serving.max_loras, model.serving.max_lora_rank)
+            found += [((*at, key_.strip(".")), message) for key_, message in problems]
+            if model.compute.autoscaling is not None:
+                found.append(
+                    (
+                        ("models", model.name, "compute", "autoscaling"),
+                        "a model serving adapters runs a fixed number of instances here (its model group "
+                        "deployment's autoscaling is not wired yet); accepted: leave autoscaling out",
+                    )
+                )
+        return found
+
+    @property
+    def adapters(self) -> tuple[AdapterSettings, ...]:
+        """The stack's adapters: fine-tunes kept as adapters, served on their base model's deployment."""
+        return tuple(
+            AdapterSettings(
+                name=name,
+                base=model._adapter_base or "",
+                fine_tune=model.source.fine_tune,
+                parameters_b=model.parameters_b or 0.0,
+            )
+            for name, model in self.models_by_name.items()
+            if model.is_adapter and model.source.fine_tune is not None
+        )
+
+    def adapters_of(self, base: str) -> tuple[AdapterSettings, ...]:
+        return tuple(a for a in self.adapters if a.base == base)
+
+    def adapter(self, name: str) -> AdapterSettings:
+        return next(a for a in self.adapters if a.name == name)
+
+    def lora_slots(self, base: str) -> tuple[int, int]:
+        """(max LoRAs, max LoRA rank) vLLM gets for the adapters served on `base`; (0, 0) without any."""
+        adapters = self.adapters_of(base)
+        if not adapters:
+            return 0, 0
+        serving = self.model(base).serving
+        slots, _ = rules.lora_slots(
+            "", [a.fine_tune.lora_r for a in adapters], serving.max_loras, serving.max_lora_rank
+        )
+        return slots
+
+    def adapter_serving(self, base: str, model_id: str) -> AdapterServing:
+        """The engine's view of `base` and its adapters (model OCIDs as `model_id` stands them in)."""
+        loras, rank = self.lora_slots(base)
+        adapters = {a.name: model_id for a in self.adapters_of(base)}
+        return AdapterServing(base_name=base, adapters=adapters, max_loras=loras, max_lora_rank=rank)
+
+    def fine_tune_of(self, name: str) -> tuple[FineTuneSettings | None, float | None]:
+        """The fine-tune of a model or an adapter, and the size of what it trains."""
+        model = self.models_by_name[name]
+        return model.source.fine_tune, model.parameters_b
 
     def _image_hosts(self, name: str, model: ModelSettings) -> Found:
         """Images live in the stack region's OCIR: `<key>.ocir.io` or `<region>.ocir.io` (the SDK's table)."""
         host = ocir_host(self.region)
-        images: list[tuple[tuple[str, ...], str]] = [(("serving", "image"), model.serving.image)]
-        if model.source.fine_tune is not None:
+        images: list[tuple[tuple[str, ...], str]] = []
+        if not model.is_adapter:
+            images.append((("serving", "image"), model.serving.image))
+        if model.source.fine_tune is not None and model.source.fine_tune.image is not None:
             images.append((("source", "fineTune", "image"), model.source.fine_tune.image))
         accepted = f"an image in {self.region}'s registry, {host}/<namespace>/<repository>:<tag>@sha256:"
         accepted += "<digest>"
@@ -765,6 +961,8 @@ class Settings(Section):
             f"a shape with more memory per GPU ({', '.join(roomy[:3])})" if roomy else "a smaller model",
         ]
         torchrun = "(torchrun runs one process per GPU, each with the whole model)"
+        if fit.shards > 1:
+            torchrun = f"(FSDP splits it over {fit.nodes} x {fit.gpus} GPUs)"
         needs = f"{tune.shape!r} needs {fit.breakdown()} {torchrun}; accepted: {', or '.join(advice)}"
         return [
             *found,
@@ -773,10 +971,13 @@ class Settings(Section):
 
 
 def training_fit(
-    fine_tune: FineTuneSettings, parameters_b: float, shape: str | None = None
+    fine_tune: FineTuneSettings, parameters_b: float, shape: str | None = None, sharding: str | None = None
 ) -> sizing.TrainingFitReport:
-    """The sizing module's figures for this fine-tune (on `shape` instead of its own, when given)."""
+    """The sizing module's figures for this fine-tune (on `shape` or with `sharding` instead of its own)."""
+    how = sharding or fine_tune.sharding
     return sizing.estimate_training_fit(
+        nodes=fine_tune.nodes,
+        sharding="ddp" if how == "auto" else how,
         shape=shape or fine_tune.shape,
         method=fine_tune.method,
         parameters_b=parameters_b,

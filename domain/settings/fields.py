@@ -125,16 +125,25 @@ def _zip_uri(value: Any) -> ids.ObjectUri:
     return uri  # type: ignore[no-any-return]
 
 
-def location(accepted: str, hub: bool = False) -> Check:
-    """`oci://bucket@namespace/prefix` (kept without a trailing `/`), or with `hub` also a Hugging Face id."""
+MODEL_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
+
+
+def location(accepted: str, hub: bool = False, stack_model: bool = False) -> Check:
+    """`oci://bucket@namespace/prefix` (kept without a trailing `/`), or with `hub` also a Hugging Face id,
+    or with `stack_model` also the name of a model of the stack (checked by the stack's settings)."""
 
     def check(value: Any) -> str:
+        if stack_model and isinstance(value, str) and MODEL_NAME.match(value):
+            return value
         if hub and isinstance(value, str) and not ids.is_object_uri(value):
             return _via(ids.parse_hf_id, "bad id", value, accepted)  # type: ignore[no-any-return]
         uri = _via(ids.parse_object_uri, "bad URI", value, accepted)
         return f"oci://{uri.bucket}@{uri.namespace}/{uri.prefix}".rstrip("/")
 
     either = {"anyOf": [URI, HF], "format": "`org/model` | `oci://bucket@ns/prefix`"}
+    if stack_model:
+        name = {"type": "string", "format": "model name", "pattern": MODEL_NAME.pattern}
+        either = {"anyOf": [URI, HF, name], "format": "`org/model` | `oci://bucket@ns/prefix` | `<model>`"}
     return Check(check, either if hub else URI, accepted)
 
 

@@ -1,0 +1,120 @@
+"""The rules of issue 17's settings, as plain functions the stack's settings call: nodes, adapters, no image.
+
+Kept out of `domain/settings.py` so that the settings' parser (whatever its style) only hooks them in: each
+rule takes plain values and returns `(key path, message)` problems worded like the settings' own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from domain import sizing
+from domain.adapters import VLLM_LORA_RANKS, default_max_loras, lora_rank_for
+from domain.shapes import SHAPES
+
+MAX_NODES = 16  # Data Science multi-node job runs; more is a quota question, not a settings one
+Finding = tuple[str, str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class NetworkFacts:
+    egress: str  # nat | managed | none
+    has_subnet: bool  # the stack's own subnet (a new VCN, or existingSubnetId)
+
+
+def node_problems(path: str, nodes: int, network: NetworkFacts) -> list[Finding]:
+    """A multi-node job runs on the stack's subnet (CUSTOM_NETWORK) with the stack's training log."""
+    if nodes > 1 and not network.has_subnet:
+        return [
+            (
+                f"{path}.nodes",
+                f"{nodes} nodes need the stack's subnet: a multi-node job run's nodes reach each other on a "
+                "custom network, and network.egress is 'managed' (no subnet); accepted: nodes: 1, or "
+                "network.egress: nat (or an existingSubnetId)",
+            )
+        ]
+    return []
+
+
+def image_problems(path: str, image: str | None, network: NetworkFacts) -> list[Finding]:
+    """Without a training image the job installs its pinned environment at start: it needs the internet."""
+    if image is None and network.egress == "none":
+        return [
+            (
+                f"{path}.image",
+                "missing, and network.egress is 'none': a job without a training image installs Python "
+                "3.11 and the pinned train extra from PyPI when it starts (docs/finetune.md); accepted: a "
+                "training image in OCIR, or network.egress: nat",
+            )
+        ]
+    return []
+
+
+def sharding_for(fit_of: Mapping[str, sizing.TrainingFitReport], method: str) -> str:
+    """`ddp` when one process holds the whole run, else `fsdp` when that fits (never for 4-bit QLoRA)."""
+    if fit_of["ddp"].fits or method == "qlora" or fit_of["ddp"].processes == 1:
+        return "ddp"
+    return "fsdp" if fit_of["fsdp"].fits else "ddp"
+
+
+def adapter_base_problems(path: str, base: str, save: str, models: Mapping[str, str | None]) -> list[Finding]:
+    """`save: adapter` serves the adapter on its base's deployment: the base must be a model of the stack.
+
+    `models` maps each deployed model of the stack to its Hugging Face id (None for other sources).
+    """
+    if save != "adapter":  # (`save: adapter` with `method: full` is the entrypoint's own refusal)
+        return []
+    if base not in models:
+        known = ", ".join(sorted(models)) or "none"
+        return [
+            (
+                f"{path}.baseModel",
+                f"{base!r} is not a model of this stack; an adapter is served on its base model's "
+                f"deployment, so baseModel names that model (models.<name>); accepted: one of {known}",
+            )
+        ]
+    if models[base] is None:
+        return [
+            (
+                f"{path}.baseModel",
+                f"model {base!r} is not from Hugging Face: the training job reads the base weights by their "
+                "Hugging Face id (a zip or a local folder it cannot read yet); accepted: a base model whose "
+                "source is huggingface",
+            )
+        ]
+    return []
+
+
+def lora_slots(
+    path: str, ranks: list[int], max_loras: int | None, max_lora_rank: int | None
+) -> tuple[tuple[int, int], list[Finding]]:
+    """vLLM's (max LoRAs, max LoRA rank) for a base's adapters, defaults derived from them, and problems."""
+    found: list[Finding] = []
+    try:
+        needed = lora_rank_for(ranks)
+    except ValueError as exc:
+        return (0, 0), [(f"{path}.maxLoraRank", str(exc))]
+    rank = needed if max_lora_rank is None else max_lora_rank
+    allowed = ", ".join(map(str, VLLM_LORA_RANKS))
+    if max_lora_rank is not None and max_lora_rank not in VLLM_LORA_RANKS:
+        found.append(
+            (f"{path}.maxLoraRank", f"{max_lora_rank} is not a rank vLLM accepts; accepted: {allowed}")
+        )
+    elif rank < max(ranks, default=0):
+        found.append(
+            (
+                f"{path}.maxLoraRank",
+                f"{rank} is below an adapter's loraR ({max(ranks)}): vLLM would refuse that adapter; "
+                f"accepted: {needed} or more, one of {allowed}",
+            )
+        )
+    loras = default_max_loras(len(ranks)) if max_loras is None else max_loras
+    if loras < 1:
+        found.append((f"{path}.maxLoras", f"{loras}: accepted: an integer from 1 up"))
+    return (loras, rank), found
+
+
+def gpus_of(shape: str) -> int:
+    known = SHAPES.get(shape)
+    return known.gpu_count if known else 1
