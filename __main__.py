@@ -52,3 +52,19 @@ pulumi.export(
         for name, serving in platform.models.items()
     },
 )
+if platform.adapters:
+    pulumi.export(
+        "adapters",
+        {
+            name: {
+                "servedOn": settings.adapter(name).base,
+                "catalogModelId": adapter.catalog_model_id,
+                "fineTune": {
+                    "jobId": adapter.fine_tune.job_id,
+                    "jobRunId": adapter.fine_tune.job_run_id,
+                    "output": adapter.fine_tune.output_uri,
+                },
+            }
+            for name, adapter in platform.adapters.items()
+        },
+    )

@@ -1,8 +1,13 @@
 """FineTune: a Data Science job that fine-tunes a model, and the run that leaves its weights for the catalog.
 
-Job (BYOC: the training image runs `torchrun ... -m training.finetune`, GPU shape, the stack's subnet and a
-training log) -> JobRun [dynamic: started, waited for, diagnosed] -> `<output>/<run folder>/model.zip`,
-which ModelServing registers as the catalog model's artifact and deploys like any stored model.
+Job -> JobRun [dynamic: started, waited for, diagnosed] -> `<output>/<run folder>/model.zip`, which
+ModelServing registers as the catalog model's artifact (merged weights, or an adapter served beside its base).
+
+The job runs `torchrun ... -m training.finetune` on a GPU shape, the stack's subnet and a training log:
+- from the training image (BYOC) when `image` is set, else on a service conda environment with the
+  entrypoint's code as the job artifact (`components/training_artifact.py`);
+- on one node, or on `nodes` nodes as a multi-node job (one node group, started together, on the stack's
+  subnet), where `python -m training.multinode` reads OCI's rendezvous and starts torchrun on each node.
 
 The job gets no secret: the Hugging Face token of a gated base model stays in Vault, and the job reads it
 with its resource principal (`--hf-token-secret-id`); the command line holds only addresses and numbers.
@@ -10,8 +15,10 @@ with its resource principal (`--hf-token-secret-id`); the command line holds onl
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_oci as oci
@@ -27,8 +34,27 @@ from pulumi_oci.datascience import (
 from pulumi_oci.datascience import (
     JobJobLogConfigurationDetailsArgs as JobLogArgs,
 )
+from pulumi_oci.datascience import (
+    JobJobNodeConfigurationDetailsArgs as NodeConfigArgs,
+)
+from pulumi_oci.datascience import (
+    JobJobNodeConfigurationDetailsJobNetworkConfigurationArgs as NodeNetworkArgs,
+)
+from pulumi_oci.datascience import (
+    JobJobNodeConfigurationDetailsJobNodeGroupConfigurationDetailsListArgs as NodeGroupArgs,
+)
+from pulumi_oci.datascience import (
+    JobJobNodeConfigurationDetailsJobNodeGroupConfigurationDetailsListJobConfigurationDetailsArgs as NodeJobConfigArgs,  # noqa: E501
+)
+from pulumi_oci.datascience import (
+    JobJobNodeConfigurationDetailsJobNodeGroupConfigurationDetailsListJobEnvironmentConfigurationDetailsArgs as NodeEnvironmentArgs,  # noqa: E501
+)
+from pulumi_oci.datascience import (
+    JobJobNodeConfigurationDetailsJobNodeGroupConfigurationDetailsListJobInfrastructureConfigurationDetailsArgs as NodeInfrastructureArgs,  # noqa: E501
+)
 
 from components.providers.job_run import JobRun, JobRunArgs
+from components.training_artifact import ENTRYPOINT, JobArtifact
 from domain import sizing
 from domain.context import (
     TAG_FINETUNE_METHOD,
@@ -43,6 +69,10 @@ from oci_runtime.storage import parse_oci_uri
 from oci_runtime.training_run import START_ALLOWANCE_MINUTES
 
 MANAGED_EGRESS = "MANAGED_NETWORKING_INTERNET_ACCESS"
+NODE_GROUP = "node-group"  # ADS's name for the one node group of a multi-node job
+# A Data Science service conda environment for a job without an image: its Python only starts
+# training/job_entry.sh, which brings the pinned environment (docs/finetune.md, "No image to build").
+SERVICE_CONDA_SLUG = "pytorch24_p310_gpu_x86_64_v1"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,15 +91,86 @@ class FineTuneArgs:
     auth: AuthSettings
     token_secret_id: str | None = None
     shape_hourly_usd: float | None = None  # the stack's own price for the training shape, when it sets one
+    artifact: JobArtifact | None = None  # the entrypoint's code, for a fine-tune without a training image
     depends_on: Sequence[pulumi.Resource] = ()
 
 
 def job_environment(fine_tune: FineTuneSettings) -> dict[str, str]:
-    """Variables for the training process: unbuffered output for the log, no Hub traffic it does not need."""
+    """Variables for the training process: unbuffered output for the log, no Hub traffic it does not need;
+    without an image, the service conda environment and the artifact's entrypoint."""
     env = {"PYTHONUNBUFFERED": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "TOKENIZERS_PARALLELISM": "false"}
     if not fine_tune.base_model_is_hub_id:
         env["HF_HUB_OFFLINE"] = "1"  # the base model comes from Object Storage
+    if fine_tune.image is None:
+        env.update(CONDA_ENV_TYPE="service", CONDA_ENV_SLUG=SERVICE_CONDA_SLUG, JOB_RUN_ENTRYPOINT=ENTRYPOINT)
     return env
+
+
+def job_details(
+    tune: FineTuneSettings,
+    command: list[str],
+    *,
+    managed: bool,
+    subnet_id: pulumi.Input[str | None],
+    disk_gb: int,
+) -> dict[str, Any]:
+    """The Job's configuration: one node (job/environment/infrastructure details), or a multi-node job
+    (one node group of `nodes` replicas started together on the stack's subnet), as ADS's `dsc_job.py`
+    sends it. Without an image the command is the artifact entrypoint's arguments."""
+    env = job_environment(tune)
+    runtime = str(tune.timeout_minutes)
+    arguments = shlex.join(command) if tune.image is None else None
+    container: dict[str, Any] | None = (
+        None
+        if tune.image is None
+        else {
+            "job_environment_type": "OCIR_CONTAINER",
+            "image": tune.image,
+            "image_digest": image_digest(tune.image),
+            "entrypoints": command[:1],
+            "cmds": command[1:],
+        }
+    )
+    if tune.nodes == 1:
+        return {
+            "job_configuration_details": JobConfigArgs(
+                job_type="DEFAULT",
+                environment_variables=env,
+                command_line_arguments=arguments,
+                maximum_runtime_in_minutes=runtime,
+            ),
+            "job_environment_configuration_details": JobEnvironmentArgs(**container) if container else None,
+            "job_infrastructure_configuration_details": JobInfrastructureArgs(
+                job_infrastructure_type="ME_STANDALONE" if managed else "STANDALONE",
+                shape_name=tune.shape,
+                block_storage_size_in_gbs=disk_gb,
+                subnet_id=None if managed else subnet_id,
+            ),
+        }
+    group = NodeGroupArgs(
+        name=NODE_GROUP,
+        replicas=tune.nodes,
+        minimum_success_replicas=tune.nodes,
+        job_configuration_details=NodeJobConfigArgs(
+            job_type="DEFAULT",
+            environment_variables=env,
+            command_line_arguments=arguments,
+            maximum_runtime_in_minutes=runtime,
+        ),
+        job_environment_configuration_details=NodeEnvironmentArgs(**container) if container else None,
+        job_infrastructure_configuration_details=NodeInfrastructureArgs(
+            job_infrastructure_type="MULTI_NODE", shape_name=tune.shape, block_storage_size_in_gbs=disk_gb
+        ),
+    )
+    return {
+        "job_node_configuration_details": NodeConfigArgs(
+            job_node_type="MULTI_NODE",
+            startup_order="IN_PARALLEL",
+            maximum_runtime_in_minutes=runtime,
+            job_network_configuration=NodeNetworkArgs(job_network_type="CUSTOM_NETWORK", subnet_id=subnet_id),
+            job_node_group_configuration_details_lists=[group],
+        )
+    }
 
 
 class FineTune(pulumi.ComponentResource):
@@ -99,6 +200,17 @@ class FineTune(pulumi.ComponentResource):
         )
         managed = args.network_access_type == MANAGED_EGRESS
         disk_gb = sizing.training_disk_gb(args.parameters_b)
+        if tune.image is None and args.artifact is None:
+            raise ValueError(f"model {model}: a fine-tune without an image needs the job artifact")
+        artifact: dict[str, Any] = (
+            {
+                "job_artifact": str(args.artifact.path),
+                "artifact_content_length": str(args.artifact.size),
+                "artifact_content_disposition": f"attachment; filename={args.artifact.file_name}",
+            }
+            if tune.image is None and args.artifact is not None
+            else {}
+        )
 
         job = oci.datascience.Job(
             f"{name}-job",
@@ -108,24 +220,8 @@ class FineTune(pulumi.ComponentResource):
             description=f"Fine-tunes {tune.base_model} ({tune.method}) into model {model}",
             freeform_tags=tags,
             delete_related_job_runs=True,
-            job_configuration_details=JobConfigArgs(
-                job_type="DEFAULT",
-                environment_variables=job_environment(tune),
-                maximum_runtime_in_minutes=str(tune.timeout_minutes),
-            ),
-            job_environment_configuration_details=JobEnvironmentArgs(
-                job_environment_type="OCIR_CONTAINER",
-                image=tune.image,
-                image_digest=image_digest(tune.image),
-                entrypoints=command[:1],
-                cmds=command[1:],
-            ),
-            job_infrastructure_configuration_details=JobInfrastructureArgs(
-                job_infrastructure_type="ME_STANDALONE" if managed else "STANDALONE",
-                shape_name=tune.shape,
-                block_storage_size_in_gbs=disk_gb,
-                subnet_id=None if managed else args.subnet_id,
-            ),
+            **job_details(tune, command, managed=managed, subnet_id=args.subnet_id, disk_gb=disk_gb),
+            **artifact,
             job_log_configuration_details=JobLogArgs(
                 enable_logging=True,
                 enable_auto_log_creation=False,

@@ -19,6 +19,7 @@ class DeploymentLogsArgs:
     compartment_id: str
     model_names: tuple[str, ...]
     training_models: tuple[str, ...] = ()  # models fine-tuned in this stack: each gets a training log
+    adapter_models: tuple[str, ...] = ()  # adapters served on their base's deployment: a training log alone
     retention_days: int = 30
     existing_log_group_id: str | None = None
 
@@ -33,6 +34,7 @@ class ModelLogs:
 class DeploymentLogs(pulumi.ComponentResource):
     log_group_id: pulumi.Output[str]
     logs: dict[str, ModelLogs]
+    adapter_logs: dict[str, pulumi.Output[str]]
 
     def __init__(
         self, name: str, args: DeploymentLogsArgs, opts: pulumi.ResourceOptions | None = None
@@ -73,7 +75,20 @@ class DeploymentLogs(pulumi.ComponentResource):
                 predict_log_id=ids["predict"], access_log_id=ids["access"], train_log_id=ids.get("train")
             )
 
-        logs = {
+        self.adapter_logs = {}
+        for adapter in args.adapter_models:
+            self.adapter_logs[adapter] = oci.logging.Log(
+                f"{name}-{adapter}-train",
+                log_group_id=self.log_group_id,
+                display_name=ctx.display_name(adapter, "train"),
+                log_type="CUSTOM",
+                is_enabled=True,
+                retention_duration=args.retention_days,
+                freeform_tags=ctx.freeform_tags(**{TAG_MODEL: adapter}),
+                opts=child,
+            ).id
+
+        logs: dict[str, dict[str, pulumi.Output[str]]] = {
             model: {
                 "predict": ids.predict_log_id,
                 "access": ids.access_log_id,
@@ -81,4 +96,5 @@ class DeploymentLogs(pulumi.ComponentResource):
             }
             for model, ids in self.logs.items()
         }
+        logs.update({adapter: {"train": log_id} for adapter, log_id in self.adapter_logs.items()})
         self.register_outputs({"log_group_id": self.log_group_id, "logs": logs})

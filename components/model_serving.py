@@ -2,14 +2,16 @@
 
 source -> [ModelArtifact, for a local folder | FineTune, for a fine-tuned model] -> CatalogModel
        -> ModelDeployment (BYOC, GPU) -> Readiness
+A base model with adapters in the stack: CatalogModel + the adapters' catalog models -> AdapterGroup
+       -> ModelDeployment (MODEL_GROUP, vLLM with LoRA) -> Readiness
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_oci as oci
@@ -55,14 +57,18 @@ from pulumi_oci.datascience import (
 
 from components.fine_tune import FineTune, FineTuneArgs
 from components.logging import ModelLogs
+from components.model_group import AdapterGroup, AdapterGroupArgs, group_deployment_config
 from components.providers.artifact import ModelArtifact, ModelArtifactArgs
 from components.providers.catalog import CatalogModel, CatalogModelArgs, InlineArtifact, ObjectStorageArtifact
 from components.providers.readiness import Readiness, ReadinessArgs
+from components.training_artifact import JobArtifact
 from domain import sizing
+from domain.adapters import AdapterServing
 from domain.container_env import CUSTOM_HTTP_ENDPOINTS, PREDICT_API_SPECIFICATION, container_env
 from domain.context import (
     TAG_ARCHITECTURE,
     TAG_ENGINE,
+    TAG_LORA_SLOTS,
     TAG_MAX_MODEL_LEN,
     TAG_MODEL,
     TAG_PARAMETERS,
@@ -98,6 +104,11 @@ class ModelServingArgs:
     token_secret_id: str | None = None
     shape_hourly_usd: float | None = None  # the stack's own price for the shape, when it sets one
     training_shape_hourly_usd: float | None = None  # the same for a fine-tuning job's shape
+    # Adapters served on this model's deployment: name -> the adapter's catalog model id, and vLLM's
+    # (max LoRAs, max LoRA rank) for them.
+    adapters: Mapping[str, pulumi.Output[str]] = field(default_factory=dict)
+    lora_slots: tuple[int, int] = (0, 0)
+    job_artifact: JobArtifact | None = None  # the entrypoint's code, for a fine-tune without an image
     depends_on: Sequence[pulumi.Resource] = ()
 
 
@@ -204,15 +215,61 @@ class ModelServing(pulumi.ComponentResource):
 
         env = container_env(model.container_spec(args.token_secret_id, token_in_artifact=token_in_artifact))
         image = model.serving.image
-        deployment = oci.datascience.ModelDeployment(
-            f"{name}-deployment",
-            compartment_id=args.compartment_id,
-            project_id=args.project_id,
-            display_name=ctx.display_name(model.name),
-            # Static: shape and replica count change in place while ACTIVE, a description with them would not.
-            description=f"{model.name} served by {model.serving.engine}",
-            freeform_tags=tags,
-            model_deployment_configuration_details=DeploymentConfigArgs(
+
+        def environment(variables: pulumi.Input[Mapping[str, str]]) -> EnvironmentArgs:
+            return EnvironmentArgs(
+                environment_configuration_type="OCIR_CONTAINER",
+                image=image,
+                image_digest=image_digest(image),
+                server_port=model.serving.port,
+                health_check_port=model.serving.port,
+                environment_variables=variables,
+                # OpenAI paths go to the container unchanged; /predict stays reachable for the
+                # {"inputs", "parameters"} payload and the `route` header form (domain.container_env).
+                predict_api_specification=PREDICT_API_SPECIFICATION,
+                custom_http_endpoints=[
+                    HttpEndpointArgs(endpoint_uri_suffix=suffix, http_methods=list(methods))
+                    for suffix, methods in CUSTOM_HTTP_ENDPOINTS
+                ],
+            )
+
+        group: AdapterGroup | None = None
+        if args.adapters:
+            loras, rank = args.lora_slots
+            tags = {**tags, TAG_LORA_SLOTS: f"{loras}x{rank}"}
+            group = AdapterGroup(
+                f"{name}-adapters",
+                AdapterGroupArgs(
+                    context=ctx,
+                    base_name=model.name,
+                    base_model_id=catalog.id,
+                    adapters=args.adapters,
+                    compartment_id=args.compartment_id,
+                    project_id=args.project_id,
+                    freeform_tags=tags,
+                ),
+                opts=child,
+            )
+            names = list(args.adapters)
+            group_env = pulumi.Output.all(catalog.id, *args.adapters.values()).apply(
+                lambda ids: AdapterServing(
+                    base_name=model.name,
+                    adapters=dict(zip(names, ids[1:], strict=True)),
+                    max_loras=loras,
+                    max_lora_rank=rank,
+                ).env("custom", env, ids[0])
+            )
+            config = group_deployment_config(
+                model_group_id=group.model_group_id,
+                shape=model.compute.shape,
+                replicas=model.compute.replicas,
+                bandwidth_mbps=model.compute.bandwidth_mbps,
+                network_access_type=args.network_access_type,
+                subnet_id=args.subnet_id,
+                environment=environment(group_env),
+            )
+        else:
+            config = DeploymentConfigArgs(
                 deployment_type="SINGLE_MODEL",
                 model_configuration_details=ModelConfigArgs(
                     model_id=catalog.id,
@@ -224,22 +281,18 @@ class ModelServing(pulumi.ComponentResource):
                     ),
                     scaling_policy=scaling_policy(model.compute),
                 ),
-                environment_configuration_details=EnvironmentArgs(
-                    environment_configuration_type="OCIR_CONTAINER",
-                    image=image,
-                    image_digest=image_digest(image),
-                    server_port=model.serving.port,
-                    health_check_port=model.serving.port,
-                    environment_variables=env,
-                    # OpenAI paths go to the container unchanged; /predict stays reachable for the
-                    # {"inputs", "parameters"} payload and the `route` header form (domain.container_env).
-                    predict_api_specification=PREDICT_API_SPECIFICATION,
-                    custom_http_endpoints=[
-                        HttpEndpointArgs(endpoint_uri_suffix=suffix, http_methods=list(methods))
-                        for suffix, methods in CUSTOM_HTTP_ENDPOINTS
-                    ],
-                ),
-            ),
+                environment_configuration_details=environment(env),
+            )
+        deployment = oci.datascience.ModelDeployment(
+            f"{name}-deployment",
+            compartment_id=args.compartment_id,
+            project_id=args.project_id,
+            display_name=ctx.display_name(model.name),
+            # Static: shape and replica count change in place while ACTIVE, a description with them would not.
+            description=f"{model.name} served by {model.serving.engine}"
+            + (f", with adapters {', '.join(args.adapters)}" if args.adapters else ""),
+            freeform_tags=tags,
+            model_deployment_configuration_details=config,
             category_log_details=LogDetailsArgs(
                 predict=PredictLogArgs(log_group_id=args.log_group_id, log_id=args.logs.predict_log_id),
                 access=AccessLogArgs(log_group_id=args.log_group_id, log_id=args.logs.access_log_id),
@@ -268,6 +321,7 @@ class ModelServing(pulumi.ComponentResource):
                 access_log_id=args.logs.access_log_id,
                 triggers={
                     "modelId": catalog.id,
+                    **({"modelGroupId": group.model_group_id} if group is not None else {}),
                     "image": image,
                     "envDigest": hashlib.sha256(json.dumps(env, sort_keys=True).encode()).hexdigest(),
                     "shape": model.compute.shape,
@@ -356,6 +410,7 @@ class ModelServing(pulumi.ComponentResource):
                 auth=args.auth,
                 token_secret_id=args.token_secret_id,
                 shape_hourly_usd=args.training_shape_hourly_usd,
+                artifact=args.job_artifact,
                 depends_on=args.depends_on,
             ),
             opts=child,

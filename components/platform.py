@@ -3,25 +3,44 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pulumi
 import pulumi_oci as oci
 
+from components.adapter import Adapter, AdapterArgs
 from components.iam import DeploymentIdentity, DeploymentIdentityArgs
 from components.logging import DeploymentLogs, DeploymentLogsArgs
 from components.model_serving import ModelServing, ModelServingArgs
 from components.network import Network, NetworkArgs
 from components.registry import ContainerRegistry, ContainerRegistryArgs
 from components.storage import ArtifactBucket, ArtifactBucketArgs
+from components.training_artifact import JobArtifact, build_job_artifact
 from domain.context import TAG_BUDGET, Context
 from domain.iam import service_needs, training_access
-from domain.settings import Settings
+from domain.settings import FineTuneSettings, Settings
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+BUILD_DIR = PROJECT_DIR / "build" / "llmstack"  # the no-image training job's artifact is written here
 
 
 @dataclass(frozen=True, kw_only=True)
 class LlmPlatformArgs:
     settings: Settings
     hf_token: pulumi.Output[str] | None = None
+
+
+def fine_tunes(settings: Settings) -> list[FineTuneSettings]:
+    """Every fine-tune of the stack: of deployed models, and of adapters."""
+    tunes = [m.source.fine_tune for m in settings.models if m.source.fine_tune is not None]
+    return tunes + [a.fine_tune for a in settings.adapters]
+
+
+def job_artifact(settings: Settings) -> JobArtifact | None:
+    """The entrypoint's code as a job artifact, when a fine-tune runs without a training image."""
+    if not any(tune.image is None for tune in fine_tunes(settings)):
+        return None
+    return build_job_artifact(PROJECT_DIR, BUILD_DIR)
 
 
 class LlmPlatform(pulumi.ComponentResource):
@@ -32,6 +51,7 @@ class LlmPlatform(pulumi.ComponentResource):
     image_repository: pulumi.Output[str]
     bucket_name: pulumi.Output[str]
     models: dict[str, ModelServing]
+    adapters: dict[str, Adapter]
 
     def __init__(self, name: str, args: LlmPlatformArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("oci-llm-stack:platform:LlmPlatform", name, None, opts)
@@ -54,6 +74,7 @@ class LlmPlatform(pulumi.ComponentResource):
                 compartment_id=s.compartment_id,
                 model_names=tuple(m.name for m in s.models),
                 training_models=tuple(m.name for m in s.models if m.source.fine_tune is not None),
+                adapter_models=tuple(a.name for a in s.adapters),
                 retention_days=s.logging.retention_days,
                 existing_log_group_id=s.logging.existing_log_group_id,
             ),
@@ -115,6 +136,30 @@ class LlmPlatform(pulumi.ComponentResource):
         # The monthly-budget policy reads the budget from the deployments' tags (policies see only inputs).
         budget = s.budget.monthly_usd
         serving_ctx = ctx.with_tags(**{TAG_BUDGET: f"{budget:g}"}) if budget is not None else ctx
+        artifact = job_artifact(s)
+        self.adapters = {
+            adapter.name: Adapter(
+                adapter.name,
+                AdapterArgs(
+                    context=ctx,
+                    adapter=adapter,
+                    region=s.region,
+                    compartment_id=s.compartment_id,
+                    project_id=project_id,
+                    network_access_type=network.network_access_type,
+                    subnet_id=network.subnet_id,
+                    log_group_id=logs.log_group_id,
+                    train_log_id=logs.adapter_logs[adapter.name],
+                    auth=s.auth,
+                    token_secret_id=s.hf_token_secret_id,
+                    training_shape_hourly_usd=s.shape_hourly_usd(adapter.fine_tune.shape),
+                    artifact=artifact,
+                    depends_on=[identity],
+                ),
+                opts=child,
+            )
+            for adapter in s.adapters
+        }
         self.models = {
             model.name: ModelServing(
                 model.name,
@@ -137,6 +182,11 @@ class LlmPlatform(pulumi.ComponentResource):
                     training_shape_hourly_usd=(
                         s.shape_hourly_usd(model.source.fine_tune.shape) if model.source.fine_tune else None
                     ),
+                    adapters={
+                        a.name: self.adapters[a.name].catalog_model_id for a in s.adapters_of(model.name)
+                    },
+                    lora_slots=s.lora_slots(model.name),
+                    job_artifact=artifact,
                     depends_on=[identity],
                 ),
                 opts=child,

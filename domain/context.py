@@ -21,6 +21,7 @@ TAG_BUDGET = "llmstack-budget-monthly-usd"
 TAG_SHAPE_HOURLY_USD = "llmstack-shape-hourly-usd"
 # On a fine-tuning job: lora, qlora or full.
 TAG_FINETUNE_METHOD = "llmstack-finetune-method"
+TAG_LORA_SLOTS = "llmstack-lora-slots"  # a deployment serving adapters: "<max LoRAs>x<max LoRA rank>"
 
 
 @dataclass(frozen=True, kw_only=True)

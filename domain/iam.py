@@ -188,12 +188,9 @@ class TrainingAccess:
 
 def training_access(settings: Settings) -> TrainingAccess | None:
     """The buckets the stack's fine-tuning jobs read and write; None when nothing is fine-tuned."""
-    buckets = [
-        access
-        for model in settings.models
-        if model.source.fine_tune is not None
-        for access in model.source.fine_tune.buckets()
-    ]
+    tunes = [m.source.fine_tune for m in settings.models if m.source.fine_tune is not None]
+    tunes += [adapter.fine_tune for adapter in settings.adapters]  # served on their base's deployment
+    buckets = [access for tune in tunes for access in tune.buckets()]
     if not buckets:
         return None
     return TrainingAccess(
@@ -220,6 +217,9 @@ def export_buckets(settings: Settings) -> dict[str, str]:
         elif source.fine_tune is not None:
             bucket = source.fine_tune.output.removeprefix("oci://").split("@", 1)[0]
             found[bucket] = bucket_compartment(settings, bucket)
+    for adapter in settings.adapters:  # the catalog copies each adapter's zip in too
+        bucket = adapter.fine_tune.output.removeprefix("oci://").split("@", 1)[0]
+        found[bucket] = bucket_compartment(settings, bucket)
     return found
 
 

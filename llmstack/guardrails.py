@@ -40,6 +40,8 @@ class ModelFigures:
     instances: int | None
     monthly_usd: float | None
     problem: str | None = None
+    adapters: tuple[str, ...] = ()  # served on this deployment, by name (its model group's members)
+    lora_gpu_memory_gb: float | None = None  # vLLM's LoRA slots for them, in the required memory
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -51,6 +53,11 @@ class ModelFigures:
             "fullLengthSequences": self.full_length_sequences,
             "instances": self.instances,
             "monthlyUsd": self.monthly_usd,
+            **(
+                {"adapters": list(self.adapters), "loraGpuMemoryGb": self.lora_gpu_memory_gb}
+                if self.adapters
+                else {}
+            ),
         }
 
 
@@ -61,6 +68,7 @@ class TrainingFigures:
     name: str
     shape: str
     method: str | None
+    nodes: int | None
     gpu_memory_gb: float | None
     required_gpu_memory_gb: float | None
     fits: bool | None
@@ -74,6 +82,7 @@ class TrainingFigures:
             "name": self.name,
             "shape": self.shape,
             "method": self.method,
+            "nodes": self.nodes,
             "gpuMemoryGb": self.gpu_memory_gb,
             "requiredGpuMemoryGb": self.required_gpu_memory_gb,
             "fits": self.fits,
@@ -133,7 +142,23 @@ def _prices(config: PolicyConfig) -> pricing.PriceTable:
     )
 
 
-def _model_figures(resource: StackResource, config: PolicyConfig) -> ModelFigures:
+def _group_members(resources: list[StackResource], plan: Plan) -> dict[str, tuple[str, ...]]:
+    """Model group id -> the adapters it serves (every member but the base)."""
+    ids = {r.urn: r.id for r in plan.resources}
+    members: dict[str, tuple[str, ...]] = {}
+    for resource in resources:
+        if resource.type != figures.MODEL_GROUP:
+            continue
+        base = figures.get(resource.inputs, "modelGroupDetails.baseModelId")
+        entries = figures.get(resource.inputs, "memberModelEntries.memberModelDetails", [])
+        keys = tuple(str(e.get("inferenceKey")) for e in entries if e.get("modelId") != base)
+        members[str(ids.get(resource.urn))] = keys
+    return members
+
+
+def _model_figures(
+    resource: StackResource, config: PolicyConfig, groups: dict[str, tuple[str, ...]] | None = None
+) -> ModelFigures:
     inputs = resource.inputs
     name = str(figures.tags_of(inputs).get(TAG_MODEL, resource.name))
     shape = figures.shape_of(inputs)
@@ -143,9 +168,13 @@ def _model_figures(resource: StackResource, config: PolicyConfig) -> ModelFigure
         overhead_gb_per_gpu=float(fit_config["overheadGbPerGpu"]),
     )
     problem = None
-    gpu = required = None
+    gpu = required = lora = None
     fits = None
     sequences = None
+    group_id = figures.get(
+        inputs, "modelDeploymentConfigurationDetails.modelGroupConfigurationDetails.modelGroupId"
+    )
+    adapters = (groups or {}).get(str(group_id), ())
     try:
         report = figures.deployment_fit(inputs, fit_settings)
         share = report.usable_gpu_memory_gb / report.gpu_memory_gb
@@ -153,6 +182,7 @@ def _model_figures(resource: StackResource, config: PolicyConfig) -> ModelFigure
         # Comparable with gpuMemoryGb: what the model needs, grossed up by the engine's memory share.
         required = round(report.required_gpu_memory_gb / share, 1)
         fits, sequences = report.fits, report.full_length_sequences
+        lora = round(report.adapters_gb / share, 2) if report.adapters_gb else None
     except ValueError as exc:
         problem = str(exc)
     monthly = instances = None
@@ -171,6 +201,8 @@ def _model_figures(resource: StackResource, config: PolicyConfig) -> ModelFigure
         instances=instances,
         monthly_usd=monthly,
         problem=problem,
+        adapters=adapters,
+        lora_gpu_memory_gb=lora,
     )
 
 
@@ -183,11 +215,12 @@ def _training_figures(resource: StackResource, settings: Settings, config: Polic
     method = tags.get(TAG_FINETUNE_METHOD)
     problem = None
     gpu = required = fits = None
+    nodes = None
     try:
-        model = settings.model(name)
-        if model.source.fine_tune is not None and model.parameters_b is not None:
-            fit = training_fit(model.source.fine_tune, model.parameters_b)
-            gpu, fits = round(fit.gpu_memory_gb, 1), fit.fits
+        tune, parameters_b = settings.fine_tune_of(name)
+        if tune is not None and parameters_b is not None:
+            fit = training_fit(tune, parameters_b)
+            gpu, fits, nodes = round(fit.gpu_memory_gb, 1), fit.fits, fit.nodes
             required = round(fit.required_gpu_memory_gb / sizing.TRAINING_MEMORY_UTILISATION, 1)
     except (KeyError, ValueError) as exc:
         problem = str(exc)
@@ -205,6 +238,7 @@ def _training_figures(resource: StackResource, settings: Settings, config: Polic
         name=name,
         shape=shape,
         method=str(method) if isinstance(method, str) else None,
+        nodes=nodes,
         gpu_memory_gb=gpu,
         required_gpu_memory_gb=required,
         fits=fits,
@@ -217,7 +251,8 @@ def _training_figures(resource: StackResource, settings: Settings, config: Polic
 
 def review(plan: Plan, config: PolicyConfig, config_source: str | None = None) -> Review:
     resources = [StackResource(type=r.type, urn=r.urn, name=r.name, inputs=r.inputs) for r in plan.resources]
-    models = [_model_figures(r, config) for r in resources if r.type == figures.MODEL_DEPLOYMENT]
+    groups = _group_members(resources, plan)
+    models = [_model_figures(r, config, groups) for r in resources if r.type == figures.MODEL_DEPLOYMENT]
     costs = [m.monthly_usd for m in models]
     total = round(sum(c for c in costs if c is not None), 2) if all(c is not None for c in costs) else None
     training = [
@@ -245,13 +280,14 @@ def review(plan: Plan, config: PolicyConfig, config_source: str | None = None) -
 def _render_training(result: Review) -> list[str]:
     lines = [
         "Fine-tuning runs (once per change of what they train; NEEDED GB: one training process on one",
-        "GPU; AT MOST: the shape's price for the job's maximum runtime, as a run's length varies):",
+        "GPU; AT MOST: the shape's price for the job's maximum runtime, for every node, as a run's",
+        "length varies):",
     ]
     rows = [
         [
             t.name,
             t.method or "?",
-            t.shape,
+            t.shape if (t.nodes or 1) == 1 else f"{t.nodes} x {t.shape}",
             _number(t.gpu_memory_gb),
             _number(t.required_gpu_memory_gb),
             {True: "yes", False: "NO", None: "?"}[t.fits],
@@ -311,6 +347,11 @@ def render_review(result: Review) -> str:
         {2, 3, 5, 6, 7},
     )
     for m in result.models:
+        if m.adapters:
+            lines.append(
+                f"  {m.name} also serves {len(m.adapters)} adapter(s) on the same deployment, priced once: "
+                f"{', '.join(m.adapters)} (LoRA slots {_number(m.lora_gpu_memory_gb, '.2f')} GB in NEEDED GB)"
+            )
         if m.problem:
             lines.append(f"  {m.name}: {m.problem}")
     total = _number(result.monthly_usd, ",.2f")

@@ -16,6 +16,7 @@ from domain import pricing, sizing
 from domain.context import (
     TAG_ARCHITECTURE,
     TAG_ENGINE,
+    TAG_LORA_SLOTS,
     TAG_MAX_MODEL_LEN,
     TAG_MODEL,
     TAG_PARAMETERS,
@@ -27,6 +28,7 @@ from domain.context import (
 
 MODEL_DEPLOYMENT = "oci:DataScience/modelDeployment:ModelDeployment"
 TRAINING_JOB = "oci:DataScience/job:Job"
+MODEL_GROUP = "oci:DataScience/modelGroup:ModelGroup"
 
 
 class Unknown:
@@ -88,11 +90,28 @@ class FitSettings:
     overhead_gb_per_gpu: float = sizing.RUNTIME_OVERHEAD_GB_PER_GPU
 
 
+def _placement(inputs: Mapping[str, Any]) -> str:
+    """Where a deployment states its shape, scaling and bandwidth: one model, or a model group's instances."""
+    details = "modelDeploymentConfigurationDetails"
+    if get(inputs, f"{details}.deploymentType") == "MODEL_GROUP":
+        return f"{details}.infrastructureConfigurationDetails"
+    return f"{details}.modelConfigurationDetails"
+
+
 def shape_of(inputs: Mapping[str, Any]) -> Any:
-    return get(
-        inputs,
-        "modelDeploymentConfigurationDetails.modelConfigurationDetails.instanceConfiguration.instanceShapeName",
-    )
+    return get(inputs, f"{_placement(inputs)}.instanceConfiguration.instanceShapeName")
+
+
+def lora_slots(inputs: Mapping[str, Any]) -> tuple[int, int]:
+    """(max LoRAs, max LoRA rank) of a deployment serving adapters, from its tag; (0, 0) for none."""
+    text = tags_of(inputs).get(TAG_LORA_SLOTS)
+    if not isinstance(text, str):
+        return 0, 0
+    try:
+        loras, rank = (int(part) for part in text.split("x"))
+    except ValueError:
+        raise FactsError(f"freeform tag {TAG_LORA_SLOTS}={text!r} is not <max LoRAs>x<max rank>") from None
+    return loras, rank
 
 
 def deployment_fit(inputs: Mapping[str, Any], settings: FitSettings | None = None) -> sizing.FitReport:
@@ -126,12 +145,14 @@ def deployment_fit(inputs: Mapping[str, Any], settings: FitSettings | None = Non
         kv_source=kv_source,
         memory_utilisation=settings.memory_utilisation,
         overhead_gb_per_gpu=settings.overhead_gb_per_gpu,
+        max_loras=lora_slots(inputs)[0],
+        max_lora_rank=lora_slots(inputs)[1],
     )
 
 
 def instance_counts(inputs: Mapping[str, Any]) -> tuple[int, int]:
     """(fewest, most) instances the deployment runs: a fixed count, or its autoscaling range."""
-    scaling = get(inputs, "modelDeploymentConfigurationDetails.modelConfigurationDetails.scalingPolicy", {})
+    scaling = get(inputs, f"{_placement(inputs)}.scalingPolicy", {})
     if scaling is UNKNOWN or not isinstance(scaling, Mapping):
         raise FactsError("the scaling policy is not known")
     if scaling.get("policyType") == "AUTOSCALING":
@@ -173,7 +194,7 @@ def deployment_cost(
         except ValueError:
             raise FactsError(f"freeform tag {TAG_SHAPE_HOURLY_USD}={override!r} is not a price") from None
     _, most = instance_counts(inputs)
-    bandwidth = get(inputs, "modelDeploymentConfigurationDetails.modelConfigurationDetails.bandwidthMbps", 10)
+    bandwidth = get(inputs, f"{_placement(inputs)}.bandwidthMbps", 10)
     storage_gb = 0.0
     if tags.get(TAG_SOURCE) == "offline":
         try:

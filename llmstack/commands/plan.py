@@ -105,11 +105,19 @@ def _detail(resource: RecordedResource) -> str:
     i = resource.inputs
     t = resource.type
     if t == "oci:DataScience/modelDeployment:ModelDeployment":
-        model = i.get("modelDeploymentConfigurationDetails", {}).get("modelConfigurationDetails", {})
+        details = i.get("modelDeploymentConfigurationDetails", {})
+        grouped = details.get("deploymentType") == "MODEL_GROUP"
+        model = details.get(
+            "infrastructureConfigurationDetails" if grouped else "modelConfigurationDetails", {}
+        )
         shape = model.get("instanceConfiguration", {}).get("instanceShapeName")
         scaling = model.get("scalingPolicy", {})
         count = scaling.get("instanceCount") or _autoscale_range(scaling)
-        return f"{shape} x{count}"
+        return f"{shape} x{count}" + (", model group (base + adapters)" if grouped else "")
+    if t == "oci:DataScience/modelGroup:ModelGroup":
+        members = i.get("memberModelEntries", {}).get("memberModelDetails", [])
+        keys = [str(m.get("inferenceKey")) for m in members]
+        return f"{i.get('modelGroupDetails', {}).get('type')}: {', '.join(keys)}"
     if t in ("oci:Core/vcn:Vcn",):
         return ", ".join(i.get("cidrBlocks", []))
     if t == "oci:Core/subnet:Subnet":
@@ -123,10 +131,20 @@ def _detail(resource: RecordedResource) -> str:
     if t == "pulumi-python:dynamic/artifacts:ModelArtifact":
         return f"{i.get('localPath')} -> {i.get('objectPrefix')}"
     if t == "oci:DataScience/job:Job":
-        infra = i.get("jobInfrastructureConfigurationDetails", {})
-        runtime = i.get("jobConfigurationDetails", {}).get("maximumRuntimeInMinutes")
-        disk = infra.get("blockStorageSizeInGbs")
-        return f"{infra.get('shapeName')}, up to {runtime} min, {disk} GB disk"
+        nodes = i.get("jobNodeConfigurationDetails", {})
+        groups = nodes.get("jobNodeGroupConfigurationDetailsLists") or []
+        if groups:
+            infra = groups[0].get("jobInfrastructureConfigurationDetails", {})
+            runtime = nodes.get("maximumRuntimeInMinutes")
+            where = f"{groups[0].get('replicas')} nodes x {infra.get('shapeName')}"
+        else:
+            infra = i.get("jobInfrastructureConfigurationDetails", {})
+            runtime = i.get("jobConfigurationDetails", {}).get("maximumRuntimeInMinutes")
+            where = str(infra.get("shapeName"))
+        image = "" if groups or "jobEnvironmentConfigurationDetails" in i else ", service conda + artifact"
+        if groups and "jobEnvironmentConfigurationDetails" not in groups[0]:
+            image = ", service conda + artifact"
+        return f"{where}, up to {runtime} min, {infra.get('blockStorageSizeInGbs')} GB disk{image}"
     if t == "pulumi-python:dynamic/training:JobRun":
         return f"-> oci://{i.get('bucket')}@{i.get('namespace')}/{i.get('objectName')}"
     if t == "pulumi-python:dynamic/readiness:Readiness":
