@@ -211,7 +211,10 @@ def _training_figures(resource: StackResource, settings: Settings, config: Polic
     inputs = resource.inputs
     tags = figures.tags_of(inputs)
     name = str(tags.get(TAG_MODEL, resource.name))
-    shape = str(figures.get(inputs, "jobInfrastructureConfigurationDetails.shapeName", "?"))
+    try:
+        shape = figures.job_shape_and_nodes(inputs)[0]
+    except ValueError:
+        shape = "?"
     method = tags.get(TAG_FINETUNE_METHOD)
     problem = None
     gpu = required = fits = None
