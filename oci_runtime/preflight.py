@@ -176,10 +176,10 @@ def gpu_needs(s: Settings) -> dict[str, int]:
         shape = SHAPES.get(model.compute.shape)
         gpus = shape.gpu_count if shape else 1
         needs[model.compute.shape] = needs.get(model.compute.shape, 0) + model.compute.max_replicas * gpus
-        tune = model.source.fine_tune
-        if tune is not None:
-            tuned = SHAPES.get(tune.shape)
-            needs[tune.shape] = needs.get(tune.shape, 0) + tune.replicas * (tuned.gpu_count if tuned else 1)
+    tunes = [m.source.fine_tune for m in s.models if m.source.fine_tune is not None]
+    for tune in tunes + [adapter.fine_tune for adapter in s.adapters]:
+        tuned = SHAPES.get(tune.shape)
+        needs[tune.shape] = needs.get(tune.shape, 0) + tune.nodes * (tuned.gpu_count if tuned else 1)
     return needs
 
 
@@ -295,8 +295,11 @@ def _images(s: Settings, client: ClientFactory) -> list[Check]:
     artifacts = client(oci.artifacts.ArtifactsClient)
     wanted = [(f"serving image of {m.name}", m.serving.image) for m in s.models]
     wanted += [
-        (f"training image of {m.name}", m.source.fine_tune.image) for m in s.models if m.source.fine_tune
+        (f"training image of {m.name}", m.source.fine_tune.image)
+        for m in s.models
+        if m.source.fine_tune is not None and m.source.fine_tune.image is not None
     ]
+    wanted += [(f"training image of {a.name}", a.fine_tune.image) for a in s.adapters if a.fine_tune.image]
     checks = []
     for label, text in wanted:
         image = parse_image(text)
