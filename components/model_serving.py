@@ -250,15 +250,11 @@ class ModelServing(pulumi.ComponentResource):
                 ),
                 opts=child,
             )
-            names = list(args.adapters)
-            group_env = pulumi.Output.all(catalog.id, *args.adapters.values()).apply(
-                lambda ids: AdapterServing(
-                    base_name=model.name,
-                    adapters=dict(zip(names, ids[1:], strict=True)),
-                    max_loras=loras,
-                    max_lora_rank=rank,
-                ).env("custom", env, ids[0])
+            serving = AdapterServing(
+                base_name=model.name, adapters=tuple(args.adapters), max_loras=loras, max_lora_rank=rank
             )
+            # No adapter in the environment: the launcher finds the group's adapters in the model folder.
+            group_env = catalog.id.apply(lambda base_id: serving.env("custom", env, base_id))
             config = group_deployment_config(
                 model_group_id=group.model_group_id,
                 shape=model.compute.shape,

@@ -7,20 +7,25 @@ model deployment (`deployment_type: MODEL_GROUP`) serves. The service puts every
 the same convention, which is inferred, not documented). vLLM serves the base under its own name and each
 adapter under its name: a client picks one with the OpenAI `model` field.
 
-Two containers, two ways to tell vLLM about the adapters:
+Two containers, two ways to tell vLLM about the adapters; neither puts an adapter's name or OCID in the
+deployment's environment, so adding or changing an adapter changes the model group alone, and the
+deployment's `model_group_id` (updatable in place), not its environment (which OCI changes only while the
+deployment is inactive, so a change there replaces it):
 
 - Oracle's service vLLM container (`dsmc://odsc-vllm-serving:*`), as AQUA configures a stacked deployment
   (ads/aqua/modeldeployment/deployment.py): `MODEL` is the base's folder, `PARAMS` carries
   `--served-model-name <base> --max-lora-rank R --enable_lora`, and `VLLM_ALLOW_RUNTIME_LORA_UPDATING=true`
   lets the container load the group's adapters at run time (no `--lora-modules`). We add `--max-loras N`:
   vLLM's default of 1 would let one adapter at a time into a batch.
-- A custom vLLM image (the project's launcher): nothing loads adapters for it, so `PARAMS` names them,
-  `--enable-lora --max-loras N --max-lora-rank R --lora-modules a=<folder> b=<folder>`, and the base is
-  served as `--served-model-name <base>`.
+- A custom vLLM image (the project's launcher): `PARAMS` carries `--served-model-name <base> --enable-lora
+  --max-loras N --max-lora-rank R`, and `LORA_ADAPTERS_DIR` tells the launcher to look in the deployment's
+  model folder at start: every member folder with an `adapter_config.json` becomes `--lora-modules
+  <name>=<folder>`, named by the `adapterName` its fine-tune wrote into `finetune.json`.
 
 `--max-lora-rank` must be one of vLLM's ranks (`MaxLoRARanks`: 1, 8, 16, 32, 64, 128, 256, 320, 512) and
-at least every adapter's rank; `--max-loras` is how many adapters can be in one batch, and the GPU memory
-vLLM reserves grows with both (`domain.sizing.lora_serving_gb`).
+at least every adapter's rank; `--max-loras` is how many adapters can be in one batch (8 unless the stack
+says otherwise: a fixed default, so that one more adapter does not change the environment), and the GPU
+memory vLLM reserves grows with both (`domain.sizing.lora_serving_gb`).
 """
 
 from __future__ import annotations
@@ -34,8 +39,10 @@ from domain.container_env import DEPLOYED_MODEL_DIR
 
 Container = Literal["service", "custom"]
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
-MAX_LORAS_DEFAULT_CAP = 8  # a default only: settings may ask for more
+DEFAULT_MAX_LORAS = 8  # a default only: settings may ask for more or fewer
 RUNTIME_LORA_UPDATING = "VLLM_ALLOW_RUNTIME_LORA_UPDATING"
+ADAPTERS_DIR = "LORA_ADAPTERS_DIR"  # the launcher's cue: find the adapters in this folder at start
+MANIFEST_NAME_KEY = "adapterName"  # in an adapter's finetune.json: the name it is served under
 _LAUNCHER_FLAGS = ("--enable-lora", "--enable_lora", "--max-loras", "--max-lora-rank", "--lora-modules")
 
 
@@ -53,17 +60,12 @@ def lora_rank_for(ranks: Sequence[int]) -> int:
     raise ValueError(f"adapter rank {highest} is above vLLM's largest, {VLLM_LORA_RANKS[-1]}")
 
 
-def default_max_loras(adapters: int) -> int:
-    """Every adapter may share a batch, up to a cap (each slot costs GPU memory whether used or not)."""
-    return max(1, min(adapters, MAX_LORAS_DEFAULT_CAP))
-
-
 @dataclass(frozen=True, kw_only=True)
 class AdapterServing:
     """One base model and its adapters, as the engine is told about them."""
 
     base_name: str
-    adapters: Mapping[str, str]  # served name -> the adapter's model OCID (its folder in the deployment)
+    adapters: tuple[str, ...]  # the names the adapters are served under (model group inference keys)
     max_loras: int
     max_lora_rank: int
 
@@ -90,7 +92,6 @@ class AdapterServing:
                 str(self.max_loras),
                 "--enable_lora",
             ]
-        modules = [f"{name}={member_folder(model_id)}" for name, model_id in self.adapters.items()]
         return [
             *served,
             "--enable-lora",
@@ -98,8 +99,6 @@ class AdapterServing:
             str(self.max_loras),
             "--max-lora-rank",
             str(self.max_lora_rank),
-            "--lora-modules",
-            *modules,
         ]
 
     def env(self, container: Container, base_env: Mapping[str, str], base_model_id: str) -> dict[str, str]:
@@ -118,4 +117,6 @@ class AdapterServing:
         env["PARAMS"] = shlex.join([*own, *self.flags(container)])
         if container == "service":
             env[RUNTIME_LORA_UPDATING] = "true"
+        else:
+            env[ADAPTERS_DIR] = DEPLOYED_MODEL_DIR
         return env

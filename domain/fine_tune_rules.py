@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from domain import sizing
-from domain.adapters import VLLM_LORA_RANKS, default_max_loras, lora_rank_for
+from domain.adapters import DEFAULT_MAX_LORAS, VLLM_LORA_RANKS, lora_rank_for
 from domain.shapes import SHAPES
 
 MAX_NODES = 16  # Data Science multi-node job runs; more is a quota question, not a settings one
@@ -109,7 +109,7 @@ def lora_slots(
                 f"accepted: {needed} or more, one of {allowed}",
             )
         )
-    loras = default_max_loras(len(ranks)) if max_loras is None else max_loras
+    loras = DEFAULT_MAX_LORAS if max_loras is None else max_loras
     if loras < 1:
         found.append((f"{path}.maxLoras", f"{loras}: accepted: an integer from 1 up"))
     return (loras, rank), found

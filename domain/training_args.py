@@ -79,6 +79,9 @@ class FineTuneArgs:
     hf_token_file: str | None = None
     hf_token_secret_id: str | None = None  # a Vault secret holding the token (read in memory, never written)
     zip: str | None = None  # also pack the model folder as this one stored zip at the output (catalog layout)
+    # --save adapter: the name the adapter is served under (finetune.json's adapterName), which is how the
+    # serving launcher names the adapters it finds in a model group deployment.
+    adapter_name: str | None = None
     oci_auth: str | None = None  # None: resource principal inside a job, else OCI_CLI_AUTH, else api_key
     oci_endpoint: str | None = None  # Object Storage endpoint (a private endpoint, or a test server)
 
@@ -212,6 +215,16 @@ def findings(args: FineTuneArgs) -> list[Finding]:
                 reason="give either --hf-token-file or --hf-token-secret-id, not both",
             )
         )
+    if args.adapter_name is not None and (
+        args.save != "adapter" or not re.match(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$", str(args.adapter_name))
+    ):
+        found.append(
+            Finding(
+                "adapter_name",
+                args.adapter_name,
+                "2-32 of a-z, 0-9 and '-', starting with a letter, with --save adapter",
+            )
+        )
     if args.zip is not None and not _ZIP_NAME.match(str(args.zip)):
         found.append(Finding("zip", args.zip, "a file name ending in .zip, such as model.zip (no folders)"))
     if args.oci_auth is not None and args.oci_auth not in AUTH_MODES:
@@ -326,6 +339,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="also pack the model folder as one stored zip NAME at the output, files at its root (the "
         "model catalog's layout), with finetune.json beside it",
+    )
+    parser.add_argument(
+        "--adapter-name",
+        default=None,
+        help="with --save adapter: the name it is served under (finetune.json)",
     )
     parser.add_argument("--oci-auth", default=None, help=f"one of {', '.join(AUTH_MODES)}")
     parser.add_argument("--oci-endpoint", default=None, help="Object Storage endpoint URL")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import os
 import shlex
 import signal
@@ -49,6 +50,7 @@ LAUNCHER_KEYS = frozenset(
         "PARAMS",
         "TOKEN_FILE",
         "TOKEN_SECRET_ID",
+        "LORA_ADAPTERS_DIR",
     }
 )
 # Keys the OCI service itself reads; the launcher leaves them alone.
@@ -138,6 +140,7 @@ class LaunchConfig:
     params: tuple[str, ...]
     token_file: str | None
     token_secret_id: str | None
+    lora_dir: str | None = None  # a model group deployment: its adapters are found here at start
 
     @property
     def local_model(self) -> bool:
@@ -224,7 +227,28 @@ def read_config(env: Mapping[str, str]) -> LaunchConfig:
         params=params,
         token_file=token_file,
         token_secret_id=token_secret_id,
+        lora_dir=_value(env, "LORA_ADAPTERS_DIR"),
     )
+
+
+def lora_modules(folder: Path) -> list[str]:
+    """`name=path` for each adapter a model group deployment unpacked under `folder` (one folder per member
+    model): a folder with `adapter_config.json`, named by the `adapterName` its fine-tune wrote into
+    `finetune.json`. The adapters' names and OCIDs stay out of the environment, so a changed adapter changes
+    the model group alone, not the deployment."""
+    found: list[str] = []
+    for member in sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []:
+        if not (member / "adapter_config.json").is_file():
+            continue
+        try:
+            name = json.loads((member / "finetune.json").read_text(encoding="utf-8")).get("adapterName")
+        except (OSError, ValueError):
+            name = None
+        if isinstance(name, str) and name:
+            found.append(f"{name}={member}")
+        else:
+            _log(f"adapter folder {member} has no adapterName in finetune.json; not served")
+    return found
 
 
 def engine_command(config: LaunchConfig, engine_port: int) -> list[str]:
@@ -256,7 +280,8 @@ def engine_command(config: LaunchConfig, engine_port: int) -> list[str]:
     for names, args in derived:
         if not any(_names_flag(config.params, name) for name in names):
             command += args
-    return command + list(config.params)
+    modules = lora_modules(Path(config.lora_dir)) if config.lora_dir else []
+    return command + list(config.params) + (["--lora-modules", *modules] if modules else [])
 
 
 def served_model_name(config: LaunchConfig) -> str:

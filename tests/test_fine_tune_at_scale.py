@@ -159,19 +159,17 @@ def test_three_adapters_share_one_deployment_and_one_model_group(adapters_plan: 
         "scalingPolicy": {"policyType": "FIXED_SIZE", "instanceCount": 1},
     }
     env = details["environmentConfigurationDetails"]["environmentVariables"]
-    params = shlex.split(env["PARAMS"])
-    assert params[:8] == [
-        "--served-model-name", "llama2-7b", "--enable-lora", "--max-loras", "3", "--max-lora-rank", "32",
-        "--lora-modules",
+    assert shlex.split(env["PARAMS"]) == [
+        "--served-model-name", "llama2-7b", "--enable-lora", "--max-loras", "8", "--max-lora-rank", "32",
     ]  # fmt: skip
-    folder = "/opt/ds/model/deployed_model"
-    assert params[8:] == [f"{n}={folder}/{catalog[f'{n}-model']}" for n in ("support", "billing", "returns")]
+    assert env["LORA_ADAPTERS_DIR"] == "/opt/ds/model/deployed_model"  # the launcher finds them there
+    assert not any(catalog[f"{n}-model"] in json.dumps(env) for n in ("support", "billing", "returns"))
     assert env["MODEL"] == "NousResearch/Llama-2-7b-hf"  # an online base keeps its id
-    assert deployment.inputs["freeformTags"]["llmstack-lora-slots"] == "3x32"  # returns has loraR 32
-    jobs = [
-        one_job.inputs["jobConfigurationDetails"]["commandLineArguments"] for one_job in resources(plan, JOB)
-    ]
-    assert all("--save adapter" in arguments for arguments in jobs)
+    assert deployment.inputs["freeformTags"]["llmstack-lora-slots"] == "8x32"  # returns has loraR 32
+    jobs = {j.name: j.inputs["jobConfigurationDetails"]["commandLineArguments"] for j in resources(plan, JOB)}
+    for name in ("support", "billing", "returns"):
+        assert "--save adapter" in jobs[f"{name}-finetune-job"]
+        assert f"--adapter-name {name}" in jobs[f"{name}-finetune-job"]
     assert provider_accepts(plan, JOB, GROUP, DEPLOYMENT) == []
 
 
@@ -183,7 +181,7 @@ def test_the_plan_shows_one_deployment_with_its_adapters_priced_once(
     result = json.loads(out)
     [model] = result["models"]
     assert model["adapters"] == ["support", "billing", "returns"]
-    assert model["loraGpuMemoryGb"] == 0.53 and model["fits"] is True
+    assert model["loraGpuMemoryGb"] == 1.42 and model["fits"] is True  # 8 slots of rank 32
     assert result["monthlyUsd"] == model["monthlyUsd"] == 1468.98  # one A10 deployment, not four
     assert [t["name"] for t in result["training"]] == ["billing", "returns", "support"]
     assert result["trainingMaxUsd"] == 48.0
@@ -204,7 +202,7 @@ def test_changing_one_adapter_changes_its_run_and_the_group_not_the_others(tmp_p
     after = record_program(PROJECT_DIR, *load(PROJECT_DIR, stack_file=path))
     inputs = {r.name: r.inputs for r in before.resources}
     moved = sorted(r.name for r in after.resources if r.inputs != inputs.get(r.name))
-    assert moved == ["returns-finetune-job", "returns-finetune-run", "returns-model"]
+    assert moved == ["returns-finetune-job", "returns-finetune-run", "returns-model"]  # the deployment stays
 
     docs = pulumi_oci.datascience.ModelGroupArgs.__init__.__doc__ or ""
     assert ":param pulumi.Input['ModelGroupMemberModelEntriesArgs'] member_model_entries:" in docs

@@ -449,6 +449,7 @@ def write_manifest(dest: Path, args: FineTuneArgs, result: dict[str, Any]) -> No
         "dataset": args.dataset,
         "method": args.method,
         "save": args.save if args.method != "full" else "merged",
+        **({"adapterName": args.adapter_name} if args.adapter_name else {}),
         "epochs": args.epochs,
         "learningRate": args.learning_rate,
         "maxSeqLen": args.max_seq_len,

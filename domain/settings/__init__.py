@@ -339,7 +339,9 @@ class FineTuneSettings(Section):
         """The name a size or architecture can be read from: the hub id, or the prefix's last part."""
         return self.base_model if self.base_model_is_hub_id else self.base_model.rsplit("/", 1)[-1]
 
-    def training_args(self, output: str, hf_token_secret_id: str | None = None) -> FineTuneArgs:
+    def training_args(
+        self, output: str, hf_token_secret_id: str | None = None, name: str | None = None
+    ) -> FineTuneArgs:
         """The entrypoint's arguments for a run writing to `output` (merged weights, one zip); a rerun of the
         same settings (after a failed attempt) replaces what that attempt left."""
         numbers = {"epochs": float(self.epochs), "learning_rate": float(self.learning_rate), "output": output}
@@ -350,12 +352,14 @@ class FineTuneSettings(Section):
             overwrite=True,
             hf_token_secret_id=token,
             zip=FINE_TUNE_ZIP,
+            adapter_name=name if self.save == "adapter" else None,
         )
 
     def run_folder(self, stack: str, model: str) -> str:
         """`<stack>-<model>-<digest>`: the digest covers everything that shapes the weights."""
         gpus = self._gpus() * self.nodes  # every process takes its own batch: the global batch grows
-        spec = {"argv": to_argv(self.training_args("oci://-@-/-")), "image": self.image, "gpus": gpus}
+        argv = to_argv(self.training_args("oci://-@-/-", name=model))
+        spec = {"argv": argv, "image": self.image, "gpus": gpus}
         return f"{stack}-{model}-{hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]}"
 
     def output_prefix(self, stack: str, model: str) -> str:
@@ -366,7 +370,7 @@ class FineTuneSettings(Section):
         """The job's command: torchrun, one process per GPU of the shape (on each node), running
         training.finetune; several nodes start it through training.multinode."""
         return job_command(
-            self.training_args(self.output_prefix(stack, model), hf_token_secret_id),
+            self.training_args(self.output_prefix(stack, model), hf_token_secret_id, name=model),
             gpus=self._gpus(),
             nodes=self.nodes,
         )
@@ -766,15 +770,9 @@ class Settings(Section):
                 )
                 env = container_env(spec)
                 if self.adapters_of(name):
-                    env = self.adapter_serving(name, _PLACEHOLDER_MODEL_ID).env(
-                        "custom", env, _PLACEHOLDER_MODEL_ID
-                    )
+                    env = self.adapter_serving(name).env("custom", env, _PLACEHOLDER_MODEL_ID)
                 for message in env_problems(env):
                     shorter = f"(params is {len(model.serving.params)} characters); accepted: shorter params"
-                    if self.adapters_of(name):
-                        shorter = (
-                            f"with {len(self.adapters_of(name))} adapters; accepted: fewer adapters per base"
-                        )
                     found.append((("models", name, "serving", "params"), f"{message} {shorter}"))
             found += self._image_hosts(name, model)
         found += self._adapter_bases()
@@ -881,10 +879,10 @@ class Settings(Section):
         )
         return slots
 
-    def adapter_serving(self, base: str, model_id: str) -> AdapterServing:
-        """The engine's view of `base` and its adapters (model OCIDs as `model_id` stands them in)."""
+    def adapter_serving(self, base: str) -> AdapterServing:
+        """The engine's view of `base` and its adapters."""
         loras, rank = self.lora_slots(base)
-        adapters = {a.name: model_id for a in self.adapters_of(base)}
+        adapters = tuple(a.name for a in self.adapters_of(base))
         return AdapterServing(base_name=base, adapters=adapters, max_loras=loras, max_lora_rank=rank)
 
     def fine_tune_of(self, name: str) -> tuple[FineTuneSettings | None, float | None]:

@@ -476,27 +476,31 @@ def test_adapters_served_together_answer_by_name_and_the_base_by_its_own(
         )
         out = tmp_path / f"out-{name}"
         argv = ["--base-model", str(tiny_base), "--dataset", str(data), "--output", str(out)]
-        argv += ["--save", "adapter", "--zip", "model.zip", "--epochs", "30", *FAST, *LORA]
+        argv += ["--save", "adapter", "--adapter-name", name, "--zip", "model.zip", "--epochs", "30"]
+        argv += [*FAST, *LORA]
         assert main([*argv, "--work-dir", str(tmp_path / f"work-{name}")]) == 0
         with zipfile.ZipFile(out / "model.zip") as packed:
             assert "adapter_config.json" in packed.namelist()
             packed.extractall(deployed / ADAPTER_IDS[name])
     capfd.readouterr()
 
-    serving = AdapterServing(base_name="tiny-base", adapters=ADAPTER_IDS, max_loras=2, max_lora_rank=8)
+    serving = AdapterServing(base_name="tiny-base", adapters=tuple(ADAPTER_IDS), max_loras=2, max_lora_rank=8)
     base_env = container_env(ContainerSpec(engine="vllm", method="offline", model="", params="--seed 0"))
     env = serving.env("custom", base_env, BASE_ID)
-    config = read_config(env)
+    assert env["LORA_ADAPTERS_DIR"] == DEPLOYED_MODEL_DIR and not any(
+        i in str(env) for i in ADAPTER_IDS.values()
+    )
+    config = read_config({**env, "LORA_ADAPTERS_DIR": str(deployed)})  # the folder, here
     command = engine_command(config, 8081)
     assert served_model_name(config) == "tiny-base"
     assert command[:3] == ["vllm", "serve", f"{DEPLOYED_MODEL_DIR}/{BASE_ID}"]
     assert command[command.index("--max-loras") + 1] == "2" and "--enable-lora" in command
     assert command[command.index("--max-lora-rank") + 1] == "8" and "--seed" in command
     modules = command[command.index("--lora-modules") + 1 :]
-    assert modules == [f"{n}={DEPLOYED_MODEL_DIR}/{i}" for n, i in ADAPTER_IDS.items()]
+    assert sorted(modules) == sorted(f"{n}={deployed / i}" for n, i in ADAPTER_IDS.items())
 
     def local(path: str) -> str:
-        return str(deployed / path.removeprefix(DEPLOYED_MODEL_DIR + "/"))
+        return str(deployed / path.removeprefix(DEPLOYED_MODEL_DIR + "/").removeprefix(f"{deployed}/"))
 
     base = load_causal_lm(Path(local(command[2])))
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(deployed / BASE_ID))
