@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 from domain import sizing
 from domain.adapters import DEFAULT_MAX_LORAS, VLLM_LORA_RANKS, lora_rank_for
-from domain.shapes import SHAPES
 
 MAX_NODES = 16  # Data Science multi-node job runs; more is a quota question, not a settings one
 Finding = tuple[str, str]
@@ -113,8 +112,3 @@ def lora_slots(
     if loras < 1:
         found.append((f"{path}.maxLoras", f"{loras}: accepted: an integer from 1 up"))
     return (loras, rank), found
-
-
-def gpus_of(shape: str) -> int:
-    known = SHAPES.get(shape)
-    return known.gpu_count if known else 1
