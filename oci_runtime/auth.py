@@ -19,6 +19,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
+import oci
+
 from domain.errors import UserError
 from domain.ids import AUTH_MODES, AuthMode
 from oci_runtime.retry import DEFAULT_BACKOFF, Backoff, oci_retry_strategy
@@ -75,7 +77,6 @@ class Credentials:
 
 def credentials(auth: Auth, region: str | None = None) -> Credentials:
     """Load what `auth` names; a missing file, profile or key is a one-line UserError."""
-    import oci
 
     if auth.mode == "none":
         return Credentials({"region": region or ""}, None)
@@ -125,7 +126,6 @@ def _api_key_signer(config: dict[str, Any]) -> Any | None:
     """The signer the SDK would build from an API-key profile, built once per key and shared: signing is
     stateless, so clients on several threads can use one. A key file that changes (rotated, rewritten)
     is loaded again. None for a profile that names another `authentication_type` (the SDK handles it)."""
-    import oci
 
     if oci.util.AUTHENTICATION_TYPE_FIELD_NAME in config:
         return None
@@ -174,7 +174,6 @@ def make_client(
     for 30 s with an error that is neither a ServiceError nor retried. One throttled upload would fail an
     unrelated readiness check. The bounded backoff here is the policy; nothing else cuts it short.
     """
-    import oci
 
     if auth.mode == "none":
         raise UserError("auth mode 'none' is for a local container; OCI services need signed requests")

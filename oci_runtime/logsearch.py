@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import oci
+
 from oci_runtime.auth import Auth, make_client
 from oci_runtime.retry import DEFAULT_BACKOFF, Backoff
 
@@ -51,7 +53,6 @@ def log_tails(
     limit: int = LOG_LINES,
 ) -> list[str]:
     """For each log, `last N lines of the <label> log <id>:` and the lines, oldest first, or why not."""
-    import oci
 
     search = make_client(
         oci.loggingsearch.LogSearchClient,

@@ -31,15 +31,15 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import Any, Literal, get_args
 from urllib.parse import SplitResult, urlsplit, urlunsplit
+
+import oci
+import requests
 
 from domain.errors import UserError
 from oci_runtime.auth import Auth, credentials
 from oci_runtime.retry import Backoff, is_retryable, retry_call
-
-if TYPE_CHECKING:
-    import requests
 
 OCI_PREDICT_ROUTE = "/predict"
 OCI_STREAM_ROUTE = "/predictWithResponseStream"
@@ -178,7 +178,6 @@ def _checked_url(url: str) -> SplitResult:
 
 def request_signer(auth: Auth) -> Any | None:
     """What signs a plain HTTP request for `auth` (a `requests` auth object), or None for `none`."""
-    import oci
 
     creds = credentials(auth)
     if creds.signer is not None or auth.mode == "none":
@@ -335,7 +334,6 @@ class PredictClient:
         return json.dumps(payload).encode("utf-8")
 
     def _chunks(self, response: requests.Response, url: str | None = None) -> Iterator[str]:
-        import requests
 
         url = url or self.stream_url
         content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -361,7 +359,6 @@ class PredictClient:
 
     def _send(self, url: str, body: bytes | None, *, stream: bool) -> requests.Response:
         """POST `body` (GET when None) to `url`, signed, with the shared retry policy."""
-        import requests
 
         sent = [0]
 
@@ -416,7 +413,6 @@ def _attempts(n: int) -> str:
 
 def _retryable(exc: BaseException) -> bool:
     """The shared policy (429/5xx/connection errors), minus read timeouts: a slow model is not retried."""
-    import requests
 
     if isinstance(exc, requests.exceptions.ReadTimeout):
         return False

@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import oci
+
 from domain.errors import UserError
 from oci_runtime.auth import Auth, make_client
 from oci_runtime.logsearch import UNREACHABLE, LogSource, log_tails, reason
@@ -80,7 +82,6 @@ def check_readiness(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Ready:
     """Wait for ACTIVE (bounded by `timeout_s`), then require a non-empty completion of the smoke prompt."""
-    import oci
 
     started = clock()
     deadline = started + check.timeout_s
@@ -147,7 +148,6 @@ def _wait_until_active(
     sleep: Callable[[float], None],
     began_at: dt.datetime,
 ) -> Any:
-    import oci
 
     def read() -> Any:
         try:
@@ -195,7 +195,6 @@ def _not_ready(
 
 
 def _work_request_errors(data_science: Any, deployment: Any, deployment_id: str) -> list[str]:
-    import oci
 
     try:
         requests = data_science.list_work_requests(

@@ -21,10 +21,11 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-if TYPE_CHECKING:
-    import tenacity
+import oci
+import requests
+import tenacity
 
 T = TypeVar("T")
 
@@ -79,15 +80,11 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, ConnectionError | TimeoutError):
         return True
     try:
-        import requests
-
         if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
             return True
     except ImportError:  # pragma: no cover - requests comes with oci
         pass
     try:
-        import oci
-
         return isinstance(exc, oci.exceptions.RequestException | oci.exceptions.ConnectTimeout)
     except ImportError:  # pragma: no cover
         return False
@@ -107,7 +104,6 @@ def retry_call(
 
     The last error is re-raised unchanged, so callers can still read its status and message.
     """
-    import tenacity
 
     start = clock()
 
@@ -140,7 +136,6 @@ def poll(
     """`read()` until `done(last)` or `backoff.total_s` has passed (or its attempts are spent), sleeping on
     the backoff's schedule but never past the deadline. Returns the last thing read and whether it was done.
     Errors from `read` propagate unchanged."""
-    import tenacity
 
     deadline = clock() + backoff.total_s
     jitter = _jitter(backoff)
@@ -164,7 +159,6 @@ def poll(
 
 def _jitter(backoff: Backoff) -> tenacity.wait.wait_base:
     """tenacity's full jitter: uniform in [0, min(cap_s, base_s * 2**(n-1))] after the n-th attempt."""
-    import tenacity
 
     return tenacity.wait_random_exponential(multiplier=backoff.base_s, max=backoff.cap_s)
 
@@ -195,7 +189,6 @@ def _result(state: tenacity.RetryCallState) -> Any:
 
 def oci_retry_strategy(backoff: Backoff = DEFAULT_BACKOFF) -> Any:
     """The same policy as an oci SDK retry strategy (full jitter; 429, 5xx, timeouts, connection errors)."""
-    import oci
 
     return oci.retry.RetryStrategyBuilder(
         max_attempts_check=backoff.attempts is not None,

@@ -10,6 +10,8 @@ import base64
 import binascii
 from typing import Any
 
+import oci
+
 from domain.errors import UserError
 from oci_runtime.auth import make_client
 from oci_runtime.storage import default_auth
@@ -19,7 +21,6 @@ def read_secret(
     secret_id: str, *, auth_mode: str | None = None, endpoint: str | None = None, arg: str = "secret"
 ) -> str:
     """The current version of a Vault secret as text; a one-line UserError naming `arg` when it cannot be."""
-    import oci
 
     client = make_client(oci.secrets.SecretsClient, default_auth(auth_mode), endpoint=endpoint)
     try:

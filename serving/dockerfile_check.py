@@ -7,8 +7,9 @@ contract and this project add, for `serving/<engine>/Dockerfile`:
 - `ENV ENGINE=<engine>` (the folder's name), the launcher as an exec-form ENTRYPOINT;
 - `EXPOSE 8080` (OCI's default port) and a non-root `USER`;
 - no secret baked in (ENV or ARG named like a token, key or password with a value);
-- in the TGI image, no pip: its venv has none (TGI's `uv sync --frozen` removes every package its
-  uv.lock lacks, pip included), so packages go in with the image's own `uv pip install --python ...`.
+- the project's code from its package (a wheel built in a stage), never single files copied by hand;
+- in the TGI image's final stage, no pip: its venv has none (TGI's `uv sync --frozen` removes every package
+  its uv.lock lacks, pip included), so packages go in with the image's own `uv pip install --python ...`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ OFFICIAL_IMAGES = {
     "tgi": "ghcr.io/huggingface/text-generation-inference",
 }
 LAUNCHER_ENTRYPOINT = ["python3", "-m", "serving.launcher"]
+PROJECT_PACKAGES = {"domain", "oci_runtime", "serving", "components", "llmstack", "policy", "training"}
 PORT = "8080"
 ROOT_USERS = {"root", "0"}
 _VERSION_TAG = re.compile(r"^v?\d+(\.\d+)+([.+-][A-Za-z0-9.]+)*$")
@@ -135,8 +137,18 @@ def problems(path: Path, text: str | None = None) -> list[str]:
                     item.line,
                     f"ARG {name} has a default that looks like a secret; pass it at run time instead",
                 )
+    final_stage = found[max((i for i, item in enumerate(found) if item.keyword == "FROM"), default=0) :]
+    for item in final_stage:
+        if item.keyword in ("COPY", "ADD") and "--from" not in item.arguments:
+            sources = item.arguments.split()[:-1]
+            if any(src.endswith(".py") or src.rstrip("/") in PROJECT_PACKAGES for src in sources):
+                say(
+                    item.line,
+                    "the project's code copied by hand; accepted: its package, built in a stage "
+                    "(pip wheel .) and installed with COPY --from",
+                )
     if engine == "tgi":
-        for item in found:
+        for item in final_stage:
             if item.keyword == "RUN" and _PIP_COMMAND.search(_UV_PIP.sub("", item.arguments)):
                 say(
                     item.line,

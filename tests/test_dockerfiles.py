@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,8 +39,10 @@ def test_the_shipped_dockerfiles_follow_the_rules(engine: str) -> None:
 )
 def test_the_shipped_dockerfiles_start_from_the_engines_pinned_release(engine: str, base: str) -> None:
     text = (ROOT / "serving" / engine / "Dockerfile").read_text()
-    [line] = [line for line in text.splitlines() if line.startswith("FROM ")]
+    *builders, line = [line for line in text.splitlines() if line.startswith("FROM ")]
     assert re.fullmatch(rf"FROM {re.escape(base)}\d+\.\d+\.\d+", line), line
+    # The one build stage makes the project's package, from a pinned Python.
+    assert builders == ["FROM python:3.11.14-slim-bookworm AS package"]
     assert f"ENGINE={engine}" in text
 
 
@@ -149,21 +152,44 @@ SERVER_PACKAGES = (
 
 @pytest.mark.parametrize("engine", ["vllm", "tgi"])
 def test_the_files_the_image_copies_are_enough_to_run_the_launcher(engine: str, tmp_path: Path) -> None:
-    """Lay out what the Dockerfile's COPY lines put in the image, then run the launcher from there alone
+    """Build the package as the Dockerfile's `package` stage does (its COPY lines, `pip wheel`), install the
+    wheel as the final stage does (`--no-deps --target`), then run the launcher from there alone
     (`python -S`: no site-packages, so nothing from this checkout's install can stand in)."""
     dockerfile = ROOT / "serving" / engine / "Dockerfile"
-    image_root = tmp_path / "image"
-    code_root: Path | None = None
+    stage: list[str] = []
+    in_package = False
     for item in instructions(dockerfile.read_text()):
-        if item.keyword != "COPY":
-            continue
-        *sources, destination = item.arguments.split()
-        target = image_root / destination.lstrip("/")
-        target.mkdir(parents=True, exist_ok=True)
-        for source in sources:
-            (target / Path(source).name).write_bytes((ROOT / source).read_bytes())
-        code_root = target.parent
-    assert code_root is not None
+        if item.keyword == "FROM":
+            in_package = item.arguments.lower().endswith(" as package")
+        elif in_package and item.keyword == "COPY":
+            stage += item.arguments.split()[:-1]
+    assert {"pyproject.toml", "domain/", "oci_runtime/", "serving/"} <= set(stage)
+    src = tmp_path / "src"
+    for source in stage:
+        origin = ROOT / source
+        if origin.is_dir():
+            shutil.copytree(origin, src / source, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            src.mkdir(exist_ok=True)
+            shutil.copy(origin, src / source)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    build = [
+        *pip,
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "--wheel-dir",
+        str(tmp_path / "wheels"),
+        str(src),
+    ]
+    subprocess.run(build, check=True, capture_output=True, timeout=120)
+    code_root = tmp_path / "image" / "opt" / "oci-llm-stack"
+    (wheel,) = (tmp_path / "wheels").glob("oci_llm_stack-*.whl")
+    subprocess.run(
+        [*pip, "install", "--no-deps", "--target", str(code_root), str(wheel)], check=True, timeout=120
+    )
+    packages = {p.name for p in code_root.iterdir() if (p / "__init__.py").is_file()}
+    assert packages == {"domain", "oci_runtime", "serving"}, packages  # only the layers the image runs
     program = {"vllm": "vllm", "tgi": "text-generation-launcher"}[engine]
     write_fake_program(tmp_path / "bin", program, engine)
     # The adapter's server comes from the image (vLLM ships uvicorn, starlette and httpx; the TGI image
@@ -281,7 +307,7 @@ def test_uv_pip_is_accepted_in_the_tgi_image_and_pip_in_the_vllm_image() -> None
 
 
 def test_the_tgi_image_installs_with_the_uv_binary_into_its_venvs_python() -> None:
-    [run] = [item for item in instructions((ROOT / TGI).read_text()) if item.keyword == "RUN"]
+    *_, run = [item for item in instructions((ROOT / TGI).read_text()) if item.keyword == "RUN"]
     assert "/bin/uv pip install --no-cache --python /usr/src/.venv/bin/python --target" in run.arguments
 
 
@@ -304,3 +330,29 @@ def test_the_training_image_pins_torchs_cuda_build_and_the_docs_name_its_driver(
     assert "driver >= 525" in (ROOT / "training/Dockerfile").read_text()
     finetune = (ROOT / "docs/finetune.md").read_text()
     assert f"torch=={version}+cu126" in finetune and "NVIDIA driver >= 525" in finetune
+
+
+@pytest.mark.parametrize("engine", ["vllm", "tgi"])
+def test_the_images_install_the_project_as_a_package_with_the_runtime_extras_pins(engine: str) -> None:
+    """The launcher's code comes from the project's wheel, its OCI dependencies at the `runtime` extra's pins."""
+    import tomllib
+
+    text = (ROOT / "serving" / engine / "Dockerfile").read_text()
+    runtime = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"][
+        "runtime"
+    ]
+    *_, final_run = [item for item in instructions(text) if item.keyword == "RUN"]
+    assert "--no-deps --target /opt/oci-llm-stack /tmp/wheels/oci_llm_stack-*.whl" in final_run.arguments
+    vendored = final_run.arguments.split("--target /opt/oci-llm-stack/vendor", 1)[1]
+    assert all(pin in vendored.split() for pin in runtime), (runtime, vendored)
+    assert "COPY --from=package /wheels /tmp/wheels" in text
+
+
+def test_a_serving_image_that_copies_the_projects_files_by_hand_is_refused(tmp_path: Path) -> None:
+    old = (
+        (ROOT / "serving" / "vllm" / "Dockerfile")
+        .read_text()
+        .replace("USER 1000", "COPY serving/launcher.py /opt/oci-llm-stack/serving/\nUSER 1000")
+    )
+    found = problems(ROOT / "serving" / "vllm" / "Dockerfile", old)
+    assert len(found) == 1 and "the project's code copied by hand" in found[0]
