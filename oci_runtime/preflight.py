@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import oci
+
 from domain.iam import missing_statements, stack_statements
 from domain.ids import parse_image, parse_object_uri
 from domain.oci_rules import MAX_SUBNET_PREFIX, subnet_problem
@@ -77,7 +79,6 @@ def run_checks(settings: Settings, client: ClientFactory) -> list[Check]:
 
 
 def _account(s: Settings, client: ClientFactory) -> list[Check]:
-    import oci
 
     try:
         compartment = client(oci.identity.IdentityClient).get_compartment(s.compartment_id).data
@@ -104,7 +105,6 @@ def _account(s: Settings, client: ClientFactory) -> list[Check]:
 
 
 def _project(s: Settings, client: ClientFactory) -> list[Check]:
-    import oci
 
     if s.project_id is None:
         return []
@@ -120,7 +120,6 @@ def _project(s: Settings, client: ClientFactory) -> list[Check]:
 
 
 def _subnet(s: Settings, client: ClientFactory) -> list[Check]:
-    import oci
 
     subnet_id = s.network.existing_subnet_id
     if subnet_id is None:
@@ -149,7 +148,6 @@ def _subnet(s: Settings, client: ClientFactory) -> list[Check]:
 
 
 def _log_group(s: Settings, client: ClientFactory) -> list[Check]:
-    import oci
 
     log_group = s.logging.existing_log_group_id
     if log_group is None:
@@ -195,7 +193,6 @@ def _limit_name(shape: str, definitions: list[Any]) -> str | None:
 
 
 def _gpu_capacity(s: Settings, client: ClientFactory) -> list[Check]:
-    import oci
 
     limits = client(oci.limits.LimitsClient)
     definitions = oci.pagination.list_call_get_all_results(
@@ -235,7 +232,6 @@ def _gpu_capacity(s: Settings, client: ClientFactory) -> list[Check]:
 
 
 def _sources(s: Settings, client: ClientFactory) -> list[Check]:
-    import oci
 
     store = client(oci.object_storage.ObjectStorageClient)
     checks = []
@@ -271,7 +267,6 @@ def _sources(s: Settings, client: ClientFactory) -> list[Check]:
 
 
 def _secret(s: Settings, client: ClientFactory) -> list[Check]:
-    import oci
 
     if s.hf_token_secret_id is None:
         return []
@@ -290,7 +285,6 @@ def _secret(s: Settings, client: ClientFactory) -> list[Check]:
 
 
 def _images(s: Settings, client: ClientFactory) -> list[Check]:
-    import oci
 
     artifacts = client(oci.artifacts.ArtifactsClient)
     wanted = [(f"serving image of {m.name}", m.serving.image) for m in s.models]
@@ -324,7 +318,6 @@ def _images(s: Settings, client: ClientFactory) -> list[Check]:
 
 
 def _policies(s: Settings, client: ClientFactory) -> list[Check]:
-    import oci
 
     group = s.identity.existing_dynamic_group
     if group is None:

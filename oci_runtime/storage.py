@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
+import oci
+
 from domain.errors import UserError
 from domain.ids import AUTH_MODES, InvalidId, ObjectUri, parse_object_uri
 from oci_runtime.auth import Auth, make_client
@@ -103,7 +105,6 @@ class OciObjectStore:
 
     @classmethod
     def connect(cls, *, auth_mode: str | None = None, endpoint: str | None = None) -> OciObjectStore:
-        import oci
 
         if auth_mode is not None and auth_mode not in AUTH_MODES:
             raise UserError(f"--oci-auth {auth_mode!r}: choose one of {', '.join(AUTH_MODES)}")
@@ -134,9 +135,8 @@ class OciObjectStore:
         retry_call(fetch)
 
     def upload(self, namespace: str, bucket: str, name: str, src: Path) -> None:
-        from oci.object_storage import UploadManager
 
-        manager = UploadManager(
+        manager = oci.object_storage.UploadManager(
             self.client,
             allow_parallel_uploads=self.parallel_uploads > 1,
             parallel_process_count=self.parallel_uploads,
@@ -144,7 +144,6 @@ class OciObjectStore:
         manager.upload_file(namespace, bucket, name, str(src), part_size=PART_SIZE)
 
     def delete(self, namespace: str, bucket: str, name: str) -> None:
-        import oci
 
         try:
             self.client.delete_object(namespace, bucket, name)

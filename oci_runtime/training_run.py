@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import oci
+
 from domain.errors import UserError
 from oci_runtime.auth import Auth, make_client
 from oci_runtime.logsearch import UNREACHABLE, LogSource, log_tails, reason
@@ -104,7 +106,6 @@ def run_training(
 
 
 def start_run(run: TrainingRun, data_science: Any) -> str:
-    import oci
 
     details = oci.data_science.models.CreateJobRunDetails(
         project_id=run.project_id,
@@ -135,7 +136,6 @@ def _wait(
     sleep: Callable[[float], None],
     began_at: dt.datetime,
 ) -> Any:
-    import oci
 
     def read() -> Any:
         # A run this wait gives up on is recorded nowhere (create failed), so it is cancelled, not left
@@ -176,7 +176,6 @@ def _wait(
 
 def cancel(data_science: Any, job_run_id: str) -> str:
     """Ask the service to stop a run; says what happened, for the message that explains why."""
-    import oci
 
     try:
         data_science.cancel_job_run(job_run_id)
@@ -198,7 +197,6 @@ def delete_run(
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """Remove a run: cancel it first if it still runs, then delete it. A run already gone is fine."""
-    import oci
 
     data_science = make_client(
         oci.data_science.DataScienceClient,
@@ -235,7 +233,6 @@ def delete_run(
 
 def _artifact_size(run: TrainingRun, job_run_id: str, job_run: Any, began_at: dt.datetime) -> int | None:
     """The zip's size; TrainingFailed when the run succeeded without writing it (wrong image?)."""
-    import oci
 
     storage = make_client(
         oci.object_storage.ObjectStorageClient,
@@ -293,7 +290,6 @@ def _failed(
 
 
 def _data_science(run: TrainingRun) -> Any:
-    import oci
 
     return make_client(
         oci.data_science.DataScienceClient,
