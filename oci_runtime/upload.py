@@ -372,17 +372,21 @@ class _Upload:
             else:  # a duplicate, or laid out with another part size: it can never be completed
                 self._abort(upload.upload_id)
         if not self.upload_id:
-            details = oci.object_storage.models.CreateMultipartUploadDetails(
-                object=self.object_name,
-                content_type="application/zip",
-                metadata={
-                    f"{META_PREFIX}manifest-digest": self.manifest.digest,
-                    f"{META_PREFIX}layout": LAYOUT_VERSION,
-                },
-            )
             self.upload_id = client.create_multipart_upload(
-                self.dest.namespace, self.dest.bucket, details
+                self.dest.namespace, self.dest.bucket, self._create_details()
             ).data.upload_id
+
+    def _create_details(self) -> Any:
+        import oci
+
+        return oci.object_storage.models.CreateMultipartUploadDetails(
+            object=self.object_name,
+            content_type="application/zip",
+            metadata={
+                f"{META_PREFIX}manifest-digest": self.manifest.digest,
+                f"{META_PREFIX}layout": LAYOUT_VERSION,
+            },
+        )
 
     def _fits(self, number: int, size: int) -> bool:
         if not 1 <= number <= self.parts_total:
@@ -421,13 +425,7 @@ class _Upload:
 
         ok = False
         try:
-            write_zip(
-                self.manifest,
-                self.part_size,
-                emit,
-                zip64_limit=self.tuning.zip64_limit,
-                take_buffer=self._take_buffer,
-            )
+            self._produce(emit)
             ok = True
         finally:
             pool.shutdown(wait=True, cancel_futures=not ok)
@@ -438,6 +436,16 @@ class _Upload:
         if self._failed:
             raise self._failed[0]
         return sha.hexdigest()
+
+    def _produce(self, emit: Callable[[int, memoryview], None]) -> None:
+        """Hand every part, in order, to `emit` (the zip's parts here; a file's in oci_runtime/objects.py)."""
+        write_zip(
+            self.manifest,
+            self.part_size,
+            emit,
+            zip64_limit=self.tuning.zip64_limit,
+            take_buffer=self._take_buffer,
+        )
 
     def _take_buffer(self) -> bytearray:
         try:

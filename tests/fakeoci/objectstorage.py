@@ -3,6 +3,9 @@
 Bytes live on disk. A committed multipart object keeps its parts as segments (no copy at commit, as in
 the real service); GET streams the segments in order. MD5s and ETags follow the service's rules:
 `opc-content-md5` per PUT and part, `opc-multipart-md5` = md5(concatenated part digests)-N.
+In a bucket with versioning `Enabled`, an overwritten or deleted object keeps its earlier versions: GET and
+HEAD with `versionId` serve any of them, ListObjectVersions lists them (newest first per name; a delete
+leaves a delete marker), as the real service does. Without versioning an overwrite replaces the object.
 """
 
 from __future__ import annotations
@@ -165,11 +168,40 @@ class ObjectStorage(Service):
         }
         tmp = objects / f".{key}.json.tmp"
         tmp.write_text(json.dumps(info))
+        if old is not None and self._versioned(bucket_dir):
+            self._keep_version(bucket_dir, old)
+            old = None
         os.replace(tmp, objects / f"{key}.json")
         if old is not None:
             for seg_name in old["segments"]:
                 (objects / seg_name).unlink(missing_ok=True)
         return info
+
+    @staticmethod
+    def _versioned(bucket_dir: Path) -> bool:
+        return bool(json.loads((bucket_dir / "bucket.json").read_text())["versioning"] == "Enabled")
+
+    @staticmethod
+    def _keep_version(bucket_dir: Path, info: dict[str, Any]) -> None:
+        """An earlier version, kept with its segments under `versions/` (not listed by ListObjects)."""
+        folder = bucket_dir / "versions"
+        folder.mkdir(exist_ok=True)
+        (folder / f"{_key(info['name'])}.{info['versionId']}.json").write_text(json.dumps(info))
+
+    def object_versions(self, bucket: str, name: str | None = None) -> list[dict[str, Any]]:
+        """Every version of every object (or of `name`): the current ones and those kept, newest first."""
+        folder = self._bucket(bucket)
+        current = [json.loads(p.read_text()) for p in (folder / "objects").glob("*.json")]
+        kept = [json.loads(p.read_text()) for p in (folder / "versions").glob("*.json")]
+        rows = [{**i, "_current": True} for i in current] + [{**i, "_current": False} for i in kept]
+        rows = [r for r in rows if name is None or r["name"] == name]
+        return sorted(rows, key=lambda r: (r["name"], r["timeCreated"], r["_current"]), reverse=True)
+
+    def set_versioning(self, bucket: str, versioning: str) -> None:
+        path = self._bucket(bucket) / "bucket.json"
+        info = json.loads(path.read_text())
+        info["versioning"] = versioning
+        path.write_text(json.dumps(info))
 
     @staticmethod
     def _object_headers(info: dict[str, Any]) -> dict[str, str]:
@@ -282,6 +314,30 @@ class ObjectStorage(Service):
             data["nextStartWith"] = infos[limit]["name"]
         return json_response(200, data)
 
+    @route("GET", "/n/{ns}/b/{bucket}/objectversions", op="ListObjectVersions")
+    def list_object_versions(self, req: Request) -> Response:
+        bucket = self._bucket(req.params["bucket"], req.params["ns"])
+        prefix = req.query.get("prefix", "")
+        limit = int(req.query.get("limit", "1000"))
+        skip = int(req.query.get("page", "0"))
+        rows = [r for r in self.object_versions(bucket.name) if r["name"].startswith(prefix)]
+        rows.sort(key=lambda r: r["name"])  # by name; within a name newest first (a stable sort)
+        items = [
+            {
+                "name": r["name"],
+                "size": r.get("size", 0),
+                "md5": r.get("md5") or r.get("multipartMd5"),
+                "etag": r.get("etag"),
+                "timeCreated": r["timeCreated"],
+                "timeModified": r["timeCreated"],
+                "versionId": r["versionId"],
+                "isDeleteMarker": bool(r.get("isDeleteMarker")),
+            }
+            for r in rows[skip : skip + limit]
+        ]
+        headers = {"opc-next-page": str(skip + limit)} if len(rows) > skip + limit else {}
+        return json_response(200, {"items": items, "prefixes": []}, headers)
+
     @route("HEAD", "/n/{ns}/b/{bucket}/o/{object+}", op="HeadObject")
     def head_object(self, req: Request) -> Response:
         info, segments = self._current(req)
@@ -294,9 +350,16 @@ class ObjectStorage(Service):
 
     def _current(self, req: Request) -> tuple[dict[str, Any], list[Path]]:
         bucket = self._bucket(req.params["bucket"], req.params["ns"])
-        info = self.object_info(bucket.name, req.params["object"])
-        if info is None or req.query.get("versionId", info["versionId"]) != info["versionId"]:
-            raise HttpError(404, "ObjectNotFound", f"object {req.params['object']!r} not found")
+        name = req.params["object"]
+        info = self.object_info(bucket.name, name)
+        wanted = req.query.get("versionId")
+        if wanted and (info is None or info["versionId"] != wanted):
+            kept = bucket / "versions" / f"{_key(name)}.{wanted}.json"
+            if not kept.exists() or json.loads(kept.read_text()).get("isDeleteMarker"):
+                raise HttpError(404, "ObjectNotFound", f"object {name!r} has no version {wanted!r}")
+            info = json.loads(kept.read_text())
+        if info is None:
+            raise HttpError(404, "ObjectNotFound", f"object {name!r} not found")
         return info, [bucket / "objects" / s for s in info["segments"]]
 
     @route("PUT", "/n/{ns}/b/{bucket}/o/{object+}", op="PutObject", sign_body=False, stream_body=True)
@@ -342,8 +405,13 @@ class ObjectStorage(Service):
             info = self.object_info(bucket.name, req.params["object"])
             if info is None:
                 raise HttpError(404, "ObjectNotFound", f"object {req.params['object']!r} not found")
-            for seg in info["segments"]:
-                (bucket / "objects" / seg).unlink(missing_ok=True)
+            if self._versioned(bucket):
+                self._keep_version(bucket, info)
+                marker = {"name": info["name"], "versionId": uuid.uuid4().hex, "size": 0, "segments": []}
+                self._keep_version(bucket, {**marker, "isDeleteMarker": True, "timeCreated": now_rfc3339()})
+            else:
+                for seg in info["segments"]:
+                    (bucket / "objects" / seg).unlink(missing_ok=True)
             (bucket / "objects" / f"{_key(info['name'])}.json").unlink()
         return empty_response(204, {"last-modified": http_date()})
 
