@@ -23,6 +23,8 @@ from components.providers.catalog import (
     inline_artifact,
 )
 from components.pulumi_internals import serialize_provider
+from components.providers.objects import ModelObjectsProvider
+from domain.errors import UserError
 from oci_runtime.retry import Backoff
 from oci_runtime.upload import Tuning
 from tests.fakeoci import FakeOci, Fault, TestIdentity
@@ -240,31 +242,130 @@ def test_a_project_the_catalog_refuses_is_one_line_and_leaves_nothing(
     assert catalog.models == {}
 
 
-def test_by_reference_needs_a_versioned_bucket_and_registers_in_place(
+def objects_props(model: Path, fake: FakeOci, identity: TestIdentity, bucket: str = BUCKET) -> dict[str, Any]:
+    return engine(
+        {
+            **common(fake, identity),
+            "localPath": str(model),
+            "namespace": NS,
+            "bucket": bucket,
+            "objectPrefix": "models/llama2-7b/",
+            "manifestDigest": manifest_digest(model),
+            **dict.fromkeys(("prefix", "description", "fingerprint", "sizeBytes")),
+        }
+    )
+
+
+def reference_props(fake: FakeOci, identity: TestIdentity, uploaded: dict[str, Any]) -> dict[str, Any]:
+    artifact = {
+        "kind": "reference",
+        "namespace": NS,
+        "bucket": uploaded.get("bucket", BUCKET),
+        "prefix": uploaded["prefix"],
+        "region": "us-ashburn-1",
+        "description": uploaded.get("description"),
+    }
+    props = catalog_props(fake, identity, None, artifact=engine(artifact))
+    props["customMetadata"] = {**props["customMetadata"], "fingerprint": uploaded.get("fingerprint", "")}
+    return props
+
+
+def objects() -> ModelObjectsProvider:
+    return ModelObjectsProvider(tuning=Tuning(part_size=64 << 10, workers=3), backoff=FAST)
+
+
+def test_by_reference_uploads_objects_and_registers_the_description_without_a_copy(
     tmp_path: Path, fake_oci: FakeOci, oci_identity: TestIdentity, store: ObjectStorage, catalog: DataScience
 ) -> None:
-    outs = artifacts().create(artifact_props(make_model(tmp_path / "m"), fake_oci, oci_identity)).outs
-    props = catalog_props(fake_oci, oci_identity, outs)
-    props["artifact"] = {**props["artifact"], "byReference": True}
-    result = catalogs().create(props)
-    assert catalog.models[result.id]["isModelByReference"]
-    assert [r.status for r in fake_oci.requests("RegisterModelArtifactReference")] == [202]
-    assert not fake_oci.requests("ExportModelArtifact")
+    model = make_model(tmp_path / "m")
+    outs = objects().create(objects_props(model, fake_oci, oci_identity)).outs
+    result = catalogs().create(reference_props(fake_oci, oci_identity, outs))
+    registered = catalog.models[result.id]
+    assert registered["isModelByReference"]
+    assert registered["_description"] == json.loads(outs["description"])
+    assert (
+        catalog._artifact_dir(result.id).joinpath("segment-00000").read_bytes()
+        == outs["description"].encode()
+    )
+    assert registered["_disposition"] == f'attachment; filename="{result.id}.json"'  # as ADS sends it
+    metadata = {m["key"]: m["value"] for m in registered["customMetadataList"]}
+    assert metadata["modelDescription"] == "true"
+    assert metadata["artifact_location"] == f"oci://{BUCKET}@{NS}/models/llama2-7b/files/"
+    assert not fake_oci.requests("ExportModelArtifact") and not fake_oci.requests(
+        "RegisterModelArtifactReference"
+    )
+    # a refresh shows the input's metadata, not the flags the provider adds
+    read = catalogs().read(result.id, {**reference_props(fake_oci, oci_identity, outs), "modelId": result.id})
+    assert "modelDescription" not in read.outs["customMetadata"]
+
+
+def test_unchanged_folder_registers_no_new_model_and_one_changed_file_replaces_it(
+    tmp_path: Path, fake_oci: FakeOci, oci_identity: TestIdentity, store: ObjectStorage, catalog: DataScience
+) -> None:
+    model = make_model(tmp_path / "m")
+    provider = objects()
+    olds = provider.create(objects_props(model, fake_oci, oci_identity)).outs
+    first = catalogs().create(reference_props(fake_oci, oci_identity, olds))
+    old_model = {**reference_props(fake_oci, oci_identity, olds), "modelId": first.id}
+
+    # unchanged (only touched): the upload sends nothing and the catalog model's inputs do not change
+    for p in model.rglob("*"):
+        if p.is_file():
+            os.utime(p, ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))
+    news = objects_props(model, fake_oci, oci_identity)
+    assert provider.diff(olds["prefix"], olds, news).changes  # the manifest moved: the upload runs again...
+    again = provider.update(olds["prefix"], olds, news).outs
+    assert again["description"] == olds["description"]  # ...and finds every file stored as it was
+    assert (
+        catalogs().diff(first.id, old_model, reference_props(fake_oci, oci_identity, again)).changes is False
+    )
+
+    # one changed file: a new version of one object, a new description, a new catalog model, same prefix
+    (model / "config.json").write_text('{"model_type": "llama", "rope_scaling": null}')
+    fresh = provider.update(olds["prefix"], again, objects_props(model, fake_oci, oci_identity)).outs
+    assert fresh["prefix"] == olds["prefix"] and fresh["description"] != olds["description"]
+    new_model = reference_props(fake_oci, oci_identity, fresh)
+    assert set(catalogs().diff(first.id, old_model, new_model).replaces or []) == {
+        "artifact",
+        "customMetadata",
+    }
+    second = catalogs().create(new_model)
+    assert second.id != first.id and catalog.models[first.id]["isModelByReference"]
+    pinned = {
+        o["name"]: o["version"] for o in catalog.models[second.id]["_description"]["models"][0]["objects"]
+    }
+    before = {
+        o["name"]: o["version"] for o in catalog.models[first.id]["_description"]["models"][0]["objects"]
+    }
+    assert {n for n in pinned if pinned[n] != before[n]} == {"models/llama2-7b/files/config.json"}
+
+
+def test_a_prefix_filled_by_another_tool_is_registered_as_it_stands(
+    tmp_path: Path, fake_oci: FakeOci, oci_identity: TestIdentity, store: ObjectStorage, catalog: DataScience
+) -> None:
+    outs = objects().create(objects_props(make_model(tmp_path / "m"), fake_oci, oci_identity)).outs
+    result = catalogs().create(reference_props(fake_oci, oci_identity, {"prefix": outs["prefix"]}))
+    assert catalog.models[result.id]["_description"] == json.loads(outs["description"])
 
 
 def test_unversioned_bucket_is_refused_for_by_reference(
     tmp_path: Path, fake_oci: FakeOci, oci_identity: TestIdentity, store: ObjectStorage, catalog: DataScience
 ) -> None:
     store.create_bucket("plain")
-    props = artifact_props(make_model(tmp_path / "m"), fake_oci, oci_identity)
-    outs = artifacts().create({**props, "bucket": "plain"}).outs
-    cprops = catalog_props(fake_oci, oci_identity, outs)
-    cprops["artifact"] = {**cprops["artifact"], "bucket": "plain", "byReference": True}
+    with pytest.raises(UserError, match="bucket 'plain' has versioning 'Disabled'"):
+        objects().create(objects_props(make_model(tmp_path / "m"), fake_oci, oci_identity, bucket="plain"))
     with pytest.raises(
-        ArtifactFailed, match="byReference needs a versioned bucket, and 'plain' has versioning 'Disabled'"
+        ArtifactFailed, match=r"bucket 'plain' has versioning 'Disabled'.*artifact\.mode: copy"
     ):
-        catalogs().create(cprops)
+        catalogs().create(reference_props(fake_oci, oci_identity, {"bucket": "plain", "prefix": "models/x/"}))
     assert catalog.models == {}
+
+
+def test_a_zip_by_reference_is_refused_at_check() -> None:
+    failures = catalogs().validate({"artifact": {"kind": "objectStorage", "byReference": True}})
+    assert [f.reason for f in failures if f.property == "artifact"] == [
+        "a zip is copied, not registered by reference; use artifact kind 'reference'"
+    ]
 
 
 def test_unchanged_folder_diff_is_empty_and_update_uploads_nothing(

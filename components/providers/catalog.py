@@ -1,8 +1,13 @@
 """CatalogModel: a Data Science model catalog entry whose artifact comes from Object Storage or is inline.
 
-Offline models point at a stored zip (`objectStorage`): the catalog copies it in (`export_model_artifact`,
-then the work request is polled with backoff until it ends or the wait times out) or, for a versioned
-bucket with `byReference`, registers it in place. The source object is checked first (HEAD) and never
+Offline models are registered by reference (`reference`, the default path): the artifact is the small
+`model_description.json` that pins each of the model's objects by version id (domain/model_description.py),
+uploaded as ADS does (`content-disposition: attachment; filename="<model ocid>.json"`, custom metadata
+`modelDescription=true` and `artifact_location`); nothing is copied. The description comes from the upload
+(ModelObjects) or, for a prefix some other tool filled, is read from the bucket at create (every object's
+current version). The bucket must be versioned; that is checked first. Or they point at a stored zip
+(`objectStorage`): the catalog copies it in (`export_model_artifact`, then the work request is polled with
+backoff until it ends or the wait times out). The source object is checked first (HEAD) and never
 deleted. Online models get a tiny inline artifact holding the Hugging Face token file (`hfToken`, a
 secret input, never a plain output), or no token when the container reads it from Vault.
 
@@ -29,6 +34,7 @@ import pulumi.dynamic
 
 from components.providers.artifact import auth_inputs
 from components.providers.base import DynamicResource, ProviderBase, partial_diff
+from domain import model_description
 from domain.settings import AuthSettings
 from oci_runtime.auth import Auth, make_client
 from oci_runtime.logsearch import UNREACHABLE, reason
@@ -38,6 +44,9 @@ from oci_runtime.upload import head_object
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELED")
 OUTPUT_KEYS = ("modelId", "state")
 METADATA_CATEGORY = "Other"
+KINDS = ("reference", "objectStorage", "inline")
+# Set by the provider on a model by reference, from its artifact; not part of the `customMetadata` input.
+REFERENCE_KEYS = (model_description.METADATA_KEY, model_description.LOCATION_KEY)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +69,28 @@ class ObjectStorageArtifact:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ReferenceArtifact:
+    """A model folder's objects, registered by reference. `description`: the JSON the upload made; None to
+    pin what is under `prefix` when the model is created."""
+
+    namespace: pulumi.Input[str]
+    bucket: pulumi.Input[str]
+    prefix: pulumi.Input[str]
+    region: str
+    description: pulumi.Input[str] | None = None
+
+    def props(self) -> dict[str, Any]:
+        return {
+            "kind": "reference",
+            "namespace": self.namespace,
+            "bucket": self.bucket,
+            "prefix": self.prefix,
+            "region": self.region,
+            "description": self.description,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
 class InlineArtifact:
     """An artifact made from small files: the token file for the online method, when `hfToken` is given."""
 
@@ -76,7 +107,7 @@ class CatalogModelArgs:
     freeform_tags: dict[str, str]
     region: str
     auth: AuthSettings
-    artifact: ObjectStorageArtifact | InlineArtifact
+    artifact: ObjectStorageArtifact | ReferenceArtifact | InlineArtifact
     custom_metadata: dict[str, pulumi.Input[str]] = field(default_factory=dict)
     hf_token: pulumi.Output[str] | None = None  # written as `token` into an inline artifact
     endpoints: Mapping[str, str] | None = None  # {"datascience" | "objectstorage": URL}
@@ -126,11 +157,20 @@ class CatalogModelProvider(ProviderBase):
     # -- diff
     def validate(self, news: Mapping[str, Any]) -> list[pulumi.dynamic.CheckFailure]:
         failures = super().validate(news)
-        kind = (news.get("artifact") or {}).get("kind")
-        if news.get("artifact") and kind not in ("objectStorage", "inline"):
+        artifact = news.get("artifact") or {}
+        kind = artifact.get("kind")
+        if artifact and kind not in KINDS:
             failures.append(
                 pulumi.dynamic.CheckFailure(
-                    "artifact", f"artifact.kind {kind!r} is not one of: objectStorage, inline"
+                    "artifact", f"artifact.kind {kind!r} is not one of: {', '.join(KINDS)}"
+                )
+            )
+        if artifact.get("byReference"):
+            # RegisterModelArtifactReference pins no versions and Oracle's tools do not use it; ADS refuses
+            # a zip by reference. A model folder's objects are registered by reference instead.
+            failures.append(
+                pulumi.dynamic.CheckFailure(
+                    "artifact", "a zip is copied, not registered by reference; use artifact kind 'reference'"
                 )
             )
         return failures
@@ -151,6 +191,7 @@ class CatalogModelProvider(ProviderBase):
         artifact = dict(props["artifact"])
         if artifact["kind"] == "objectStorage":
             self._check_source(props, artifact)
+        description = self._description(props, artifact) if artifact["kind"] == "reference" else None
         ds = self._data_science(props)
         models = oci.data_science.models
         details = models.CreateModelDetails(
@@ -159,7 +200,7 @@ class CatalogModelProvider(ProviderBase):
             display_name=props["displayName"],
             description=props.get("description") or None,
             freeform_tags=dict(props.get("freeformTags") or {}),
-            custom_metadata_list=_metadata(props.get("customMetadata")),
+            custom_metadata_list=_metadata(_custom(props)),
         )
         try:
             model = ds.create_model(details).data
@@ -169,7 +210,13 @@ class CatalogModelProvider(ProviderBase):
                 f"{exc.status} {exc.code}: {exc.message}"
             ) from exc
         try:
-            if artifact["kind"] == "objectStorage":
+            if description is not None:
+                ds.create_model_artifact(
+                    model.id,
+                    description,
+                    content_disposition=f'attachment; filename="{model.id}.json"',  # as ADS sends it
+                )
+            elif artifact["kind"] == "objectStorage":
                 self._copy_in(ds, model.id, artifact)
             else:
                 ds.create_model_artifact(
@@ -192,7 +239,7 @@ class CatalogModelProvider(ProviderBase):
             display_name=news["displayName"],
             description=news.get("description") or None,
             freeform_tags=dict(news.get("freeformTags") or {}),
-            custom_metadata_list=_metadata(news.get("customMetadata")),
+            custom_metadata_list=_metadata(_custom(news)),
         )
         model = self._data_science(news).update_model(id_, details).data
         return pulumi.dynamic.UpdateResult({**news, "modelId": id_, "state": model.lifecycle_state})
@@ -217,7 +264,7 @@ class CatalogModelProvider(ProviderBase):
             raise
         if model.lifecycle_state == "DELETED":
             return pulumi.dynamic.ReadResult("", {})
-        metadata = {m.key: m.value for m in model.custom_metadata_list or []}
+        metadata = {m.key: m.value for m in model.custom_metadata_list or [] if m.key not in REFERENCE_KEYS}
         outs = {
             **props,
             "displayName": model.display_name,
@@ -241,24 +288,57 @@ class CatalogModelProvider(ProviderBase):
             backoff=self.backoff,
         )
 
-    def _check_source(self, props: Mapping[str, Any], artifact: Mapping[str, Any]) -> None:
-        """The zip must exist before a model is made for it; by reference needs a versioned bucket."""
+    def _object_storage(self, props: Mapping[str, Any], artifact: Mapping[str, Any]) -> Any:
         import oci
 
-        client = make_client(
+        return make_client(
             oci.object_storage.ObjectStorageClient,
             Auth.from_inputs(props.get("auth")),
             region=str(artifact.get("region") or props["region"]),
             endpoint=(props.get("endpoints") or {}).get("objectstorage"),
             backoff=self.backoff,
         )
+
+    def _description(self, props: Mapping[str, Any], artifact: Mapping[str, Any]) -> bytes:
+        """The model_description.json to register: the upload's, or the prefix's objects as they are now.
+        Either way the bucket must be versioned (each object is pinned by its version id)."""
+        import oci
+
+        from oci_runtime.objects import BucketNotVersioned, current_versions, require_versioning
+
+        ns, bucket, prefix = str(artifact["namespace"]), str(artifact["bucket"]), str(artifact["prefix"])
+        uri = f"oci://{bucket}@{ns}/{prefix}"
+        client = self._object_storage(props, artifact)
+        try:
+            require_versioning(client, ns, bucket)
+            if artifact.get("description"):
+                return str(artifact["description"]).encode()
+            pinned = current_versions(client, ns, bucket, prefix)
+        except BucketNotVersioned as exc:
+            raise ArtifactFailed(str(exc)) from None
+        except oci.exceptions.ServiceError as exc:
+            raise ArtifactFailed(
+                f"cannot read the model's objects {uri}: {exc.status} {exc.code}: {exc.message}"
+            ) from exc
+        except UNREACHABLE as exc:
+            raise ArtifactFailed(
+                f"cannot reach Object Storage to read the model's objects {uri}: {reason(exc)}"
+            ) from exc
+        if not pinned:
+            raise ArtifactFailed(
+                f"no objects under {uri}; upload the model folder there or fix source.objectStorage"
+            )
+        return model_description.to_bytes(model_description.describe(ns, bucket, prefix, pinned))
+
+    def _check_source(self, props: Mapping[str, Any], artifact: Mapping[str, Any]) -> None:
+        """The zip must exist before a model is made for it; by reference needs a versioned bucket."""
+        import oci
+
+        client = self._object_storage(props, artifact)
         ns, bucket, name = str(artifact["namespace"]), str(artifact["bucket"]), str(artifact["objectName"])
         uri = f"oci://{bucket}@{ns}/{name}"
         try:
             head = head_object(client, ns, bucket, name)
-            versioning = (
-                client.get_bucket(ns, bucket).data.versioning if artifact.get("byReference") else None
-            )
         except oci.exceptions.ServiceError as exc:
             raise ArtifactFailed(
                 f"cannot read the model artifact {uri}: {exc.status} {exc.code}: {exc.message}"
@@ -271,40 +351,21 @@ class CatalogModelProvider(ProviderBase):
             raise ArtifactFailed(
                 f"the model artifact {uri} does not exist (HEAD 404); upload it or fix source.objectStorage"
             )
-        if artifact.get("byReference") and versioning != "Enabled":
-            raise ArtifactFailed(
-                f"byReference needs a versioned bucket, and {bucket!r} has versioning {versioning!r}; "
-                "enable versioning or let the catalog copy the zip"
-            )
 
     def _copy_in(self, ds: Any, model_id: str, artifact: Mapping[str, Any]) -> None:
         import oci
 
         models = oci.data_science.models
-        if artifact.get("byReference"):
-            details = models.RegisterModelArtifactReferenceDetails(
-                model_artifact_references=[
-                    models.OSSModelArtifactReferenceDetails(
-                        namespace=artifact["namespace"],
-                        bucket_name=artifact["bucket"],
-                        prefix=artifact["objectName"],
-                    )
-                ]
+        details = models.ExportModelArtifactDetails(
+            artifact_export_details=models.ArtifactExportDetailsObjectStorage(
+                namespace=artifact["namespace"],
+                source_bucket=artifact["bucket"],
+                source_object_name=artifact["objectName"],
+                source_region=artifact["region"],
             )
-            response = ds.register_model_artifact_reference(details, model_id)
-            what = "artifact reference"
-        else:
-            details = models.ExportModelArtifactDetails(
-                artifact_export_details=models.ArtifactExportDetailsObjectStorage(
-                    namespace=artifact["namespace"],
-                    source_bucket=artifact["bucket"],
-                    source_object_name=artifact["objectName"],
-                    source_region=artifact["region"],
-                )
-            )
-            response = ds.export_model_artifact(model_id, details)
-            what = "artifact export"
-        self._wait(ds, response.headers["opc-work-request-id"], what)
+        )
+        response = ds.export_model_artifact(model_id, details)
+        self._wait(ds, response.headers["opc-work-request-id"], "artifact export")
 
     def _wait(self, ds: Any, work_request_id: str, what: str) -> None:
         """Poll until the work request ends; FAILED or CANCELED or a timeout raises, naming it."""
@@ -352,6 +413,18 @@ def _reason(exc: BaseException, model_id: str) -> str:
     if status is not None:
         return f"catalog model {model_id}: adding the artifact failed: {status} {code}: {message}"
     return f"catalog model {model_id}: adding the artifact failed: {type(exc).__name__}: {exc}"
+
+
+def _custom(props: Mapping[str, Any]) -> dict[str, Any]:
+    """The custom metadata to send: the input's, plus ADS's by-reference flag and AQUA's location."""
+    custom = dict(props.get("customMetadata") or {})
+    artifact = props.get("artifact") or {}
+    if artifact.get("kind") == "reference":
+        custom[model_description.METADATA_KEY] = "true"
+        custom[model_description.LOCATION_KEY] = (
+            f"oci://{artifact['bucket']}@{artifact['namespace']}/{artifact['prefix']}"
+        )
+    return custom
 
 
 def _metadata(custom: Mapping[str, Any] | None) -> list[Any]:

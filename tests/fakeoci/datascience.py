@@ -1,5 +1,7 @@
 """Fake Data Science: the model catalog (create/get/list/update/delete models, artifacts) and work requests.
 
+A JSON artifact (`filename="<ocid>.json"`) is a model by reference: checked as the service would (ADS's
+format, `modelDescription=true`, each pinned object version there in a versioned bucket).
 `export_model_artifact` copies an object from the fake Object Storage into the model (hard links, so it is
 instant) and answers with a work request that reports ACCEPTED, then IN_PROGRESS, then SUCCEEDED or
 FAILED after `work_request_polls` GETs. Other services with long-running operations (model deployments)
@@ -10,6 +12,7 @@ the work request end FAILED with the fault's code and message.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Callable
@@ -44,6 +47,7 @@ MODEL_FIELDS = (
     "modelVersionSetId",
     "versionLabel",
 )
+DESCRIPTION_TYPE = "modelOSSReferenceDescription"
 UPDATABLE_FIELDS = (
     "displayName",
     "description",
@@ -96,6 +100,33 @@ class WorkRequest:
             "timeStarted": self.time_accepted if status != "ACCEPTED" else None,
             "timeFinished": now_rfc3339() if done else None,
         }
+
+
+def _description_problems(doc: Any) -> list[str]:
+    """ADS's schema (`ads/model/model_file_description_schema.json`), written out again here so that the
+    fake does not judge the project's JSON with the project's own code."""
+    if not isinstance(doc, dict) or doc.get("version") != "1.0" or doc.get("type") != DESCRIPTION_TYPE:
+        return [f"version '1.0' and type {DESCRIPTION_TYPE!r} are required"]
+    models = doc.get("models")
+    if not isinstance(models, list) or not models:
+        return ["models must be a non-empty list"]
+    for m in models:
+        if not isinstance(m, dict) or not all(
+            isinstance(m.get(k), str) for k in ("namespace", "bucketName", "prefix")
+        ):
+            return ["each model needs namespace, bucketName and prefix"]
+        objects = m.get("objects")
+        if not isinstance(objects, list) or not objects:
+            return ["each model needs at least one object"]
+        for o in objects:
+            if not (
+                isinstance(o, dict)
+                and isinstance(o.get("name"), str)
+                and isinstance(o.get("version"), str)
+                and isinstance(o.get("sizeInBytes"), int)
+            ):
+                return ["each object needs name, version and sizeInBytes"]
+    return []
 
 
 class DataScience(Service):
@@ -262,9 +293,43 @@ class DataScience(Service):
         folder.mkdir(parents=True, exist_ok=True)
         with (folder / "segment-00000").open("wb") as out:
             req.copy_body(out)
+        disposition = req.headers.get("content-disposition") or ""
+        if disposition.rstrip('"').endswith(".json"):
+            self._check_description(model, (folder / "segment-00000").read_bytes())
         model["_hasArtifact"] = True
-        model["_disposition"] = req.headers.get("content-disposition")
+        model["_disposition"] = disposition
         return empty_response(200, {"etag": model["_etag"]})
+
+    def _check_description(self, model: dict[str, Any], body: bytes) -> None:
+        """A model by reference: `model_description.json` in ADS's format, the model flagged with
+        `modelDescription=true`, every object there in a versioned bucket at the pinned version."""
+        flags = {m.get("key"): m.get("value") for m in model.get("customMetadataList") or []}
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            doc = None
+        found = _description_problems(doc)
+        if flags.get("modelDescription") != "true":
+            found.append("a model by reference needs custom metadata modelDescription=true")
+        store = self.fake.service(ObjectStorage)
+        for entry in (doc or {}).get("models") or [] if not found else []:
+            try:
+                bucket = store.get_bucket_info(entry["bucketName"])
+            except HttpError as exc:
+                found.append(exc.message)
+                continue
+            if bucket["versioning"] != "Enabled":
+                found.append(f"bucket {bucket['name']!r} must have versioning enabled")
+                continue
+            for obj in entry["objects"]:
+                kept = {v["versionId"]: v for v in store.object_versions(bucket["name"], obj["name"])}
+                if obj["version"] not in kept or kept[obj["version"]].get("size") != obj["sizeInBytes"]:
+                    found.append(f"object {obj['name']!r} has no version {obj['version']!r} of that size")
+        if found:
+            (self._artifact_dir(model["id"]) / "segment-00000").unlink()
+            raise HttpError(400, "InvalidParameter", "invalid model description: " + "; ".join(found))
+        model["isModelByReference"] = True
+        model["_description"] = doc
 
     @route("HEAD", "/models/{modelId}/artifact/content", op="HeadModelArtifact")
     def head_artifact(self, req: Request) -> Response:
