@@ -84,7 +84,7 @@ class Inference(Service):
 
     def _active_deployment(self, req: Request) -> Deployment:
         deployment = self.fake.service(ModelDeployments).get(req.params["modelDeploymentId"])
-        if deployment.state != "ACTIVE":
+        if deployment.state not in ("ACTIVE", "UPDATING"):  # an update in place keeps serving
             raise HttpError(503, "ServiceUnavailable", "Model server unavailable.")
         return deployment
 

@@ -9,6 +9,13 @@
 tests/fakeoci/inference.py with `md.engine`). Each deployment gets a MODEL_DEPLOYMENT_CREATE work request
 (from the fake DataScience service), FAILED with `work_request_error` when given; ListWorkRequests finds
 it by `resourceId`.
+
+UpdateModelDeployment follows OCI's rule (the SDK's `update_model_deployment` docstring): while ACTIVE only
+`modelId`, `instanceShapeName` and `instanceCount` (or, alone, the load balancer shape or the log details)
+may change, with no downtime: the deployment reports UPDATING for `update_polls` GETs and keeps answering
+predictions; any other change (image, environment) is refused with 409 unless the deployment is INACTIVE.
+ListContainers lists the service-managed containers (`containers`, a ContainerSummary per tag, shaped as in
+ADS's test fixture of a real response).
 """
 
 from __future__ import annotations
@@ -17,7 +24,16 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.fakeoci.core import HttpError, Request, Response, Service, json_response, now_rfc3339, route
+from tests.fakeoci.core import (
+    HttpError,
+    Request,
+    Response,
+    Service,
+    empty_response,
+    json_response,
+    now_rfc3339,
+    route,
+)
 from tests.fakeoci.datascience import DataScience
 
 TOKENS = ("Hello", " there", ",", " friend", ".")
@@ -58,12 +74,20 @@ class Deployment:
     work_request_id: str
     image: str = "iad.ocir.io/testns/llm/vllm:v1@sha256:" + "ab" * 32
     upstream: str | None = None  # a real container behind the OpenAI routes (e.g. the serving adapter)
+    model_id: str = "ocid1.datasciencemodel.oc1.iad.fakemodel"
+    shape: str = "VM.GPU.A10.1"
+    instance_count: int = 1
+    environment: dict[str, str] = field(default_factory=dict)
+    updating_polls: int = 0  # GETs left that report UPDATING
+    updates: list[dict[str, Any]] = field(default_factory=list)  # what each accepted update changed
     polls: int = 0
     time_created: str = field(default_factory=now_rfc3339)
 
     @property
     def state(self) -> str:
         settled = self.polls_to_settle == 0 or self.polls > self.polls_to_settle
+        if settled and self.updating_polls > 0:
+            return "UPDATING"
         return self.ends if settled else "CREATING"
 
     def as_json(self) -> dict[str, Any]:
@@ -87,9 +111,9 @@ class Deployment:
             "modelDeploymentConfigurationDetails": {
                 "deploymentType": "SINGLE_MODEL",
                 "modelConfigurationDetails": {
-                    "modelId": "ocid1.datasciencemodel.oc1.iad.fakemodel",
-                    "instanceConfiguration": {"instanceShapeName": "VM.GPU.A10.1"},
-                    "scalingPolicy": {"policyType": "FIXED_SIZE", "instanceCount": 1},
+                    "modelId": self.model_id,
+                    "instanceConfiguration": {"instanceShapeName": self.shape},
+                    "scalingPolicy": {"policyType": "FIXED_SIZE", "instanceCount": self.instance_count},
                     "bandwidthMbps": 10,
                 },
                 "environmentConfigurationDetails": {
@@ -97,11 +121,46 @@ class Deployment:
                     "image": self.image,
                     "serverPort": 8080,
                     "healthCheckPort": 8080,
+                    "environmentVariables": dict(self.environment),
                 },
             },
             "freeformTags": {},
             "definedTags": {},
         }
+
+
+def service_container(tag: str, *, latest: bool, name: str = "odsc-vllm-serving") -> dict[str, Any]:
+    """A ContainerSummary as ListContainers returns it (ADS tests/unitary/with_extras/aqua/test_deployment.py)."""
+    return {
+        "containerName": name,
+        "displayName": f"{name}:{tag}",
+        "familyName": name,
+        "description": "vLLM inference container",
+        "isLatest": latest,
+        "targetWorkloads": ["MODEL_DEPLOYMENT", "JOB_RUN"],
+        "usages": ["INFERENCE", "BATCH_INFERENCE"],
+        "tag": tag,
+        "lifecycleState": "ACTIVE",
+        "workloadConfigurationDetailsList": [
+            {
+                "workloadType": "MODEL_DEPLOYMENT",
+                "cmd": "--served-model-name odsc-llm --disable-custom-all-reduce --seed 42 ",
+                "serverPort": 8080,
+                "healthCheckPort": 8080,
+                "additionalConfigurations": {
+                    "HEALTH_CHECK_PORT": "8080",
+                    "MODEL_DEPLOY_PREDICT_ENDPOINT": "/v1/completions",
+                    "PORT": "8080",
+                    "modelFormats": "SAFETENSORS",
+                    "platforms": "NVIDIA_GPU",
+                    "restrictedParams": '["--port","--host","--served-model-name","--seed"]',
+                },
+            }
+        ],
+        "tagConfigurationList": [],
+        "freeformTags": {},
+        "definedTags": {},
+    }
 
 
 class ModelDeployments(Service):
@@ -111,6 +170,8 @@ class ModelDeployments(Service):
     def __init__(self, fake: Any) -> None:
         super().__init__(fake)
         self.deployments: dict[str, Deployment] = {}
+        self.update_polls = 2
+        self.containers: list[dict[str, Any]] = [service_container("0.19.1.265", latest=True)]
 
     def script(
         self,
@@ -169,7 +230,84 @@ class ModelDeployments(Service):
         with self.lock:
             deployment = self.get(req.params["modelDeploymentId"])
             deployment.polls += 1
-            return json_response(200, deployment.as_json(), {"etag": f"{deployment.polls}"})
+            shown = deployment.as_json()
+            deployment.updating_polls = max(deployment.updating_polls - 1, 0)
+            return json_response(200, shown, {"etag": f"{deployment.polls}"})
+
+    @route("PUT", "/modelDeployments/{modelDeploymentId}", op="UpdateModelDeployment")
+    def update_model_deployment(self, req: Request) -> Response:
+        body = req.json() or {}
+        with self.lock:
+            deployment = self.get(req.params["modelDeploymentId"])
+            config = body.get("modelDeploymentConfigurationDetails") or {}
+            model = config.get("modelConfigurationDetails") or {}
+            env = config.get("environmentConfigurationDetails") or {}
+            wanted = {
+                "modelId": model.get("modelId", deployment.model_id),
+                "instanceShapeName": (model.get("instanceConfiguration") or {}).get(
+                    "instanceShapeName", deployment.shape
+                ),
+                "instanceCount": (model.get("scalingPolicy") or {}).get(
+                    "instanceCount", deployment.instance_count
+                ),
+                "image": env.get("image", deployment.image),
+                "environmentVariables": env.get("environmentVariables", deployment.environment),
+            }
+            now = {
+                "modelId": deployment.model_id,
+                "instanceShapeName": deployment.shape,
+                "instanceCount": deployment.instance_count,
+                "image": deployment.image,
+                "environmentVariables": deployment.environment,
+            }
+            changed = sorted(k for k in wanted if wanted[k] != now[k])
+            live = ("modelId", "instanceShapeName", "instanceCount")
+            if deployment.state in ("ACTIVE", "NEEDS_ATTENTION") and set(changed) - set(live):
+                raise HttpError(
+                    409,
+                    "IncorrectState",
+                    f"while {deployment.state} only modelId, instanceShapeName and instanceCount can be updated; "
+                    f"deactivate the model deployment to change {', '.join(sorted(set(changed) - set(live)))}",
+                )
+            if deployment.state not in ("ACTIVE", "NEEDS_ATTENTION", "INACTIVE"):
+                raise HttpError(409, "IncorrectState", f"model deployment is {deployment.state}")
+            deployment.model_id = wanted["modelId"]
+            deployment.shape = wanted["instanceShapeName"]
+            deployment.instance_count = int(wanted["instanceCount"])
+            deployment.image = wanted["image"]
+            deployment.environment = dict(wanted["environmentVariables"])
+            deployment.updates.append({k: wanted[k] for k in changed})
+            deployment.updating_polls = self.update_polls if changed else 0
+            work_request = self.fake.service(DataScience).new_work_request(
+                "MODEL_DEPLOYMENT_UPDATE",
+                compartment_id=deployment.compartment_id,
+                resources=[
+                    {
+                        "entityType": "modelDeployment",
+                        "actionType": "UPDATED",
+                        "identifier": deployment.id,
+                        "entityUri": f"/modelDeployments/{deployment.id}",
+                    }
+                ],
+                polls=self.update_polls,
+            )
+        return empty_response(202, {"opc-work-request-id": work_request.id})
+
+    @route("GET", "/containers", op="ListContainers")
+    def list_containers(self, req: Request) -> Response:
+        filters = {
+            "containerName": lambda c, v: c["containerName"] == v,
+            "isLatest": lambda c, v: c["isLatest"] == (v == "true"),
+            "targetWorkload": lambda c, v: v in c["targetWorkloads"],
+            "usageQueryParam": lambda c, v: v in c["usages"],
+            "tagQueryParam": lambda c, v: c["tag"] == v,
+        }
+        rows = [
+            c
+            for c in self.containers
+            if all(f(c, req.query[k]) for k, f in filters.items() if k in req.query)
+        ]
+        return json_response(200, rows)
 
     @route("GET", "/workRequests", op="ListWorkRequests")
     def list_work_requests(self, req: Request) -> Response:
