@@ -39,6 +39,7 @@ from domain.errors import UserError
 from domain.model_description import PinnedObject
 from oci_runtime.retry import is_retryable
 from oci_runtime.upload import (
+    META_PREFIX,
     ClientFactory,
     Destination,
     Progress,
@@ -46,6 +47,7 @@ from oci_runtime.upload import (
     _service_error,
     _unreachable,
     _Upload,
+    check_object_fits,
     head_object,
 )
 from oci_runtime.zipstream import FileEntry, Manifest, part_size_for, scan
@@ -179,6 +181,7 @@ class _FileUpload(_Upload):
         self.tuning = tuning
         self.part_size = tuning.part_size or part_size_for(entry.size)
         self.parts_total = max(1, -(-entry.size // self.part_size))
+        check_object_fits(entry.size, self.part_size, last_too=self.parts_total == 1)
         self.object_name = object_name
         self.progress = progress
         self.on_part = None
@@ -209,7 +212,10 @@ class _FileUpload(_Upload):
         return oci.object_storage.models.CreateMultipartUploadDetails(
             object=self.object_name,
             content_type="application/octet-stream",
-            metadata={"file-size": str(self.entry.size), "file-mtime-ns": str(self.entry.mtime_ns)},
+            metadata={
+                f"{META_PREFIX}file-size": str(self.entry.size),
+                f"{META_PREFIX}file-mtime-ns": str(self.entry.mtime_ns),
+            },
         )
 
     def _produce(self, emit: Callable[[int, memoryview], None]) -> None:
@@ -231,7 +237,7 @@ class _FileUpload(_Upload):
         if (
             head is None
             or int(head.get("content-length", -1)) != self.entry.size
-            or head.get("opc-meta-file-mtime-ns") != str(self.entry.mtime_ns)
+            or head.get(f"{META_PREFIX}file-mtime-ns") != str(self.entry.mtime_ns)
         ):
             return None
         return head

@@ -22,8 +22,8 @@ from components.providers.catalog import (
     CatalogModelProvider,
     inline_artifact,
 )
-from components.pulumi_internals import serialize_provider
 from components.providers.objects import ModelObjectsProvider
+from components.pulumi_internals import serialize_provider
 from domain.errors import UserError
 from oci_runtime.retry import Backoff
 from oci_runtime.upload import Tuning

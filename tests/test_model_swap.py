@@ -22,6 +22,7 @@ from tests.fakeoci.modeldeployments import ModelDeployments
 from tests.fakeoci.objectstorage import ObjectStorage
 from tests.test_artifact_providers import BUCKET, FAST, catalogs, objects, objects_props, reference_props
 from tests.test_upload import make_model
+from tests.test_upload import small_parts_allowed as small_parts_allowed
 
 IMAGE = parse_service_container("odsc-vllm-serving:0.19.1.265").image
 
@@ -109,6 +110,10 @@ def test_list_containers_finds_the_latest_vllm_service_container(
     assert [(c.container_name, c.tag) for c in latest] == [("odsc-vllm-serving", "0.19.1.265")]
     workload = latest[0].workload_configuration_details_list[0]
     assert (workload.server_port, workload.health_check_port) == (8080, 8080)
-    assert (
-        workload.cmd.split() == ["--served-model-name", "odsc-llm", "--disable-custom-all-reduce", "--seed", "42"]
-    )
+    assert workload.cmd.split() == [
+        "--served-model-name",
+        "odsc-llm",
+        "--disable-custom-all-reduce",
+        "--seed",
+        "42",
+    ]

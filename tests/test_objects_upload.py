@@ -19,6 +19,7 @@ from oci_runtime.upload import Destination, Tuning
 from tests.fakeoci import FakeOci, Fault, TestIdentity
 from tests.fakeoci.objectstorage import ObjectStorage
 from tests.test_upload import BUCKET, FAST, NS, SMALL, folder_files, make_model, ops
+from tests.test_upload import small_parts_allowed as small_parts_allowed
 
 DEST = Destination(namespace=NS, bucket=BUCKET, prefix="models/llama/")
 
