@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pulumi
 import pulumi_oci as oci
@@ -59,7 +59,14 @@ from components.fine_tune import FineTune, FineTuneArgs
 from components.logging import ModelLogs
 from components.model_group import AdapterGroup, AdapterGroupArgs, group_deployment_config
 from components.providers.artifact import ModelArtifact, ModelArtifactArgs
-from components.providers.catalog import CatalogModel, CatalogModelArgs, InlineArtifact, ObjectStorageArtifact
+from components.providers.catalog import (
+    CatalogModel,
+    CatalogModelArgs,
+    InlineArtifact,
+    ObjectStorageArtifact,
+    ReferenceArtifact,
+)
+from components.providers.objects import ModelObjects, ModelObjectsArgs
 from components.providers.readiness import Readiness, ReadinessArgs
 from components.training_artifact import JobArtifact
 from domain import sizing
@@ -67,6 +74,8 @@ from domain.adapters import AdapterServing
 from domain.container_env import CUSTOM_HTTP_ENDPOINTS, PREDICT_API_SPECIFICATION, container_env
 from domain.context import (
     TAG_ARCHITECTURE,
+    TAG_ARTIFACT,
+    TAG_CONTAINER,
     TAG_ENGINE,
     TAG_LORA_SLOTS,
     TAG_MAX_MODEL_LEN,
@@ -80,7 +89,10 @@ from domain.context import (
 )
 from domain.ids import image_digest
 from domain.oci_rules import INACTIVE_ONLY
+from domain.service_container import PORT as SMC_PORT
+from domain.service_container import SERVED_MODEL_NAME, deployed_path, service_env
 from domain.settings import AuthSettings, ComputeSettings, ModelSettings
+from oci_runtime.objects import FILES_DIR
 
 # The service waits up to 240 minutes for a deployment; the provider must wait a little longer.
 DEPLOYMENT_TIMEOUTS = pulumi.CustomTimeouts(create="245m", update="245m", delete="60m")
@@ -124,6 +136,8 @@ def model_tags(ctx: Context, model: ModelSettings, shape_hourly_usd: float | Non
             TAG_MAX_MODEL_LEN: str(model.serving.max_model_len),
             TAG_TENSOR_PARALLELISM: str(model.serving.tensor_parallelism),
             TAG_SOURCE: model.source.method,
+            TAG_CONTAINER: model.serving.container,
+            TAG_ARTIFACT: model.artifact_mode,
             **_architecture_tag(model),
             **price,
         }
@@ -192,7 +206,7 @@ class ModelServing(pulumi.ComponentResource):
             model.source.method == "online" and not args.token_secret_id and args.hf_token is not None
         )
 
-        artifact, fingerprint = self._artifact(name, args, child)
+        artifact, fingerprint, files_prefix = self._artifact(name, args, child)
         catalog = CatalogModel(
             f"{name}-model",
             CatalogModelArgs(
@@ -213,21 +227,35 @@ class ModelServing(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
         )
 
-        env = container_env(model.container_spec(args.token_secret_id, token_in_artifact=token_in_artifact))
-        image = model.serving.image
+        service = model.serving.container == "service"
+        if service:
+            if files_prefix is None:  # settings refuse this; a guard for other callers
+                raise ValueError(f"model {model.name}: the service container needs a model by reference")
+            env = service_env(model.service_spec(files_prefix))
+        else:
+            spec = model.container_spec(args.token_secret_id, token_in_artifact=token_in_artifact)
+            if files_prefix is not None:
+                spec = replace(spec, model_dir=deployed_path(files_prefix))
+            env = container_env(spec)
+        image = model.serving.image_uri
+        port = SMC_PORT if service else model.serving.port
 
         def environment(variables: pulumi.Input[Mapping[str, str]]) -> EnvironmentArgs:
             return EnvironmentArgs(
                 environment_configuration_type="OCIR_CONTAINER",
+                # The service container: `dsmc://<name>:<tag>`, no digest (as ADS sends it).
                 image=image,
-                image_digest=image_digest(image),
-                server_port=model.serving.port,
-                health_check_port=model.serving.port,
+                image_digest=None if service else image_digest(image),
+                server_port=port,
+                health_check_port=port,
                 environment_variables=variables,
                 # OpenAI paths go to the container unchanged; /predict stays reachable for the
-                # {"inputs", "parameters"} payload and the `route` header form (domain.container_env).
+                # {"inputs", "parameters"} payload and the `route` header form (domain.container_env),
+                # through our adapter: the service container's /predict is its predict endpoint.
                 predict_api_specification=PREDICT_API_SPECIFICATION,
-                custom_http_endpoints=[
+                custom_http_endpoints=None
+                if service
+                else [
                     HttpEndpointArgs(endpoint_uri_suffix=suffix, http_methods=list(methods))
                     for suffix, methods in CUSTOM_HTTP_ENDPOINTS
                 ],
@@ -254,7 +282,9 @@ class ModelServing(pulumi.ComponentResource):
                 base_name=model.name, adapters=tuple(args.adapters), max_loras=loras, max_lora_rank=rank
             )
             # No adapter in the environment: the launcher finds the group's adapters in the model folder.
-            group_env = catalog.id.apply(lambda base_id: serving.env("custom", env, base_id))
+            group_env = catalog.id.apply(
+                lambda base_id: serving.env("service" if service else "custom", env, base_id)
+            )
             config = group_deployment_config(
                 model_group_id=group.model_group_id,
                 shape=model.compute.shape,
@@ -323,6 +353,8 @@ class ModelServing(pulumi.ComponentResource):
                     "shape": model.compute.shape,
                     "replicas": model.compute.replicas,
                 },
+                smoke_api="chat" if service else "legacy",
+                served_model=SERVED_MODEL_NAME if service else None,
             ),
             # Its smoke prompt goes through the deployment, which reads its image and logs with the grants.
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
@@ -346,9 +378,41 @@ class ModelServing(pulumi.ComponentResource):
 
     def _artifact(
         self, name: str, args: ModelServingArgs, child: pulumi.ResourceOptions
-    ) -> tuple[ObjectStorageArtifact | InlineArtifact, pulumi.Output[str] | None]:
-        """Where the catalog model's artifact comes from, and its fingerprint when this stack uploads it."""
-        source = args.model.source
+    ) -> tuple[
+        ObjectStorageArtifact | ReferenceArtifact | InlineArtifact, pulumi.Output[str] | None, str | None
+    ]:
+        """Where the catalog model's artifact comes from, its fingerprint when this stack uploads it, and
+        the object prefix of its files when it is registered by reference."""
+        source, by_reference = args.model.source, args.model.artifact_mode == "reference"
+        if source.local_path is not None and by_reference:
+            # A stable prefix per model: a changed file is a new version of the same object, so a new
+            # model changes only the deployment's modelId (in place, no downtime; oci_runtime/objects.py).
+            objects = ModelObjects(
+                f"{name}-objects",
+                ModelObjectsArgs(
+                    local_path=source.local_path,
+                    namespace=args.namespace,
+                    bucket=args.bucket_name,
+                    object_prefix=f"models/{args.model.name}/",
+                    region=args.region,
+                    auth=args.auth,
+                ),
+                opts=child,
+            )
+            reference = ReferenceArtifact(
+                namespace=args.namespace,
+                bucket=args.bucket_name,
+                prefix=objects.prefix,
+                region=args.region,
+                description=objects.description,
+            )
+            return reference, objects.fingerprint, f"models/{args.model.name}/{FILES_DIR}"
+        if source.object_storage is not None and by_reference:
+            uri = source.object_storage
+            reference = ReferenceArtifact(
+                namespace=uri.namespace, bucket=uri.bucket, prefix=uri.path, region=args.region
+            )
+            return reference, None, uri.path
         if source.local_path is not None:
             upload = ModelArtifact(
                 f"{name}-artifact",
@@ -368,20 +432,20 @@ class ModelServing(pulumi.ComponentResource):
                 object_name=upload.objectName,
                 region=args.region,
             )
-            return stored, upload.fingerprint
+            return stored, upload.fingerprint, None
         if source.fine_tune is not None:
             tune = self._fine_tune(name, args, child)
             stored = ObjectStorageArtifact(
                 namespace=tune.namespace, bucket=tune.bucket, object_name=tune.object_name, region=args.region
             )
-            return stored, tune.fingerprint
+            return stored, tune.fingerprint, None
         if source.object_storage is not None:
             uri = source.object_storage
             stored = ObjectStorageArtifact(
                 namespace=uri.namespace, bucket=uri.bucket, object_name=uri.path, region=args.region
             )
-            return stored, None
-        return InlineArtifact(), None
+            return stored, None, None
+        return InlineArtifact(), None, None
 
     def _fine_tune(self, name: str, args: ModelServingArgs, child: pulumi.ResourceOptions) -> FineTune:
         model = args.model

@@ -77,6 +77,8 @@ class ContainerSpec:
     engine: Engine
     method: Method
     model: str  # Hugging Face id (online) or ignored (offline: the deployed-model folder)
+    # Offline: where the files are. A model by reference is under its prefix there (service_container.py).
+    model_dir: str = DEPLOYED_MODEL_DIR
     port: int = DEFAULT_PORT
     tensor_parallelism: int = 1
     max_model_len: int = 4096
@@ -96,7 +98,7 @@ def container_env(spec: ContainerSpec) -> dict[str, str]:
     """
     env: dict[str, str] = {
         "ENGINE": spec.engine,
-        "MODEL": spec.model if spec.method == "online" else DEPLOYED_MODEL_DIR,
+        "MODEL": spec.model if spec.method == "online" else spec.model_dir,
         "PORT": str(spec.port),
         "TENSOR_PARALLELISM": str(spec.tensor_parallelism),
         "MAX_MODEL_LEN": str(spec.max_model_len),

@@ -14,6 +14,9 @@ TAG_QUANTIZATION = "llmstack-quantization"
 TAG_MAX_MODEL_LEN = "llmstack-max-model-len"
 TAG_TENSOR_PARALLELISM = "llmstack-tensor-parallelism"
 TAG_SOURCE = "llmstack-source"
+# service (Oracle's vLLM container) | custom (an image of ours); reference | copy | none (the artifact)
+TAG_CONTAINER = "llmstack-container"
+TAG_ARTIFACT = "llmstack-artifact"
 # A known architecture's name (`Llama-2-70B`) or the KV layout `layers x kv-heads x head-size`.
 TAG_ARCHITECTURE = "llmstack-architecture"
 TAG_BUDGET = "llmstack-budget-monthly-usd"

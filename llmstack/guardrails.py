@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from domain import pricing, sizing
-from domain.context import TAG_FINETUNE_METHOD, TAG_MODEL
+from domain.context import TAG_ARTIFACT, TAG_CONTAINER, TAG_FINETUNE_METHOD, TAG_MODEL
 from domain.errors import UserError
 from domain.settings import Settings, training_fit
 from policy import figures
@@ -42,10 +42,14 @@ class ModelFigures:
     problem: str | None = None
     adapters: tuple[str, ...] = ()  # served on this deployment, by name (its model group's members)
     lora_gpu_memory_gb: float | None = None  # vLLM's LoRA slots for them, in the required memory
+    container: str | None = None  # service | custom
+    artifact: str | None = None  # reference | copy | none
 
     def as_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "container": self.container,
+            "artifact": self.artifact,
             "shape": self.shape,
             "gpuMemoryGb": self.gpu_memory_gb,
             "requiredGpuMemoryGb": self.required_gpu_memory_gb,
@@ -191,8 +195,11 @@ def _model_figures(
         monthly, instances = round(cost.monthly_usd, 2), cost.instances
     except ValueError as exc:
         problem = problem or str(exc)
+    tags = figures.tags_of(inputs)
     return ModelFigures(
         name=name,
+        container=tags.get(TAG_CONTAINER),
+        artifact=tags.get(TAG_ARTIFACT),
         shape=str(shape),
         gpu_memory_gb=gpu,
         required_gpu_memory_gb=required,

@@ -14,14 +14,14 @@ import datetime as dt
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import oci
 
 from domain.errors import UserError
 from oci_runtime.auth import Auth, make_client
 from oci_runtime.logsearch import UNREACHABLE, LogSource, log_tails, reason
-from oci_runtime.predict import GenerationParams, PredictClient, PredictError
+from oci_runtime.predict import Api, GenerationParams, PredictClient, PredictError
 from oci_runtime.retry import Backoff, poll
 
 ACTIVE = "ACTIVE"
@@ -50,6 +50,8 @@ class ReadinessCheck:
     access_log_id: str | None = None
     endpoints: Mapping[str, str] = field(default_factory=dict)
     polling: Backoff = POLLING  # its total_s is replaced by timeout_s
+    api: str = "legacy"  # how the smoke prompt is sent (oci_runtime.predict.APIS)
+    model: str | None = None  # the served model name, for the OpenAI APIs
 
     @property
     def predict_url(self) -> str:
@@ -110,6 +112,8 @@ def check_readiness(
         on_retry=restart_timer,
         sleep=sleep,
         clock=clock,  # the retries end at the same deadline as the wait for ACTIVE
+        api=cast(Api, check.api),
+        model=check.model,
     )
     try:
         completion = client.predict(check.smoke_prompt, SMOKE_PARAMS)

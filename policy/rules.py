@@ -22,6 +22,7 @@ from typing import Any, Literal
 from domain import pricing
 from domain.context import TAG_BUDGET, TAG_MODEL
 from domain.secrets import SECRET_PATTERNS
+from domain.service_container import InvalidServiceContainer, is_service_image, parse_service_container
 from policy import figures
 from policy.figures import MODEL_DEPLOYMENT, TRAINING_JOB, UNKNOWN, FactsError, get, tags_of
 
@@ -203,6 +204,13 @@ def check_image_pinned(resource_type: str, inputs: Mapping[str, Any], config: Ma
         return []
     if not isinstance(image, str) or not image:
         return [f"{what} names no image"]
+    if is_service_image(image):
+        # Oracle's service-managed container: OCI takes no digest for it; an explicit version pins it.
+        try:
+            parse_service_container(image)
+        except InvalidServiceContainer as exc:
+            return [f"service container {image} is not pinned to a version; use {exc}"]
+        return []
     if not _DIGEST.search(image):
         tail = image.rsplit("/", 1)[-1]
         tag = tail.split(":", 1)[1] if ":" in tail else "latest (implied)"
@@ -420,7 +428,8 @@ _STRINGS = {"type": "array", "items": {"type": "string"}}
 RULES: tuple[Rule, ...] = (
     Rule(
         name="image-pinned-by-digest",
-        description="Serving images are referenced by digest, not by a tag such as :latest.",
+        description="Serving images are referenced by digest, not by a tag such as :latest; Oracle's "
+        "service containers (dsmc://) by an explicit version.",
         why="A tag can be moved: prod would silently run whatever was pushed last.",
         enforcement="mandatory",
         resource_check=check_image_pinned,

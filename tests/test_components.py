@@ -442,6 +442,7 @@ def test_local_folder_is_uploaded_before_the_catalog_model(
     folder.mkdir()
     (folder / "config.json").write_text("{}", encoding="utf-8")
     model_of(config)["source"] = {"localPath": str(folder)}
+    model_of(config)["artifact"] = {"mode": "copy"}  # the zip path; by reference: tests/test_default_path.py
     plan = plan_of(config)
     artifact = has_resource(
         plan,
@@ -603,6 +604,11 @@ def test_every_deployment_of_every_shipped_stack_speaks_openai(stack: str) -> No
     for deployment in deployments:
         env = deployment.inputs["modelDeploymentConfigurationDetails"]["environmentConfigurationDetails"]
         assert env["predictApiSpecification"] == "openai"
+        if env["image"].startswith("dsmc://"):
+            # The service container's /predict is its own predict endpoint (MODEL_DEPLOY_PREDICT_ENDPOINT):
+            # no adapter, no custom endpoint.
+            assert "customHttpEndpoints" not in env
+            continue
         endpoints = env["customHttpEndpoints"]
         assert 1 <= len(endpoints) <= MAX_CUSTOM_HTTP_ENDPOINTS
         for endpoint in endpoints:

@@ -51,13 +51,15 @@ def test_dev_figures(capsys: pytest.CaptureFixture[str]) -> None:
     assert plan["models"] == [
         {
             "name": "llama2-7b-chat",
+            "container": "service",  # Oracle's vLLM container: no image to build
+            "artifact": "reference",  # the files stay in the bucket: no zip, no catalog copy
             "shape": "VM.GPU.A10.1",
             "gpuMemoryGb": 24.0,
             "requiredGpuMemoryGb": 19.0,
             "fits": True,
             "fullLengthSequences": 3,
             "instances": 1,
-            "monthlyUsd": 1468.98,
+            "monthlyUsd": 1469.34,  # the weights' 13.5 GB in Object Storage count now (offline)
         }
     ]
 
@@ -67,7 +69,7 @@ def _latest(config: dict[str, Any], model: dict[str, Any]) -> None:
 
 
 def _too_big(config: dict[str, Any], model: dict[str, Any]) -> None:
-    model["source"]["huggingface"] = "meta-llama/Llama-2-13b-chat-hf"
+    model["source"] = {"objectStorage": "oci://llm-models@idxyzabc1234/meta-llama/Llama-2-13b-chat-hf/"}
 
 
 def _over_budget(config: dict[str, Any], model: dict[str, Any]) -> None:

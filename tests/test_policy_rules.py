@@ -213,6 +213,25 @@ class TestImagePinnedByDigest:
         [message] = check("image-pinned-by-digest", job, moving)
         assert "tag '0.1.0'" in message and "pin it by digest" in message
 
+    def test_a_service_container_with_an_explicit_version_passes_and_a_custom_tag_alone_still_fails(
+        self,
+    ) -> None:
+        service = deployment(
+            **{f"{ENV}__image": "dsmc://odsc-vllm-serving:0.19.1.265", f"{ENV}__imageDigest": _DELETE}
+        )
+        assert check("image-pinned-by-digest", DEPLOYMENT, service) == []
+        latest = deployment(
+            **{f"{ENV}__image": "dsmc://odsc-vllm-serving:latest", f"{ENV}__imageDigest": _DELETE}
+        )
+        [message] = check("image-pinned-by-digest", DEPLOYMENT, latest)
+        assert "is not pinned to a version" in message and "odsc-vllm-serving:0.19.1.265" in message
+        untagged = deployment(**{f"{ENV}__image": "dsmc://odsc-vllm-serving", f"{ENV}__imageDigest": _DELETE})
+        assert "is not pinned to a version" in check("image-pinned-by-digest", DEPLOYMENT, untagged)[0]
+        custom = deployment(
+            **{f"{ENV}__image": "iad.ocir.io/ns/llm/vllm:0.19.1", f"{ENV}__imageDigest": _DELETE}
+        )
+        assert "pin it by digest" in check("image-pinned-by-digest", DEPLOYMENT, custom)[0]
+
     def test_unknown_image_during_preview_is_not_judged(self) -> None:
         assert check("image-pinned-by-digest", DEPLOYMENT, deployment(**{f"{ENV}__image": UNKNOWN})) == []
 

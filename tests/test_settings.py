@@ -440,8 +440,11 @@ def test_shipped_stacks_can_live_in_one_tenancy() -> None:
     loaded = [load_settings(s.config, stack=s.stack, project_dir=PROJECT_DIR) for s in stacks]
     places = {(s.tenancy_id, s.region, s.registry.repository) for s in loaded}
     assert len(places) == len(loaded)
-    images = [m.serving.image for s in loaded for m in s.models]
+    images = [m.serving.image for s in loaded for m in s.models if m.serving.image]
     assert all(":" in image.rsplit("/", 1)[1].split("@")[0] and "@sha256:" in image for image in images)
+    # the others run Oracle's service container, pinned to a version
+    services = [m.serving.image_uri for s in loaded for m in s.models if not m.serving.image]
+    assert services == ["dsmc://odsc-vllm-serving:0.19.1.265"]
 
 
 def test_the_readme_settings_table_is_current() -> None:
@@ -487,7 +490,8 @@ def test_an_ocid_with_a_future_use_segment_is_accepted(config: dict[str, Any]) -
         (  # a '..' part in a stored zip's name used to pass
             set_model("source", {"objectStorage": "oci://models@ns/a/../llama-2-7b.zip"}),
             f"{MODEL}.source.objectStorage: bad URI 'oci://models@ns/a/../llama-2-7b.zip'; accepted: "
-            "oci://<bucket>@<namespace>/<object>.zip (one zip object)",
+            "oci://<bucket>@<namespace>/<prefix>/ (a model folder's objects, by reference) or "
+            "oci://<bucket>@<namespace>/<object>.zip (one zip, copied into the catalog)",
         ),
         (  # OCIR repository parts end in a letter or digit
             set_top("registry", {"repository": "llm/serving-"}),

@@ -43,11 +43,21 @@ class ReadinessArgs:
     endpoints: Mapping[str, str] | None = (
         None  # {"datascience" | "loggingsearch": URL}, e.g. a private endpoint
     )
+    # The smoke prompt's API: `legacy` ({"inputs"} on /predict, the custom images' adapter) or `chat`
+    # (OpenAI chat to `served_model`: the service container's vLLM has no legacy route).
+    smoke_api: str = "legacy"
+    served_model: str | None = None
 
     def props(self) -> dict[str, Any]:
         endpoints = {"endpoints": dict(self.endpoints)} if self.endpoints else {}
+        smoke = (
+            {"smokeApi": self.smoke_api, "servedModel": self.served_model}
+            if self.smoke_api != "legacy"
+            else {}
+        )
         return {
             **endpoints,
+            **smoke,
             "deploymentId": self.deployment_id,
             "deploymentUrl": self.deployment_url,
             "region": self.region,
@@ -114,6 +124,8 @@ class ReadinessProvider(ProviderBase):
             access_log_id=props.get("accessLogId") or None,
             endpoints=dict(props.get("endpoints") or {}),
             polling=self.polling,
+            api=str(props.get("smokeApi") or "legacy"),
+            model=props.get("servedModel") or None,
         )
 
 

@@ -45,6 +45,15 @@ from domain.ids import BUCKET_NAME, IMAGE_EXAMPLE, REPOSITORY_NAME, Engine, Sign
 from domain.oci_rules import ProfileTenancy, ocir_host, tenancy_from_profile
 from domain.pricing import DEFAULT_PRICES, PriceTable, with_overrides
 from domain.secrets import secret_kind
+from domain.service_container import (
+    DEFAULT_SERVICE_CONTAINER,
+    RESTRICTED_PARAMS,
+    TGI_DEPRECATED,
+    ServiceSpec,
+    parse_service_container,
+    restricted_params,
+)
+from domain.service_container import PORT as SMC_PORT
 from domain.settings import fields as t
 from domain.settings.errors import Accepts, Problem, Refused, SettingsError, problems_of, refused, said
 from domain.settings.errors import _show as _show
@@ -402,8 +411,14 @@ SOURCE_KINDS = ("localPath", "objectStorage", "huggingface", "fineTune")
 
 
 class SourceSettings(Section):
-    local_path: t.LocalPath | None = key(None, "offline: a model folder, zipped and uploaded")
-    object_storage: t.ZipUri | None = key(None, "offline: an existing stored zip")
+    local_path: t.LocalPath | None = key(
+        None,
+        "offline: a model folder, uploaded as objects (by reference) or as a zip (`artifact.mode: copy`)",
+    )
+    object_storage: t.ModelUri | None = key(
+        None,
+        "offline: a prefix holding a model folder (`.../prefix/`, by reference) or a stored zip (copied)",
+    )
     huggingface: t.HfId | None = key(None, "online: pulled from Hugging Face inside the container")
     fine_tune: FineTuneSettings | None = key(
         None, "offline: fine-tuned in a Data Science job (docs/finetune.md)"
@@ -445,7 +460,16 @@ class SourceSettings(Section):
 
 class ServingSettings(Section):
     engine: Engine = key("vllm", "inference engine")
-    image: t.Image = key(..., f"serving image, `{IMAGE_EXAMPLE}`")
+    image: t.Image | None = key(
+        None,
+        f"custom serving image, `{IMAGE_EXAMPLE}` (TGI, custom engines, air-gapped tenancies); "
+        "none: Oracle's vLLM service container",
+    )
+    service_container: t.ServiceContainer = key(
+        DEFAULT_SERVICE_CONTAINER,
+        "Oracle's vLLM service container, `<name>:<tag>`, used without `image`; pinned, never latest "
+        "(`llmstack preflight` names a newer one)",
+    )
     params: str = key("", "extra engine flags")
     tensor_parallelism: int | None = key(
         None, "GPUs one replica shards over (none: the shape's GPU count)", ge=1
@@ -471,8 +495,26 @@ class ServingSettings(Section):
         if self.port in RESERVED_PORTS:
             accepted = "1024-65535 except 8446, 8447 and 24224 (used by the service)"
             found.append((("port",), said("reserved port", self.port, accepted)))
+        if self.image is None and self.engine == "tgi":
+            found.append((("image",), f"missing for engine tgi; {TGI_DEPRECATED}; accepted: {IMAGE_EXAMPLE}"))
+        if self.image is None and (flags := restricted_params(self.params)):
+            accepted = f"engine flags but {', '.join(RESTRICTED_PARAMS)} (the service container sets them)"
+            found.append(
+                (("params",), said("sets what the service container sets itself:", " ".join(flags), accepted))
+            )
+        if self.image is None and self.port != SMC_PORT:
+            found.append((("port",), said("not the service container's port:", self.port, f"{SMC_PORT}")))
         _refuse(found)
         return self
+
+    @property
+    def container(self) -> Literal["service", "custom"]:
+        return "custom" if self.image else "service"
+
+    @property
+    def image_uri(self) -> str:
+        """What the deployment runs: the custom image, or `dsmc://<name>:<tag>`."""
+        return self.image or parse_service_container(self.service_container).image
 
 
 class AutoscalingSettings(Section):
@@ -526,6 +568,14 @@ class ReadinessSettings(Section):
     )
 
 
+class ArtifactSettings(Section):
+    mode: Literal["reference", "copy"] | None = key(
+        None,
+        "`reference`: the files stay in Object Storage, pinned by version (a versioned bucket); "
+        "`copy`: a zip copied into the catalog; none: reference for `localPath` and a prefix, copy for a zip",
+    )
+
+
 class ModelSettings(Section):
     """One model; `<name>`: 2-32 of `a-z 0-9 -`, starting with a letter.
 
@@ -542,6 +592,7 @@ class ModelSettings(Section):
     )
     # Typed as always set: the models a consumer gets from `Settings.models` have them (the check below).
     serving: ServingSettings = key(None, "the engine and its image (none for an adapter)")
+    artifact: ArtifactSettings = key(ArtifactSettings(), "how an offline model's files reach the catalog")
     compute: ComputeSettings = key(None, "the deployment's shape and instances (none for an adapter)")
     readiness: ReadinessSettings = key(ReadinessSettings(), "the check after `up`")
     _name: str = PrivateAttr("")
@@ -590,6 +641,7 @@ class ModelSettings(Section):
         local = self.source.local_path
         if self.serving.engine == "tgi" and local is not None and (why := tgi_weights_problem(local)):
             found.append((("source", "localPath"), f"{local}: {why}"))
+        found += self._artifact_problems()
         size = self.parameters_b or sizing.infer_parameters_b(
             local_path=self.source.local_path, model_id=self.source.model_id
         )
@@ -599,6 +651,59 @@ class ModelSettings(Section):
         _refuse(found)
         serving = self.serving.model_copy(update={"tensor_parallelism": tp or gpus})
         return self.model_copy(update={"parameters_b": size, "serving": serving})
+
+    def _artifact_problems(self) -> Found:
+        zip_source = self.source.object_storage is not None and self.source.object_storage.is_zip
+        mode = self.artifact.mode
+        found: Found = []
+        if mode == "reference" and zip_source:
+            why = "a zip is copied into the catalog (a model by reference is a folder's objects)"
+            found.append((("artifact", "mode"), said(f"{why}:", mode, "copy, or a prefix ending in /")))
+        elif mode == "copy" and self.source.object_storage is not None and not zip_source:
+            why = "the catalog copies one zip, not a prefix"
+            found.append((("artifact", "mode"), said(f"{why}:", mode, "reference, or a .zip")))
+        elif mode is not None and self.source.kind in ("huggingface", "fineTune"):
+            found.append((("artifact", "mode"), said(f"not for a {self.source.kind} source:", mode, "unset")))
+        if self.serving.image is None and self.artifact_mode != "reference":
+            accepted = "a model by reference (localPath, or objectStorage ending in /), or serving.image"
+            why = (
+                "missing: the service container reads its model from BASE_MODEL, an object prefix registered "
+                f"by reference, and {self.source.describe()} is {self.artifact_mode_said}"
+            )
+            found.append((("serving", "image"), f"{why}; accepted: {accepted}"))
+        return found
+
+    @property
+    def artifact_mode(self) -> Literal["reference", "copy", "none"]:
+        """How the model's files reach the catalog: by reference, copied, or not at all (online)."""
+        if self.source.huggingface is not None:
+            return "none"
+        if self.source.fine_tune is not None:
+            return "copy"  # the job writes a zip (FINE_TUNE_ZIP)
+        if self.artifact.mode is not None:
+            return self.artifact.mode
+        uri = self.source.object_storage
+        return "copy" if uri is not None and uri.is_zip else "reference"
+
+    @property
+    def artifact_mode_said(self) -> str:
+        return {
+            "none": "pulled inside the container",
+            "copy": "copied as a zip",
+            "reference": "by reference",
+        }[self.artifact_mode]
+
+    def service_spec(self, base_model: str) -> ServiceSpec:
+        """What the service container is told, for a model whose files are under `base_model`."""
+        s = self.serving
+        return ServiceSpec(
+            base_model=base_model,
+            params=s.params,
+            tensor_parallelism=s.tensor_parallelism or 1,
+            max_model_len=s.max_model_len,
+            quantization=s.quantization,
+            timeout_minutes=self.readiness.timeout_minutes,
+        )
 
     def container_spec(
         self, token_secret_id: str | None = None, token_in_artifact: bool = True
@@ -894,7 +999,7 @@ class Settings(Section):
         """Images live in the stack region's OCIR: `<key>.ocir.io` or `<region>.ocir.io` (the SDK's table)."""
         host = ocir_host(self.region)
         images: list[tuple[tuple[str, ...], str]] = []
-        if not model.is_adapter:
+        if not model.is_adapter and model.serving.image:
             images.append((("serving", "image"), model.serving.image))
         if model.source.fine_tune is not None and model.source.fine_tune.image is not None:
             images.append((("source", "fineTune", "image"), model.source.fine_tune.image))

@@ -16,6 +16,7 @@ from pydantic_core import CoreSchema, core_schema
 
 from domain import ids
 from domain.oci_rules import MAX_SUBNET_PREFIX, ocir_host, subnet_problem
+from domain.service_container import InvalidServiceContainer, parse_service_container
 from domain.settings.errors import Refused, refused
 from domain.shapes import ROCM_SHAPES, SHAPES, known_shape_names
 
@@ -118,11 +119,25 @@ def _image(value: Any) -> str:
     return str(value)
 
 
-def _zip_uri(value: Any) -> ids.ObjectUri:
-    uri = _via(lambda v: ids.parse_object_uri(v, need_path=True), "bad URI", value, ZIP_ACCEPTED)
-    if uri.path.endswith("/"):
-        raise refused("bad URI", value, ZIP_ACCEPTED)
+MODEL_URI_ACCEPTED = (
+    "oci://<bucket>@<namespace>/<prefix>/ (a model folder's objects, by reference) or "
+    "oci://<bucket>@<namespace>/<object>.zip (one zip, copied into the catalog)"
+)
+
+
+def _model_uri(value: Any) -> ids.ObjectUri:
+    """A stored zip, or a prefix written with its final `/` that holds a model folder's files."""
+    uri = _via(lambda v: ids.parse_object_uri(v, need_path=True), "bad URI", value, MODEL_URI_ACCEPTED)
+    if not (uri.path.endswith("/") or uri.is_zip):
+        raise refused("neither a prefix (ending in /) nor a .zip:", value, MODEL_URI_ACCEPTED)
     return uri  # type: ignore[no-any-return]
+
+
+def _service_container(value: Any) -> str:
+    try:
+        return str(parse_service_container(value))
+    except InvalidServiceContainer as exc:
+        raise refused("not a pinned service container:", value, str(exc)) from None
 
 
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
@@ -236,7 +251,6 @@ def _secret(value: Any, info: ValidationInfo) -> Secret:
 
 REGION = re.compile(r"^[a-z]{2,}-[a-z]+-\d+$")
 RETENTION_DAYS = (30, 60, 90, 120, 150, 180)
-ZIP_ACCEPTED = "oci://<bucket>@<namespace>/<object>.zip (one zip object)"
 URI = {"type": "string", "format": "`oci://bucket@ns/prefix`", "pattern": "^oci://[^@/]+@[^/]+/"}
 HF = {"type": "string", "format": "`org/model`", "pattern": "^[^/]+/[^/]+$"}
 SHAPE = {"type": "string", "enum": known_shape_names(), "format": "shape name"}
@@ -260,7 +274,17 @@ Image = Annotated[
     str, Check(_image, {"type": "string", "format": "OCIR image", "pattern": r"^[a-z0-9.:-]+/.+:"})
 ]
 HfId = Annotated[str, Check(lambda value: _via(ids.parse_hf_id, "bad id", value), HF)]
-ZipUri = Annotated[ids.ObjectUri, Check(_zip_uri, {**URI, "format": "`oci://bucket@ns/object.zip`"})]
+ModelUri = Annotated[
+    ids.ObjectUri,
+    Check(_model_uri, {**URI, "format": "`oci://bucket@ns/prefix/` | `oci://bucket@ns/object.zip`"}),
+]
+ServiceContainer = Annotated[
+    str,
+    Check(
+        _service_container,
+        {"type": "string", "format": "`<container name>:<tag>`", "pattern": "^[a-z0-9-]+:"},
+    ),
+]
 LocalPath = Annotated[Path, Check(_local_path, {"type": "string", "format": "path"}, with_info=True)]
 Size = Annotated[
     float, Check(_size, {"anyOf": [{"type": "string"}, {"type": "number"}], "format": "`7B` | number"})

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from domain.context import TAG_ARTIFACT, TAG_CONTAINER
 from domain.errors import UserError
 
 if TYPE_CHECKING:
@@ -113,7 +114,17 @@ def _detail(resource: RecordedResource) -> str:
         shape = model.get("instanceConfiguration", {}).get("instanceShapeName")
         scaling = model.get("scalingPolicy", {})
         count = scaling.get("instanceCount") or _autoscale_range(scaling)
-        return f"{shape} x{count}" + (", model group (base + adapters)" if grouped else "")
+        tags = i.get("freeformTags") or {}
+        image = str(details.get("environmentConfigurationDetails", {}).get("image"))
+        container = tags.get(TAG_CONTAINER)
+        said = (
+            f"service container {image.removeprefix('dsmc://')}" if container == "service" else "custom image"
+        )
+        how = {"reference": "by reference", "copy": "copied zip", "none": "no model files"}.get(
+            str(tags.get(TAG_ARTIFACT)), "?"
+        )
+        serving = f", {said}, {how}" if container else ""
+        return f"{shape} x{count}{serving}" + (", model group (base + adapters)" if grouped else "")
     if t == "oci:DataScience/modelGroup:ModelGroup":
         members = i.get("memberModelEntries", {}).get("memberModelDetails", [])
         keys = [str(m.get("inferenceKey")) for m in members]
@@ -129,7 +140,16 @@ def _detail(resource: RecordedResource) -> str:
     if t == "oci:ObjectStorage/bucket:Bucket":
         return f"{i.get('name')}, {i.get('accessType')}, versioning {i.get('versioning')}"
     if t == "pulumi-python:dynamic/artifacts:ModelArtifact":
-        return f"{i.get('localPath')} -> {i.get('objectPrefix')}"
+        return f"{i.get('localPath')} -> {i.get('objectPrefix')} (a zip, copied into the catalog)"
+    if t == "pulumi-python:dynamic/artifacts:ModelObjects":
+        return f"{i.get('localPath')} -> {i.get('objectPrefix')}files/ (objects, by reference)"
+    if t == "pulumi-python:dynamic/catalog:CatalogModel":
+        kind = str((i.get("artifact") or {}).get("kind"))
+        return {
+            "reference": "by reference",
+            "objectStorage": "copies a zip",
+            "inline": "token file only",
+        }.get(kind, "")
     if t == "oci:DataScience/job:Job":
         nodes = i.get("jobNodeConfigurationDetails", {})
         groups = nodes.get("jobNodeGroupConfigurationDetailsLists") or []
