@@ -1,17 +1,24 @@
-"""Benchmark: the seed's offline upload against the streaming upload, both into the same loopback fake.
+"""Benchmark: the seed's offline upload, the streaming upload and the upload by reference, into the same fake.
 
-    python bench/upload.py [--size-mib 1024] [--rate-mbps 1000] [--repeat 3]
+    python bench/upload.py [--size-mib 1024] [--rate-mbps 1000] [--repeat 3] [--keep-bodies]
 
 baseline  = what the seed does: write a stored zip to disk with `zipfile`, then upload it the way
             `oci os object put` does (UploadManager, 10 parallel parts of 128 MiB: oci-cli's defaults).
 streaming = `oci_runtime.upload.upload_folder`: zip parts streamed straight into a parallel multipart upload.
-Each side runs in its own process (timed around the work only, not the interpreter start); the fake runs
-in a third, with `--fast-digests --discard-bodies`: it receives every byte but neither hashes nor keeps
-them (the real service does both on its own machines), so that its work takes little of the CPUs both
-sides share with it (`--keep-bodies` lets it store them); optionally throttled to `--rate-mbps`.
-The last line of output is one JSON object:
-{"baseline_s", "streaming_s", "speedup", "peak_rss_mib", "unchanged_rerun_s"}.
-Targets: speedup >= 2.0, peak RSS <= 512 MiB, unchanged re-run <= 5% of the first upload.
+reference = `oci_runtime.objects.upload_objects`: each file an object (large ones in parallel parts) in a
+            versioned bucket, pinned by version id for a catalog model by reference (the default path).
+Each side runs in its own process (timed around the work only, not the interpreter start), in alternating
+order from one run to the next; the fake runs in another, with `--fast-digests --discard-bodies`: it
+receives every byte but neither hashes nor keeps them (the real service does both on its own machines), so
+that its work takes little of the CPUs the sides share with it (`--keep-bodies` lets it store them);
+optionally throttled to `--rate-mbps`. Bytes moved per path: written to the client's disk, sent to Object
+Storage, and copied by the catalog (export_model_artifact copies the whole zip once more; a model by
+reference copies nothing, its catalog artifact is the small model_description.json). The last line of
+output is one JSON object:
+{"baseline_s", "streaming_s", "reference_s", "speedup", "peak_rss_mib", "unchanged_rerun_s",
+ "reference_unchanged_rerun_s", "model_bytes", "bytes_moved"}.
+Targets: speedup >= 2.0, peak RSS <= 512 MiB, unchanged re-run <= 5% of the first upload, reference_s <=
+streaming_s and one byte moved per byte of model by reference.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "bench"
+REFERENCE_BUCKET = "bench-versioned"  # a model by reference needs versioning (each object pinned)
 
 
 def make_model(folder: Path, size_mib: int) -> None:
@@ -60,6 +68,7 @@ def start_fake(
     data: Path, rate_mbps: float | None, keep_bodies: bool = False
 ) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     argv = [sys.executable, "-m", "tests.fakeoci", "--data", str(data), "--bucket", BUCKET, "--fast-digests"]
+    argv += ["--versioned-bucket", REFERENCE_BUCKET]
     argv += [] if keep_bodies else ["--discard-bodies"]
     argv += ["--lifetime", "3600"] + (["--rate-mbps", str(rate_mbps)] if rate_mbps else [])
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True)
@@ -119,17 +128,50 @@ def side_streaming(
     }
 
 
-def delete_objects(fake: dict[str, Any], prefix: str) -> None:
+def side_reference(
+    folder: Path, fake: dict[str, Any], prefix: str, workers: int, part_mib: int
+) -> dict[str, float]:
+    import oci
+
+    from domain import model_description
+    from oci_runtime.auth import Auth, make_client
+    from oci_runtime.objects import upload_objects
+    from oci_runtime.upload import Destination, Tuning
+
+    auth = Auth(config_file=fake["config_file"], profile=fake["profile"])
+
+    def client() -> Any:
+        return make_client(oci.object_storage.ObjectStorageClient, auth, endpoint=fake["endpoint"])
+
+    dest = Destination(namespace=fake["namespace"], bucket=REFERENCE_BUCKET, prefix=prefix)
+    tuning = Tuning(part_size=part_mib << 20, workers=workers)
+    start = time.perf_counter()
+    first = upload_objects(folder, dest, client, tuning=tuning, progress=False)
+    mid = time.perf_counter()
+    again = upload_objects(folder, dest, client, tuning=tuning, progress=False)
+    end = time.perf_counter()
+    assert again.skipped and again.description() == first.description()
+    return {
+        "seconds": mid - start,
+        "unchanged_s": end - mid,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "size_bytes": first.size_bytes,
+        "sent_bytes": first.sent_bytes,
+        "description_bytes": len(model_description.to_bytes(first.description())),
+    }
+
+
+def delete_objects(fake: dict[str, Any], prefix: str, bucket: str = BUCKET) -> None:
     """Remove what one side uploaded, so that every run starts from the same, nearly empty, store."""
     import oci
 
     config = oci.config.from_file(fake["config_file"], fake["profile"])
     client = oci.object_storage.ObjectStorageClient(config, service_endpoint=fake["endpoint"])
     listed = oci.pagination.list_call_get_all_results(
-        client.list_objects, fake["namespace"], BUCKET, prefix=prefix
+        client.list_objects, fake["namespace"], bucket, prefix=prefix
     ).data
     for obj in listed.objects:
-        client.delete_object(fake["namespace"], BUCKET, obj.name)
+        client.delete_object(fake["namespace"], bucket, obj.name)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -173,7 +215,7 @@ def main() -> int:
         action="store_true",
         help="let the fake store what it receives (in the temp folder), as the tests' fake does",
     )
-    parser.add_argument("--side", choices=["baseline", "streaming"], help=argparse.SUPPRESS)
+    parser.add_argument("--side", choices=["baseline", "streaming", "reference"], help=argparse.SUPPRESS)
     parser.add_argument("--fake", help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
@@ -183,10 +225,9 @@ def main() -> int:
     if args.side == "baseline":
         print(json.dumps(side_baseline(args.folder, args.work, json.loads(args.fake), args.name)))
         return 0
-    if args.side == "streaming":
-        result = side_streaming(
-            args.folder, json.loads(args.fake), args.name, args.workers, args.part_size_mib
-        )
+    if args.side in ("streaming", "reference"):
+        side = side_streaming if args.side == "streaming" else side_reference
+        result = side(args.folder, json.loads(args.fake), args.name, args.workers, args.part_size_mib)
         print(json.dumps(result))
         return 0
 
@@ -204,45 +245,56 @@ def main() -> int:
             file=sys.stderr,
         )
         common = ["--folder", str(folder), "--fake", json.dumps(fake), "--work", str(tmp)]
-        baseline, streaming = [], []
+        baseline, streaming, reference = [], [], []
+        tuned = ["--workers", str(args.workers), "--part-size-mib", str(args.part_size_mib)]
         for i in range(args.repeat):
-            b = run_side(
-                ["--side", "baseline", *common, "--name", f"baseline-{i}/my_large_model.zip"], fake_proc.pid
-            )
-            s = run_side(
-                [
-                    "--side",
-                    "streaming",
-                    *common,
-                    "--name",
-                    f"streaming-{i}/",
-                    "--workers",
-                    str(args.workers),
-                    "--part-size-mib",
-                    str(args.part_size_mib),
-                ],
-                fake_proc.pid,
-            )
+            sides = {
+                "baseline": ["--side", "baseline", *common, "--name", f"baseline-{i}/my_large_model.zip"],
+                "streaming": ["--side", "streaming", *common, "--name", f"streaming-{i}/", *tuned],
+                "reference": ["--side", "reference", *common, "--name", f"reference-{i}/", *tuned],
+            }
+            order = list(sides) if i % 2 == 0 else list(reversed(sides))  # alternating: no side always first
+            got = {name: run_side(sides[name], fake_proc.pid) for name in order}
+            b, s, r = got["baseline"], got["streaming"], got["reference"]
             baseline.append(b)
             streaming.append(s)
+            reference.append(r)
             delete_objects(fake, f"baseline-{i}/")
             delete_objects(fake, f"streaming-{i}/")
+            delete_objects(fake, f"reference-{i}/", REFERENCE_BUCKET)
+            times = ", ".join(f"{name} {got[name]['seconds']:.2f} s" for name in sides)
+            reruns = " / ".join(f"{x['unchanged_s'] * 1000:.0f} ms" for x in (s, r))
+            cpu = ", ".join(
+                f"{name} {got[name]['cpu_s']:.1f} + {got[name]['fake_cpu_s']:.1f}" for name in sides
+            )
             print(
-                f"run {i + 1}: baseline {b['seconds']:.2f} s (zip to disk {b['zip_s']:.2f} s + upload "
-                f"{b['upload_s']:.2f} s), streaming {s['seconds']:.2f} s, unchanged re-run "
-                f"{s['unchanged_s'] * 1000:.0f} ms, streaming peak RSS {s['peak_rss_mib']:.0f} MiB; CPU s "
-                f"(client + fake): baseline {b['cpu_s']:.1f} + {b['fake_cpu_s']:.1f}, "
-                f"streaming {s['cpu_s']:.1f} + {s['fake_cpu_s']:.1f}",
+                f"run {i + 1} ({' -> '.join(order)}): {times} (baseline: zip to disk {b['zip_s']:.2f} s "
+                f"+ upload {b['upload_s']:.2f} s); unchanged re-run streaming / reference {reruns}; peak RSS "
+                f"{s['peak_rss_mib']:.0f} / {r['peak_rss_mib']:.0f} MiB; CPU s (client + fake): {cpu}",
                 file=sys.stderr,
             )
         baseline_s = statistics.median(b["seconds"] for b in baseline)
         streaming_s = statistics.median(s["seconds"] for s in streaming)
+        reference_s = statistics.median(r["seconds"] for r in reference)
+        zip_bytes = int(streaming[0]["size_bytes"])
+        model_bytes = int(reference[0]["size_bytes"])
+        moved = {
+            "baseline": {"written": zip_bytes, "sent": zip_bytes, "catalog_copied": zip_bytes},
+            "streaming": {"written": 0, "sent": zip_bytes, "catalog_copied": zip_bytes},
+            # its catalog artifact is the description JSON (description_bytes), not a copy of the model
+            "reference": {"written": 0, "sent": int(reference[0]["sent_bytes"]), "catalog_copied": 0},
+        }
         result = {
             "baseline_s": round(baseline_s, 3),
             "streaming_s": round(streaming_s, 3),
+            "reference_s": round(reference_s, 3),
             "speedup": round(baseline_s / streaming_s, 2),
-            "peak_rss_mib": round(max(s["peak_rss_mib"] for s in streaming), 1),
+            "peak_rss_mib": round(max(x["peak_rss_mib"] for x in [*streaming, *reference]), 1),
             "unchanged_rerun_s": round(statistics.median(s["unchanged_s"] for s in streaming), 3),
+            "reference_unchanged_rerun_s": round(statistics.median(r["unchanged_s"] for r in reference), 3),
+            "model_bytes": model_bytes,
+            "description_bytes": int(reference[0]["description_bytes"]),
+            "bytes_moved": {k: {**v, "total": sum(v.values())} for k, v in moved.items()},
         }
         print(json.dumps(result))
         return 0

@@ -241,12 +241,35 @@ def test_the_upload_benchmark_runs_and_ends_with_its_json_line() -> None:
     )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert set(result) == {"baseline_s", "streaming_s", "speedup", "peak_rss_mib", "unchanged_rerun_s"}
+    assert set(result) == {
+        "baseline_s",
+        "streaming_s",
+        "reference_s",
+        "speedup",
+        "peak_rss_mib",
+        "unchanged_rerun_s",
+        "reference_unchanged_rerun_s",
+        "model_bytes",
+        "description_bytes",
+        "bytes_moved",
+    }
     assert result["baseline_s"] > 0 and result["streaming_s"] > 0 and result["unchanged_rerun_s"] > 0
+    assert result["reference_s"] > 0 and result["reference_unchanged_rerun_s"] > 0
+    moved = result["bytes_moved"]
+    # by reference: one byte moved per byte of model (sent once; nothing on disk, nothing copied by the
+    # catalog); the seed's path: the zip three times (on disk, sent, copied by the catalog)
+    assert moved["reference"] == {
+        "written": 0,
+        "sent": result["model_bytes"],
+        "catalog_copied": 0,
+        "total": result["model_bytes"],
+    }
+    assert moved["baseline"]["total"] == 3 * moved["baseline"]["sent"] >= 3 * result["model_bytes"]
+    assert moved["streaming"]["total"] == 2 * moved["streaming"]["sent"]
     # the ratio of the unrounded medians; the rounded ones printed next to it give it within rounding
     assert result["speedup"] == pytest.approx(result["baseline_s"] / result["streaming_s"], rel=0.05)
     assert 0 < result["peak_rss_mib"] <= 512
-    assert "run 1: baseline" in out.stderr
+    assert "run 1 (baseline -> streaming -> reference): baseline" in out.stderr
 
 
 def test_retries_under_20_percent_faults_give_identical_bytes(

@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--namespace", default="testns")
     parser.add_argument("--bucket", action="append", default=[], help="create this bucket (repeatable)")
+    parser.add_argument(
+        "--versioned-bucket", action="append", default=[], help="create this bucket with versioning Enabled"
+    )
     parser.add_argument("--rate-mbps", type=float, default=None, help="throttle bodies to this link speed")
     parser.add_argument(
         "--fast-digests",
@@ -52,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     for bucket in args.bucket:
         if bucket not in existing:
             store.create_bucket(bucket)
+    for bucket in args.versioned_bucket:
+        if bucket not in existing:
+            store.create_bucket(bucket, versioning=True)
     fake.start(args.port)
     info = {
         "endpoint": fake.endpoint,
