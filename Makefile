@@ -129,7 +129,7 @@ bench-serving: $(STAMP) ## the serving path vs the engine direct, 1/16/64 paced 
 	PYTHONPATH=. $(BIN)/python bench/serving.py $(ARGS)
 
 .PHONY: bench-upload
-bench-upload: $(STAMP) ## streaming upload vs the seed's zip-then-upload, same loopback fake (ARGS="--size-mib 4096 --rate-mbps 1000")
+bench-upload: $(STAMP) ## the seed's zip-then-upload vs streaming vs by reference, same loopback fake (ARGS="--size-mib 4096 --rate-mbps 1000")
 	PYTHONPATH=. $(BIN)/python bench/upload.py $(ARGS)
 
 $(CHAT_STAMP): $(STAMP) pyproject.toml

@@ -26,6 +26,7 @@ import oci
 from domain.iam import missing_statements, stack_statements
 from domain.ids import parse_image, parse_object_uri
 from domain.oci_rules import MAX_SUBNET_PREFIX, subnet_problem
+from domain.service_container import parse_service_container
 from domain.settings import Settings
 from domain.shapes import SHAPES
 
@@ -69,6 +70,7 @@ def run_checks(settings: Settings, client: ClientFactory) -> list[Check]:
         _sources,
         _secret,
         _images,
+        _service_containers,
         _policies,
     ):
         try:
@@ -237,7 +239,9 @@ def _sources(s: Settings, client: ClientFactory) -> list[Check]:
     checks = []
     for model in s.models:
         source = model.source
-        if source.object_storage is not None:
+        if source.object_storage is not None and not source.object_storage.is_zip:
+            checks.append(_prefix_source(store, model.name, source.object_storage))
+        elif source.object_storage is not None:
             uri = source.object_storage
             try:
                 store.head_object(uri.namespace, uri.bucket, uri.path)
@@ -266,6 +270,61 @@ def _sources(s: Settings, client: ClientFactory) -> list[Check]:
     return checks
 
 
+def _prefix_source(store: Any, name: str, uri: Any) -> Check:
+    """A model folder by reference: objects under the prefix, in a versioned bucket (each is pinned)."""
+    label = f"source of {name}"
+    versioning = store.get_bucket(uri.namespace, uri.bucket).data.versioning
+    if versioning != "Enabled":
+        return Check(
+            label,
+            "fail",
+            f"bucket {uri.bucket!r} has versioning {versioning!r}; a model by reference pins each object "
+            "by its version",
+            f"oci os bucket update --bucket-name {uri.bucket} --versioning Enabled; upload the files again",
+        )
+    found = store.list_objects(uri.namespace, uri.bucket, prefix=uri.path, limit=1).data.objects
+    if not found:
+        return Check(
+            label,
+            "fail",
+            f"{uri}: no object under this prefix",
+            f"upload the model folder's files there (oci os object bulk-upload --prefix {uri.path}) or fix "
+            "source.objectStorage",
+        )
+    return Check(label, "pass", f"{uri} holds objects in a versioned bucket")
+
+
+def _service_containers(s: Settings, client: ClientFactory) -> list[Check]:
+    """The pinned service container against what ListContainers marks `isLatest` (never upgraded here)."""
+    import oci
+
+    pinned = {parse_service_container(m.serving.service_container) for m in s.models if not m.serving.image}
+    if not pinned:
+        return []
+    data_science = client(oci.data_science.DataScienceClient)
+    checks = []
+    for container in sorted(pinned, key=str):
+        latest = data_science.list_containers(container_name=container.name, is_latest=True).data
+        tags = sorted({c.tag for c in latest if c.container_name == container.name})
+        label = f"service container {container}"
+        if not tags:
+            checks.append(Check(label, "warn", f"ListContainers names no latest {container.name}", ""))
+        elif container.tag in tags:
+            checks.append(Check(label, "pass", f"{container.tag} is the latest {container.name}"))
+        else:
+            newer = tags[-1]
+            checks.append(
+                Check(
+                    label,
+                    "warn",
+                    f"a newer service container is available: {container.name}:{newer} "
+                    f"(pinned: {container.tag})",
+                    f"after trying it: serving.serviceContainer: {container.name}:{newer}",
+                )
+            )
+    return checks
+
+
 def _secret(s: Settings, client: ClientFactory) -> list[Check]:
 
     if s.hf_token_secret_id is None:
@@ -287,7 +346,7 @@ def _secret(s: Settings, client: ClientFactory) -> list[Check]:
 def _images(s: Settings, client: ClientFactory) -> list[Check]:
 
     artifacts = client(oci.artifacts.ArtifactsClient)
-    wanted = [(f"serving image of {m.name}", m.serving.image) for m in s.models]
+    wanted = [(f"serving image of {m.name}", m.serving.image) for m in s.models if m.serving.image]
     wanted += [
         (f"training image of {m.name}", m.source.fine_tune.image)
         for m in s.models

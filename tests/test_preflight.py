@@ -153,3 +153,44 @@ def test_bad_credentials_are_one_line_not_a_traceback(
     code, report, text = preflight(good)
     assert code == 1 and report["checks"][0]["status"] == "fail"
     assert all(len(line) < 1000 for line in text.splitlines())
+
+
+def test_the_service_container_path_checks_the_prefix_and_names_a_newer_container(
+    good: dict[str, Any], preflight: Any, fake_oci: FakeOci, oci_identity: TestIdentity
+) -> None:
+    from tests.fakeoci.modeldeployments import ModelDeployments, service_container
+
+    store = fake_oci.service(ObjectStorage)
+    store.create_bucket("llm-refs", versioning=True)
+    oci.object_storage.ObjectStorageClient(
+        oci.config.from_file(str(oci_identity.config_file)), service_endpoint=fake_oci.endpoint
+    ).put_object(fake_oci.namespace, "llm-refs", "meta-llama/Llama-2-7b-chat-hf/config.json", b"{}")
+    model = model_of(good)
+    model["source"] = {"objectStorage": f"oci://llm-refs@{fake_oci.namespace}/meta-llama/Llama-2-7b-chat-hf/"}
+    del model["serving"]["image"]
+    code, report, _ = preflight(good)
+    checks = by_name(report)
+    assert code == 0, report
+    assert checks["source of llama2-7b-chat"]["status"] == "pass"
+    assert checks["service container odsc-vllm-serving:0.19.1.265"]["status"] == "pass"
+    assert "serving image of llama2-7b-chat" not in checks  # no image to look for
+
+    # ListContainers marks a newer tag latest (a made-up one here): a warning that names it, never an upgrade
+    containers = fake_oci.service(ModelDeployments).containers
+    containers[:] = [
+        service_container("0.19.1.265", latest=False),
+        service_container("0.22.1.3", latest=True),
+    ]
+    code, report, _ = preflight(good)
+    check = by_name(report)["service container odsc-vllm-serving:0.19.1.265"]
+    assert code == 0 and check["status"] == "warn"
+    assert "a newer service container is available: odsc-vllm-serving:0.22.1.3" in check["detail"]
+    assert "serving.serviceContainer: odsc-vllm-serving:0.22.1.3" in check["fix"]
+
+    # a prefix in a bucket without versioning cannot be pinned: one failed line with its fix
+    model["source"] = {
+        "objectStorage": f"oci://llm-models@{fake_oci.namespace}/meta-llama/Llama-2-7b-chat-hf/"
+    }
+    code, report, _ = preflight(good)
+    check = by_name(report)["source of llama2-7b-chat"]
+    assert code == 1 and check["status"] == "fail" and "versioning 'Disabled'" in check["detail"]
