@@ -101,16 +101,22 @@ def test_make_image_refuses_a_repository_missing_from_the_stacks_compartment(
 def test_the_readme_walks_the_first_deploy_in_commands_that_exist() -> None:
     section = README[README.index("## Deploying") :]
     section = section[: section.index("\n## ", 5)]
-    commands = [
-        line.split("#")[0].strip()
+    blocks = [
+        [
+            line.split("#")[0].strip()
+            for line in block.splitlines()
+            if line.strip() and not line.strip().startswith("#")
+        ]
         for block in re.findall(r"```sh\n(.*?)```", section, flags=re.S)
-        for line in block.splitlines()
-        if line.strip() and not line.strip().startswith("#")
     ]
-    order = [c.split()[0:2] for c in commands]
+    commands = [c for block in blocks for c in block]
+    # First the default path (the service container: no Docker, no image), then the custom image's walk.
+    default, custom = ([c.split()[0:2] for c in block] for block in blocks[:2])
+    assert ["llmstack", "preflight"] in default and ["pulumi", "up"] in default
+    assert not [c for c in default if c[0] == "docker" or c == ["make", "image"]], blocks[0]
     want = [["make", "bootstrap"], ["make", "image"], ["llmstack", "preflight"], ["pulumi", "up"]]
-    positions = [order.index(w) for w in want]
-    assert positions == sorted(positions), commands
+    positions = [custom.index(w) for w in want]
+    assert positions == sorted(positions), blocks[1]
     targets = set(re.findall(r"^([a-z-]+):", (PROJECT_DIR / "Makefile").read_text(), flags=re.M))
     for command in commands:
         words = command.split()
