@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -70,8 +71,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def code_when_pipe_closed() -> int:
-    import os
-
     # Point stdout at devnull so the interpreter's final flush does not raise again.
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0

@@ -21,6 +21,7 @@ import pulumi
 
 from components import pulumi_internals
 from domain.errors import UserError
+from domain.oci_rules import region_key
 from domain.settings import (
     SECRET_PLACEHOLDER,
     Settings,
@@ -262,8 +263,6 @@ class PlanMocks(pulumi.runtime.Mocks):
     """Ids, URLs and invoke results a real `pulumi up` would get from OCI, made up deterministically."""
 
     def __init__(self, settings: Settings) -> None:
-        from domain.oci_rules import region_key
-
         self.region = settings.region
         self.region_key = region_key(settings.region) or settings.region
         self.namespace = namespace_hint(settings)

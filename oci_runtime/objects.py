@@ -34,6 +34,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import oci
+
 from domain import model_description
 from domain.errors import UserError
 from domain.model_description import PinnedObject
@@ -132,8 +134,6 @@ def require_versioning(client: Any, namespace: str, bucket: str) -> None:
 
 def list_versions(client: Any, namespace: str, bucket: str, prefix: str) -> list[Any]:
     """Every version under `prefix` (ListObjectVersions, all pages: the SDK's pager gathers the items)."""
-    import oci
-
     return list(
         oci.pagination.list_call_get_all_results(
             client.list_object_versions, namespace, bucket, prefix=prefix, fields="name,size,md5"
@@ -208,8 +208,6 @@ class _FileUpload(_Upload):
         return size == (last if number == self.parts_total else self.part_size)
 
     def _create_details(self) -> Any:
-        import oci
-
         return oci.object_storage.models.CreateMultipartUploadDetails(
             object=self.object_name,
             content_type="application/octet-stream",
@@ -270,8 +268,6 @@ def upload_objects(
 ) -> ObjectsUploaded:
     """Make sure every file of `folder` is an object under `dest.prefix + "files/"`; upload only what
     changed; return each file's pinned version."""
-    import oci
-
     tuning = tuning or Tuning()
     manifest = scan(folder)
     client = client_factory()
@@ -404,8 +400,6 @@ def _multipart(
     bar: Progress,
     run: _Run,
 ) -> StoredFile:
-    import oci
-
     job = _FileUpload(client_factory, dest, entry, name, tuning, bar)
     finished = keep_for_resume = False
     try:
@@ -440,8 +434,6 @@ def _record_name(dest: Destination, key: str) -> str:
 
 
 def _read_record(client: Any, dest: Destination, key: str) -> dict[str, StoredFile]:
-    import oci
-
     try:
         data = json.loads(
             client.get_object(dest.namespace, dest.bucket, _record_name(dest, key)).data.content

@@ -296,8 +296,6 @@ def _prefix_source(store: Any, name: str, uri: Any) -> Check:
 
 def _service_containers(s: Settings, client: ClientFactory) -> list[Check]:
     """The pinned service container against what ListContainers marks `isLatest` (never upgraded here)."""
-    import oci
-
     pinned = {parse_service_container(m.serving.service_container) for m in s.models if not m.serving.image}
     if not pinned:
         return []

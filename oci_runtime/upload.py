@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import oci
+
 from domain.errors import UserError
 from domain.ids import InvalidId, parse_object_uri
 from oci_runtime.retry import is_retryable
@@ -235,8 +237,6 @@ def write_zip_file(
 
 def find_uploaded(client: Any, dest: Destination, manifest: Manifest) -> Uploaded | None:
     """What an earlier upload of exactly this folder state produced, if its object is still there."""
-    import oci
-
     digest = manifest.digest
     try:
         data = client.get_object(dest.namespace, dest.bucket, dest.sidecar(digest)).data.content
@@ -273,8 +273,6 @@ def find_uploaded(client: Any, dest: Destination, manifest: Manifest) -> Uploade
 
 def head_object(client: Any, namespace: str, bucket: str, name: str) -> dict[str, str] | None:
     """The object's headers (lower-case keys), or None when it does not exist."""
-    import oci
-
     try:
         response = client.head_object(namespace, bucket, name)
     except oci.exceptions.ServiceError as exc:
@@ -349,8 +347,6 @@ class _Upload:
 
     # -- start or resume
     def open(self) -> None:
-        import oci
-
         client = self.client()
         uploads = oci.pagination.list_call_get_all_results(
             client.list_multipart_uploads, self.dest.namespace, self.dest.bucket
@@ -377,8 +373,6 @@ class _Upload:
             ).data.upload_id
 
     def _create_details(self) -> Any:
-        import oci
-
         return oci.object_storage.models.CreateMultipartUploadDetails(
             object=self.object_name,
             content_type="application/zip",
@@ -395,8 +389,6 @@ class _Upload:
         return size == (last if number == self.parts_total else self.part_size)
 
     def _abort(self, upload_id: str) -> None:
-        import oci
-
         try:
             self.client().abort_multipart_upload(
                 self.dest.namespace, self.dest.bucket, self.object_name, upload_id
@@ -514,8 +506,6 @@ class _Upload:
         return str(response.headers["etag"])
 
     def commit(self) -> dict[str, str]:
-        import oci
-
         models = oci.object_storage.models
         details = models.CommitMultipartUploadDetails(
             parts_to_commit=[
@@ -601,8 +591,6 @@ def upload_folder(
     on_part: Callable[[int], None] | None = None,
 ) -> Uploaded:
     """Make sure the zip of `folder` is in `dest`; upload (or finish uploading) it only when needed."""
-    import oci
-
     manifest = scan(folder)
     client = client_factory()
     try:
@@ -687,8 +675,6 @@ def upload_folder(
 
 def _place(client: Any, dest: Destination, staging: str, final: str, committed: dict[str, str]) -> None:
     """Give the committed object its content name; when that name already holds the same bytes, keep it."""
-    import oci
-
     existing = head_object(client, dest.namespace, dest.bucket, final)
     if existing is not None and _content_md5(existing) == _content_md5(committed):
         try:
@@ -709,8 +695,6 @@ def _place(client: Any, dest: Destination, staging: str, final: str, committed: 
 
 def _unreachable() -> tuple[type[BaseException], ...]:
     """What the SDK raises when, after its retries, it got no answer at all."""
-    import oci
-
     return (oci.exceptions.RequestException, oci.exceptions.ConnectTimeout, ConnectionError, TimeoutError)
 
 

@@ -12,6 +12,7 @@ The images and the policy pack import only what they run.
 from __future__ import annotations
 
 import ast
+import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,3 +129,55 @@ def test_the_check_catches_an_import_against_the_direction(
     found = violations([path])
     assert len(found) == 1 and expected in found[0], found
     assert found[0].startswith(f"{layer}/sub/module.py:")
+
+
+# Imports inside functions: only what an optional extra or an image brings, each with its reason.
+# (file pattern, imported module prefix) -> why it is imported late.
+LATE_IMPORTS: dict[tuple[str, str], str] = {
+    ("training/*", "torch"): "the train extra: installed only in the job's image",
+    ("training/*", "transformers"): "the train extra",
+    ("training/*", "peft"): "the train extra",
+    ("training/*", "huggingface_hub"): "the train extra",
+    ("llmstack/chat.py", "gradio"): "the chat extra",
+    (
+        "llmstack/commands/*",
+        "",
+    ): "a command imports what its extra (runtime, stack, chat) brings when it runs, "
+    "so that any install lists every command and names the extra a command needs",
+    ("llmstack/endpoints.py", "oci_runtime"): "the runtime extra, for the commands that call a deployment",
+    ("serving/launcher.py", "oci"): "the image vendors the OCI SDK in a folder the launcher adds to its path "
+    "only to read a Vault secret",
+    ("serving/launcher.py", "oci_runtime.retry"): "the same vendored folder",
+    ("serving/launcher.py", "serving.adapter"): "the adapter's server packages come from the image's vendor "
+    "folder, put on the path just before",
+    ("oci_runtime/upload.py", "crc32c"): "optional: parts go without a checksum header when it is missing",
+}
+
+
+def late_import_violations(files: list[Path]) -> list[str]:
+    found = []
+    for path in files:
+        for item in imports_of(path):
+            if not item.in_function:
+                continue
+            allowed = any(
+                fnmatch.fnmatch(item.file, pattern)
+                and (prefix == "" or item.module == prefix or item.module.startswith(prefix + "."))
+                for pattern, prefix in LATE_IMPORTS
+            )
+            if not allowed:
+                found.append(f"{item.file}:{item.line} imports {item.module} inside a function")
+    return found
+
+
+def test_imports_inside_functions_are_only_for_optional_extras() -> None:
+    assert late_import_violations(project_files()) == []
+
+
+def test_the_late_import_check_catches_a_new_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(f"{__name__}.PROJECT_DIR", tmp_path)
+    path = tmp_path / "oci_runtime" / "thing.py"
+    path.parent.mkdir()
+    path.write_text("def f():\n    import oci\n")
+    assert late_import_violations([path]) == ["oci_runtime/thing.py:2 imports oci inside a function"]
+    assert all(why for why in LATE_IMPORTS.values())

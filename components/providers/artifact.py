@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import oci
 import pulumi
 import pulumi.dynamic
 
@@ -97,8 +98,6 @@ class ModelArtifactProvider(ProviderBase):
         """Keep the zip (see the module docstring); there is nothing else to remove."""
 
     def _client(self, props: Mapping[str, Any]) -> Any:
-        import oci
-
         endpoint = (props.get("endpoints") or {}).get("objectstorage")
         auth = Auth.from_inputs(props.get("auth"))
         return make_client(

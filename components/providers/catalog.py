@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import oci
 import pulumi
 import pulumi.dynamic
 
@@ -38,6 +39,7 @@ from domain import model_description
 from domain.settings import AuthSettings
 from oci_runtime.auth import Auth, make_client
 from oci_runtime.logsearch import UNREACHABLE, reason
+from oci_runtime.objects import BucketNotVersioned, current_versions, require_versioning
 from oci_runtime.retry import Backoff, poll
 from oci_runtime.upload import head_object
 
@@ -186,8 +188,6 @@ class CatalogModelProvider(ProviderBase):
 
     # -- lifecycle
     def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
-        import oci
-
         artifact = dict(props["artifact"])
         if artifact["kind"] == "objectStorage":
             self._check_source(props, artifact)
@@ -233,8 +233,6 @@ class CatalogModelProvider(ProviderBase):
         return pulumi.dynamic.CreateResult(model.id, {**props, "modelId": model.id, "state": state})
 
     def update(self, id_: str, _olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.UpdateResult:
-        import oci
-
         details = oci.data_science.models.UpdateModelDetails(
             display_name=news["displayName"],
             description=news.get("description") or None,
@@ -245,8 +243,6 @@ class CatalogModelProvider(ProviderBase):
         return pulumi.dynamic.UpdateResult({**news, "modelId": id_, "state": model.lifecycle_state})
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        import oci
-
         try:
             self._data_science(props).delete_model(id_)
         except oci.exceptions.ServiceError as exc:
@@ -254,8 +250,6 @@ class CatalogModelProvider(ProviderBase):
                 raise
 
     def read(self, id_: str, props: dict[str, Any]) -> pulumi.dynamic.ReadResult:
-        import oci
-
         try:
             model = self._data_science(props).get_model(id_).data
         except oci.exceptions.ServiceError as exc:
@@ -278,8 +272,6 @@ class CatalogModelProvider(ProviderBase):
 
     # -- helpers
     def _data_science(self, props: Mapping[str, Any]) -> Any:
-        import oci
-
         return make_client(
             oci.data_science.DataScienceClient,
             Auth.from_inputs(props.get("auth")),
@@ -289,8 +281,6 @@ class CatalogModelProvider(ProviderBase):
         )
 
     def _object_storage(self, props: Mapping[str, Any], artifact: Mapping[str, Any]) -> Any:
-        import oci
-
         return make_client(
             oci.object_storage.ObjectStorageClient,
             Auth.from_inputs(props.get("auth")),
@@ -302,10 +292,6 @@ class CatalogModelProvider(ProviderBase):
     def _description(self, props: Mapping[str, Any], artifact: Mapping[str, Any]) -> bytes:
         """The model_description.json to register: the upload's, or the prefix's objects as they are now.
         Either way the bucket must be versioned (each object is pinned by its version id)."""
-        import oci
-
-        from oci_runtime.objects import BucketNotVersioned, current_versions, require_versioning
-
         ns, bucket, prefix = str(artifact["namespace"]), str(artifact["bucket"]), str(artifact["prefix"])
         uri = f"oci://{bucket}@{ns}/{prefix}"
         client = self._object_storage(props, artifact)
@@ -332,8 +318,6 @@ class CatalogModelProvider(ProviderBase):
 
     def _check_source(self, props: Mapping[str, Any], artifact: Mapping[str, Any]) -> None:
         """The zip must exist before a model is made for it; by reference needs a versioned bucket."""
-        import oci
-
         client = self._object_storage(props, artifact)
         ns, bucket, name = str(artifact["namespace"]), str(artifact["bucket"]), str(artifact["objectName"])
         uri = f"oci://{bucket}@{ns}/{name}"
@@ -353,8 +337,6 @@ class CatalogModelProvider(ProviderBase):
             )
 
     def _copy_in(self, ds: Any, model_id: str, artifact: Mapping[str, Any]) -> None:
-        import oci
-
         models = oci.data_science.models
         details = models.ExportModelArtifactDetails(
             artifact_export_details=models.ArtifactExportDetailsObjectStorage(
@@ -387,8 +369,6 @@ class CatalogModelProvider(ProviderBase):
         )
 
     def _delete_quietly(self, ds: Any, model_id: str) -> str:
-        import oci
-
         try:
             ds.delete_model(model_id)
         except oci.exceptions.ServiceError as exc:
@@ -428,8 +408,6 @@ def _custom(props: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _metadata(custom: Mapping[str, Any] | None) -> list[Any]:
-    import oci
-
     return [
         oci.data_science.models.Metadata(key=str(k), value=str(v), category=METADATA_CATEGORY)
         for k, v in sorted((custom or {}).items())

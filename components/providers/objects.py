@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import oci
 import pulumi
 import pulumi.dynamic
 
@@ -79,8 +80,6 @@ class ModelObjectsProvider(ProviderBase):
         """Keep the objects (see the module docstring)."""
 
     def _client(self, props: Mapping[str, Any]) -> Any:
-        import oci
-
         return make_client(
             oci.object_storage.ObjectStorageClient,
             Auth.from_inputs(props.get("auth")),
