@@ -58,7 +58,7 @@ from pulumi_oci.datascience import (
 from components.fine_tune import FineTune, FineTuneArgs
 from components.logging import ModelLogs
 from components.model_group import AdapterGroup, AdapterGroupArgs, group_deployment_config
-from components.providers.artifact import ModelArtifact, ModelArtifactArgs
+from components.providers.artifact import FolderUploadArgs, ModelArtifact
 from components.providers.catalog import (
     CatalogModel,
     CatalogModelArgs,
@@ -66,7 +66,7 @@ from components.providers.catalog import (
     ObjectStorageArtifact,
     ReferenceArtifact,
 )
-from components.providers.objects import ModelObjects, ModelObjectsArgs
+from components.providers.objects import ModelObjects
 from components.providers.readiness import Readiness, ReadinessArgs
 from components.training_artifact import JobArtifact
 from domain import sizing
@@ -384,21 +384,22 @@ class ModelServing(pulumi.ComponentResource):
         """Where the catalog model's artifact comes from, its fingerprint when this stack uploads it, and
         the object prefix of its files when it is registered by reference."""
         source, by_reference = args.model.source, args.model.artifact_mode == "reference"
-        if source.local_path is not None and by_reference:
+        folder = (
+            FolderUploadArgs(
+                local_path=source.local_path,
+                namespace=args.namespace,
+                bucket=args.bucket_name,
+                object_prefix=f"models/{args.model.name}/",
+                region=args.region,
+                auth=args.auth,
+            )
+            if source.local_path is not None
+            else None
+        )
+        if folder is not None and by_reference:
             # A stable prefix per model: a changed file is a new version of the same object, so a new
             # model changes only the deployment's modelId (in place, no downtime; oci_runtime/objects.py).
-            objects = ModelObjects(
-                f"{name}-objects",
-                ModelObjectsArgs(
-                    local_path=source.local_path,
-                    namespace=args.namespace,
-                    bucket=args.bucket_name,
-                    object_prefix=f"models/{args.model.name}/",
-                    region=args.region,
-                    auth=args.auth,
-                ),
-                opts=child,
-            )
+            objects = ModelObjects(f"{name}-objects", folder, opts=child)
             reference = ReferenceArtifact(
                 namespace=args.namespace,
                 bucket=args.bucket_name,
@@ -413,19 +414,8 @@ class ModelServing(pulumi.ComponentResource):
                 namespace=uri.namespace, bucket=uri.bucket, prefix=uri.path, region=args.region
             )
             return reference, None, uri.path
-        if source.local_path is not None:
-            upload = ModelArtifact(
-                f"{name}-artifact",
-                ModelArtifactArgs(
-                    local_path=source.local_path,
-                    namespace=args.namespace,
-                    bucket=args.bucket_name,
-                    object_prefix=f"models/{args.model.name}/",
-                    region=args.region,
-                    auth=args.auth,
-                ),
-                opts=child,
-            )
+        if folder is not None:
+            upload = ModelArtifact(f"{name}-artifact", folder, opts=child)
             stored = ObjectStorageArtifact(
                 namespace=args.namespace,
                 bucket=args.bucket_name,

@@ -42,7 +42,9 @@ def auth_inputs(auth: AuthSettings) -> dict[str, str]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ModelArtifactArgs:
+class FolderUploadArgs:
+    """A local model folder and where in Object Storage it goes: the zip upload's and the objects' inputs."""
+
     local_path: Path
     namespace: pulumi.Input[str]
     bucket: pulumi.Input[str]
@@ -65,24 +67,53 @@ class ModelArtifactArgs:
         }
 
 
-class ModelArtifactProvider(ProviderBase):
-    """Uploads in create and update; OCI clients are built inside each call (they do not pickle)."""
+ModelArtifactArgs = FolderUploadArgs
+
+
+class FolderUploadProvider(ProviderBase):
+    """What the folder uploads share: which inputs replace, the tuning, the update, the client.
+
+    OCI clients are built inside each call (they do not pickle); `_upload` is each provider's own."""
 
     replace_on = ("localPath", "namespace", "bucket", "objectPrefix", "region")
     required = ("localPath", "namespace", "bucket", "region")
-    outputs = OUTPUT_KEYS
 
     def __init__(self, tuning: Tuning | None = None, backoff: Backoff | None = None) -> None:
         super().__init__()
         self.tuning = tuning or Tuning()
         self.backoff = backoff or Backoff()
 
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.UpdateResult:
+        return pulumi.dynamic.UpdateResult(self._upload(news))
+
+    def _client(self, props: Mapping[str, Any]) -> Any:
+        return make_client(
+            oci.object_storage.ObjectStorageClient,
+            Auth.from_inputs(props.get("auth")),
+            region=str(props["region"]),
+            endpoint=(props.get("endpoints") or {}).get("objectstorage"),
+            backoff=self.backoff,
+        )
+
+    def _destination(self, props: Mapping[str, Any]) -> Destination:
+        return Destination(
+            namespace=str(props["namespace"]),
+            bucket=str(props["bucket"]),
+            prefix=str(props.get("objectPrefix") or ""),
+        )
+
+    def _upload(self, props: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class ModelArtifactProvider(FolderUploadProvider):
+    """Uploads the stored zip in create and update."""
+
+    outputs = OUTPUT_KEYS
+
     def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
         outs = self._upload(props)
         return pulumi.dynamic.CreateResult(outs["uri"], outs)
-
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.UpdateResult:
-        return pulumi.dynamic.UpdateResult(self._upload(news))
 
     def read(self, id_: str, props: dict[str, Any]) -> pulumi.dynamic.ReadResult:
         """Refresh: a zip deleted behind Pulumi's back makes the resource gone, so `up` uploads it again."""
@@ -97,26 +128,10 @@ class ModelArtifactProvider(ProviderBase):
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
         """Keep the zip (see the module docstring); there is nothing else to remove."""
 
-    def _client(self, props: Mapping[str, Any]) -> Any:
-        endpoint = (props.get("endpoints") or {}).get("objectstorage")
-        auth = Auth.from_inputs(props.get("auth"))
-        return make_client(
-            oci.object_storage.ObjectStorageClient,
-            auth,
-            region=str(props["region"]),
-            endpoint=endpoint,
-            backoff=self.backoff,
-        )
-
     def _upload(self, props: dict[str, Any]) -> dict[str, Any]:
-        dest = Destination(
-            namespace=str(props["namespace"]),
-            bucket=str(props["bucket"]),
-            prefix=str(props.get("objectPrefix") or ""),
-        )
         result = upload_folder(
             Path(str(props["localPath"])),
-            dest,
+            self._destination(props),
             lambda: self._client(props),
             tuning=self.tuning,
             progress=False,
