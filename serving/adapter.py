@@ -28,7 +28,6 @@ all three (vLLM's own server is FastAPI on uvicorn); the adapter pins none of th
 
 from __future__ import annotations
 
-import json
 import socket
 import sys
 import threading
@@ -47,28 +46,32 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from domain.ids import Engine
+from serving.legacy import (
+    HEALTH_ROUTE,
+    LEGACY_ROUTES,
+    MAX_BODY_BYTES,
+    PREDICT_ROUTES,
+    ROUTE_HEADER,
+    STREAM_ROUTE,
+    STREAMING_HEADER,
+    RequestProblem,
+    SseParser,
+    check_body_present,
+    check_body_size,
+    check_declared_length,
+    engine_error,
+    engine_problem,
+    event_bytes,
+    generated_text,
+    json_object,
+    route_header_target,
+    says_stream,
+    stream_translator,
+)
+from serving.legacy import engine_request as legacy_engine_request
 
-PREDICT_ROUTES = ("/predict", "/generate")
-STREAM_ROUTE = "/generate_stream"
-HEALTH_ROUTE = "/health"
-LEGACY_ROUTES = (*PREDICT_ROUTES, STREAM_ROUTE)
-ROUTE_HEADER = "route"
+__all__ = ["HEALTH_ROUTE", "LEGACY_ROUTES", "PREDICT_ROUTES", "STREAM_ROUTE", "Adapter", "AdapterConfig"]
 
-# TGI's generation parameters and what vLLM's completions API calls them.
-VLLM_PARAMETERS = {
-    "max_new_tokens": "max_tokens",
-    "temperature": "temperature",
-    "top_p": "top_p",
-    "top_k": "top_k",
-    "repetition_penalty": "repetition_penalty",
-    "frequency_penalty": "frequency_penalty",
-    "presence_penalty": "presence_penalty",
-    "seed": "seed",
-    "stop": "stop",
-}
-VLLM_FLAGS = ("do_sample", "return_full_text")  # mapped to temperature 0 and echo
-# What makes TGI sample: with `do_sample: false` (or temperature 0) they are left out, so greedy means greedy.
-TGI_SAMPLING = ("temperature", "top_p", "top_k", "typical_p")
 # Hop-by-hop headers (RFC 9110 7.6.1) and those the proxy sets itself: never copied across.
 _HOP_HEADERS = frozenset(
     {
@@ -84,7 +87,6 @@ _HOP_HEADERS = frozenset(
         ROUTE_HEADER,
     }
 )
-_EXCERPT = 300
 STOP_TIMEOUT_S = 10.0
 
 
@@ -96,25 +98,12 @@ class AdapterConfig:
     request_timeout_s: float = 600.0  # the longest wait for the engine's next bytes
     health_timeout_s: float = 2.0
     idle_timeout_s: float = 120.0  # an idle keep-alive connection is closed after this
-    max_body_bytes: int = 10 * 1024 * 1024  # OCI's own payload limit
+    max_body_bytes: int = MAX_BODY_BYTES  # OCI's own payload limit
     max_concurrency: int = 256
 
 
-class RequestProblem(Exception):
-    """An answer other than success: HTTP status, message and TGI-style error type."""
-
-    def __init__(self, status: int, message: str, error_type: str, *, allow: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error_type = error_type
-        self.allow = allow
-
-    def body(self) -> dict[str, str]:
-        return {"error": str(self), "error_type": self.error_type}
-
-    def response(self) -> JSONResponse:
-        headers = {"Allow": self.allow} if self.allow else None
-        return JSONResponse(self.body(), status_code=self.status, headers=headers)
+def problem_response(problem: RequestProblem) -> JSONResponse:
+    return JSONResponse(problem.body(), status_code=problem.status, headers=problem.headers() or None)
 
 
 def log_to_stderr(line: str) -> None:
@@ -205,7 +194,9 @@ class Adapter:
 
     async def _health_route(self, request: Request) -> Response:
         if request.method != "GET":
-            return RequestProblem(405, f"{HEALTH_ROUTE} takes GET", "validation", allow="GET").response()
+            return problem_response(
+                RequestProblem(405, f"{HEALTH_ROUTE} takes GET", "validation", allow="GET")
+            )
         status, body = await self.health()
         return JSONResponse(body, status_code=status)
 
@@ -214,25 +205,23 @@ class Adapter:
     async def _legacy_route(self, request: Request) -> Response:
         path = request.url.path
         if request.method != "POST":
-            return RequestProblem(405, f"{path} takes POST", "validation", allow="POST").response()
-        route = (request.headers.get(ROUTE_HEADER) or "").strip()
-        if route and route.split("?", 1)[0] not in LEGACY_ROUTES:
-            if not route.startswith("/") or "://" in route or route.startswith("//"):
-                return RequestProblem(
-                    400,
-                    f"the route header {route!r} is not a path such as /v1/chat/completions",
-                    "validation",
-                ).response()
-            return await self._in_slot(request, lambda body: self.pass_through(request, route, body))
+            return problem_response(RequestProblem(405, f"{path} takes POST", "validation", allow="POST"))
+        try:
+            route = route_header_target(request.headers.get(ROUTE_HEADER) or "")
+        except RequestProblem as problem:
+            return problem_response(problem)
+        if route is not None:
+            target = route
+            return await self._in_slot(request, lambda body: self.pass_through(request, target, body))
         stream_route = path == STREAM_ROUTE
         return await self._in_slot(request, lambda body: self.legacy(request, body, stream_route))
 
     async def _in_slot(self, request: Request, answer: Callable[[bytes], Any]) -> Response:
         if self.in_flight >= self.config.max_concurrency:
             limit = self.config.max_concurrency
-            return RequestProblem(
-                429, f"more than {limit} requests at once; retry shortly", "overloaded"
-            ).response()
+            return problem_response(
+                RequestProblem(429, f"more than {limit} requests at once; retry shortly", "overloaded")
+            )
         self.in_flight += 1
         released = False
 
@@ -248,7 +237,7 @@ class Adapter:
         except RequestProblem as problem:
             release()
             note(request, str(problem) if problem.status >= 500 else "")
-            return problem.response()
+            return problem_response(problem)
         except BaseException:
             release()
             raise
@@ -259,8 +248,10 @@ class Adapter:
         return response
 
     async def legacy(self, request: Request, raw: bytes, stream_route: bool) -> Response:
-        body = _json_object(raw)
-        stream = stream_route or body.get("stream") is True or _says_stream(request)
+        body = json_object(raw)
+        stream = (
+            stream_route or body.get("stream") is True or says_stream(request.headers.get(STREAMING_HEADER))
+        )
         route, payload = self.engine_request(body, stream=stream)
         response = await self.open(route, payload)
         if not stream:
@@ -275,38 +266,9 @@ class Adapter:
 
     def engine_request(self, body: dict[str, Any], *, stream: bool) -> tuple[str, dict[str, Any]]:
         """The engine's route and body for a predict request (RequestProblem 400 when it is malformed)."""
-        inputs = body.get("inputs")
-        if not isinstance(inputs, str) or not inputs:
-            raise RequestProblem(400, "'inputs' must be a non-empty string (the prompt)", "validation")
-        parameters = body.get("parameters", {})
-        if parameters is None:
-            parameters = {}
-        if not isinstance(parameters, dict):
-            raise RequestProblem(400, "'parameters' must be an object", "validation")
-        if self.config.engine == "tgi":
-            return ("/generate_stream" if stream else "/generate"), {
-                "inputs": inputs,
-                "parameters": tgi_parameters(parameters),
-            }
-        request: dict[str, Any] = {"model": self.config.served_model, "prompt": inputs, "stream": stream}
-        for name, value in parameters.items():
-            if name in VLLM_PARAMETERS:
-                if value is not None:
-                    request[VLLM_PARAMETERS[name]] = value
-            elif name == "do_sample":
-                continue  # applied below, whatever the order of the keys
-            elif name == "return_full_text":
-                request["echo"] = bool(value)
-            else:
-                accepted = ", ".join([*VLLM_PARAMETERS, *VLLM_FLAGS])
-                raise RequestProblem(
-                    400,
-                    f"parameters.{name} is not supported by the vLLM image; accepted: {accepted}",
-                    "validation",
-                )
-        if parameters.get("do_sample") is False:
-            request["temperature"] = 0.0
-        return "/v1/completions", request
+        return legacy_engine_request(
+            self.config.engine, body, served_model=self.config.served_model, stream=stream
+        )
 
     async def open(self, route: str, body: dict[str, Any]) -> httpx.Response:
         """POST to the engine, the answer's body still to read; a refusal or failure is a RequestProblem."""
@@ -339,48 +301,39 @@ class Adapter:
             raise RequestProblem(
                 502, f"the engine's answer broke off ({type(exc).__name__})", "engine"
             ) from None
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            raise RequestProblem(
-                502, f"the engine answered with something not JSON: {_excerpt(raw)}", "engine"
-            ) from None
-        if self.config.engine == "tgi":
-            if isinstance(data, dict) and isinstance(data.get("generated_text"), str):
-                return data
-        else:
-            text = _vllm_text(data)
-            if text is not None:
-                return {"generated_text": text}
-        raise RequestProblem(502, f"the engine answered without generated text: {_excerpt(raw)}", "engine")
+        return generated_text(self.config.engine, raw)
 
     async def events(self, response: httpx.Response) -> AsyncIterator[dict[str, Any] | str]:
         """The stream's events in the contract's shape (comments pass through as strings).
 
         A stream that breaks on the engine's side ends with an error event, never an exception.
         """
+        translator = stream_translator(self.config.engine)
+        parser = SseParser()
         try:
-            if self.config.engine == "tgi":
-                async for event in _tgi_events(response):
+            async for chunk in response.aiter_bytes():
+                for data in parser.feed(chunk):
+                    for event in translator.feed(data):
+                        yield event
+                    if translator.done:
+                        return
+            for data in parser.close():
+                for event in translator.feed(data):
                     yield event
-            else:
-                async for event in _vllm_events(response):
-                    yield event
+            for event in translator.end():
+                yield event
         except httpx.TimeoutException:
             yield {"error": "the engine sent nothing for too long", "error_type": "timeout"}
         except httpx.HTTPError as exc:
-            yield _engine_error(f"the engine stream broke ({type(exc).__name__})")
+            yield engine_error(f"the engine stream broke ({type(exc).__name__})")
 
     async def _sse(self, request: Request, response: httpx.Response) -> AsyncIterator[bytes]:
         finished = False
         try:
             async for event in self.events(response):
-                if isinstance(event, str):
-                    yield f"{event}\n\n".encode()
-                else:
-                    if event.get("error"):
-                        note(request, f"the stream ended with an error: {event['error']}")
-                    yield f"data: {json.dumps(event)}\n\n".encode()
+                if not isinstance(event, str) and event.get("error"):
+                    note(request, f"the stream ended with an error: {event['error']}")
+                yield event_bytes(event)
             finished = not await request.is_disconnected()  # the caller may have left at the very end
         finally:
             await response.aclose()  # the engine sees the close and stops generating
@@ -431,7 +384,7 @@ class Adapter:
 
 async def _internal_error(_request: Request, _exc: Exception) -> Response:
     """A bug in a handler: a 500 in the contract's shape (the access line says what failed)."""
-    return RequestProblem(500, "the adapter failed on this request", "internal").response()
+    return problem_response(RequestProblem(500, "the adapter failed on this request", "internal"))
 
 
 class Stream(StreamingResponse):
@@ -455,186 +408,24 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The request's body, sized or chunked, up to `limit` bytes (413 beyond; 411 only when there is none
     and nothing says how long it is)."""
     declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            length = int(declared)
-        except ValueError:
-            raise RequestProblem(400, f"Content-Length {declared!r} is not a number", "validation") from None
-        if length < 0:
-            raise RequestProblem(
-                400, f"Content-Length {declared!r} is negative; accepted: the body's size", "validation"
-            )
-        if length > limit:
-            raise RequestProblem(413, f"the body is over {limit} bytes", "validation")
+    check_declared_length(declared, limit)
     chunks: list[bytes] = []
     size = 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
-            if size > limit:
-                raise RequestProblem(413, f"the body is over {limit} bytes", "validation")
+            check_body_size(size, limit)
             chunks.append(chunk)
     except ClientDisconnect:
         raise RequestProblem(400, "the caller left before the body was sent", "validation") from None
-    if not size and declared is None and "transfer-encoding" not in request.headers:
-        raise RequestProblem(
-            411, "a body is needed: send Content-Length or Transfer-Encoding: chunked", "validation"
-        )
+    check_body_present(size, declared, "transfer-encoding" in request.headers)
     return b"".join(chunks)
-
-
-def _json_object(raw: bytes) -> dict[str, Any]:
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise RequestProblem(400, "the body is not JSON", "validation") from None
-    if not isinstance(body, dict):
-        raise RequestProblem(400, "the body must be a JSON object with 'inputs'", "validation")
-    return body
-
-
-def _says_stream(request: Request) -> bool:
-    return (request.headers.get("enable-streaming") or "").strip().lower() == "true"
 
 
 def note(request: Request, text: str) -> None:
     """Why the request went the way it did, for its access line."""
     if text:
         request.scope.setdefault("state", {})["note"] = text
-
-
-def tgi_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
-    """The parameters as TGI takes them: the same meaning as on the vLLM image.
-
-    TGI refuses `temperature: 0`, `top_p: 1` and `top_k: 0`, values with one meaning on every engine:
-    greedy decoding, no nucleus cut, no top-k cut. And TGI samples whenever any sampling setting is
-    present, even with `do_sample: false`. So greedy (temperature 0 or `do_sample: false`) is sent as
-    `do_sample: false` alone, and the no-op cuts are left out. Anything else goes through unchanged, and
-    TGI's own checks answer for it.
-    """
-    sent = dict(parameters)
-    if _number(sent.get("temperature")) == 0 or sent.get("do_sample") is False:
-        for name in TGI_SAMPLING:
-            sent.pop(name, None)
-        sent["do_sample"] = False
-        return sent
-    top_p, top_k = _number(sent.get("top_p")), _number(sent.get("top_k"))
-    if top_p is not None and top_p >= 1:
-        del sent["top_p"]
-    if top_k is not None and top_k <= 0:
-        del sent["top_k"]
-    return sent
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def engine_problem(status: int, raw: bytes) -> RequestProblem:
-    """An engine's error answer: its 4xx stays (the request was refused), anything else becomes 502."""
-    message = _error_message(raw)
-    if 400 <= status < 500 and status != 424:  # TGI answers 424 when generation itself failed
-        return RequestProblem(status, message, "overloaded" if status == 429 else "validation")
-    return RequestProblem(502, f"the engine failed ({status}): {message}", "engine")
-
-
-def _error_message(raw: bytes) -> str:
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return _excerpt(raw) or "no message"
-    if isinstance(data, dict):
-        error = data.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])  # vLLM (newer): {"error": {"message": ...}}
-        if isinstance(error, str):
-            return error  # TGI: {"error": ..., "error_type": ...}
-        if isinstance(data.get("message"), str):
-            return str(data["message"])  # vLLM (older): {"object": "error", "message": ...}
-        if isinstance(data.get("detail"), str):
-            return str(data["detail"])
-    return _excerpt(raw)
-
-
-def _vllm_text(data: Any) -> str | None:
-    if not isinstance(data, dict):
-        return None
-    choices = data.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        return None
-    text = choices[0].get("text")
-    return text if isinstance(text, str) else None
-
-
-def _engine_error(message: str) -> dict[str, Any]:
-    """The stream's last event when the engine's side fails."""
-    return {"error": message, "error_type": "engine"}
-
-
-def _excerpt(raw: bytes) -> str:
-    text = raw.decode("utf-8", errors="replace").strip()
-    return text if len(text) <= _EXCERPT else text[:_EXCERPT] + "..."
-
-
-async def _sse_data(response: httpx.Response) -> AsyncIterator[str]:
-    """Each event's data (comments as ':' lines); ends when the engine closes the stream."""
-    data: list[str] = []
-    async for text in response.aiter_lines():
-        if not text:
-            if data:
-                yield "\n".join(data)
-                data = []
-        elif text.startswith(":"):
-            yield text
-        elif text.startswith("data:"):
-            value = text[5:]
-            data.append(value[1:] if value.startswith(" ") else value)
-    if data:
-        yield "\n".join(data)
-
-
-async def _vllm_events(response: httpx.Response) -> AsyncIterator[dict[str, Any] | str]:
-    pieces: list[str] = []
-    async for data in _sse_data(response):
-        if data.startswith(":"):
-            yield data
-            continue
-        if data == "[DONE]":
-            yield {"token": {"text": "", "special": True}, "generated_text": "".join(pieces)}
-            return
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            yield _engine_error(f"the engine sent an event that is not JSON: {_excerpt(data.encode())}")
-            return
-        if isinstance(chunk, dict) and ("error" in chunk or chunk.get("object") == "error"):
-            yield _engine_error(f"the engine failed: {_error_message(data.encode())}")
-            return
-        text = _vllm_text(chunk)
-        if text:
-            pieces.append(text)
-            yield {"token": {"text": text, "special": False}, "generated_text": None}
-    yield _engine_error("the engine closed the stream before it finished")
-
-
-async def _tgi_events(response: httpx.Response) -> AsyncIterator[dict[str, Any] | str]:
-    async for data in _sse_data(response):
-        if data.startswith(":"):
-            yield data
-            continue
-        try:
-            event = json.loads(data)
-        except ValueError:
-            yield _engine_error(f"the engine sent an event that is not JSON: {_excerpt(data.encode())}")
-            return
-        if not isinstance(event, dict):
-            continue
-        yield event
-        if isinstance(event.get("generated_text"), str):
-            return
-        if event.get("error"):
-            return
-    yield _engine_error("the engine closed the stream before it finished")
 
 
 def _one_line(text: str) -> str:
@@ -667,7 +458,9 @@ class AccessLog:
         except Exception as exc:
             scope["state"]["note"] = f"failed: {type(exc).__name__}: {exc}"
             if not status:
-                failed = RequestProblem(500, "the adapter failed on this request", "internal").response()
+                failed = problem_response(
+                    RequestProblem(500, "the adapter failed on this request", "internal")
+                )
                 with suppress(OSError):
                     await failed(scope, receive, sending)
         path = scope.get("path", "")
