@@ -267,3 +267,183 @@ def write_fake_program(folder: Path, name: str, engine: str) -> Path:
     path.write_text(FAKE_PROGRAM.format(python=sys.executable, project=str(PROJECT_DIR), engine=engine))
     path.chmod(0o755)
     return path
+
+
+# -- vLLM's own OpenAI server, as an ASGI app (what the middleware is added to) ----------------------
+
+
+class FakeVllmApp:
+    """A stand-in for vLLM's OpenAI server (FastAPI on uvicorn): `/health`, `/v1/models`,
+    `/v1/completions` and `/v1/chat/completions`, streaming as vLLM does (`data: {...}` events, then
+    `data: [DONE]`), errors in vLLM's `{"error": {"message", "type", "code"}}` shape. It keeps the scripted
+    behaviour in `engine` (a FakeEngine that is never started: pieces, mode, gate, and the requests seen).
+
+    `middleware`: added as vLLM's `build_app` adds a `--middleware` class, `app.add_middleware(cls)`.
+    """
+
+    def __init__(self, *, served: str = "served", middleware: Any = None, **options: Any) -> None:
+        from starlette.applications import Starlette
+        from starlette.routing import Route
+
+        self.engine = FakeEngine("vllm")
+        self.served = served
+        self.disconnects = 0  # streams whose caller went away before the end
+        self.app = Starlette(
+            routes=[
+                Route("/health", self._health, methods=["GET"]),
+                Route("/v1/models", self._models, methods=["GET"]),
+                Route("/v1/completions", self._completions, methods=["POST"]),
+                Route("/v1/chat/completions", self._chat, methods=["POST"]),
+            ]
+        )
+        if middleware is not None:
+            self.app.add_middleware(middleware, **options)
+
+    async def _health(self, request: Any) -> Any:
+        from starlette.responses import Response
+
+        return Response(status_code=200 if self.engine.ready else 503)
+
+    async def _models(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        return JSONResponse({"object": "list", "data": [{"id": self.served, "object": "model"}]})
+
+    async def _body(self, request: Any) -> dict[str, Any] | Any:
+        from starlette.responses import JSONResponse
+
+        if request.headers.get("content-type", "").split(";")[0] != "application/json":
+            return JSONResponse(
+                self._error("Unsupported Media Type: Only 'application/json' is allowed", 400), 400
+            )
+        body = json.loads(await request.body())
+        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        self.engine.requests.append((path, body))
+        if body.get("model", self.served) != self.served:
+            return JSONResponse(self._error(f"The model `{body['model']}` does not exist.", 404), 404)
+        return body
+
+    def _error(self, message: str, code: int) -> dict[str, Any]:
+        return {"error": {"message": message, "type": "BadRequestError", "param": None, "code": code}}
+
+    async def _completions(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse, StreamingResponse
+
+        body = await self._body(request)
+        if not isinstance(body, dict):
+            return body
+        if self.engine.mode == "error":
+            return JSONResponse(
+                self._error(self.engine.error_message, self.engine.error_status), self.engine.error_status
+            )
+        if body.get("stream") is not True:
+            return JSONResponse(self.engine.non_stream_body())
+        return StreamingResponse(self._stream(request), media_type="text/event-stream")
+
+    async def _stream(self, request: Any) -> Any:
+        import asyncio
+
+        events = self.engine.stream_events()
+        try:
+            for event in events:
+                yield event
+                if self.engine.gate is not None and not self.engine.gate.is_set():
+                    await asyncio.to_thread(self.engine.gate.wait, GATE_TIMEOUT_S)
+                await asyncio.sleep(0)
+        except ConnectionAbortedError:
+            raise RuntimeError("the engine died") from None
+        except asyncio.CancelledError:
+            self.disconnects += 1
+            raise
+
+    async def _chat(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse, StreamingResponse
+
+        self.engine.chat_headers.append(dict(request.headers))
+        body = await self._body(request)
+        if not isinstance(body, dict):
+            return body
+        text = "".join(self.engine.pieces)
+        if body.get("stream") is not True:
+            message = {"role": "assistant", "content": text}
+            choice = {"index": 0, "message": message, "finish_reason": "stop"}
+            return JSONResponse(
+                {
+                    "id": "chat-1",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": self.served,
+                    "choices": [choice],
+                    "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6},
+                }
+            )
+
+        async def chunks() -> Any:
+            deltas = [{"content": piece} for piece in self.engine.pieces] + [{}]
+            for index, delta in enumerate(deltas):
+                finish = "stop" if index == len(deltas) - 1 else None
+                chunk = {
+                    "id": "chat-1",
+                    "object": "chat.completion.chunk",
+                    "created": 0,
+                    "model": self.served,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                }
+                yield f"data: {json.dumps(chunk)}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(chunks(), media_type="text/event-stream")
+
+
+class AsgiServer:
+    """uvicorn serving an ASGI app on 127.0.0.1 in a thread (how vLLM serves its app, minus the GPU)."""
+
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        self._socket = socket.socket()
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen(128)
+        self.port = int(self._socket.getsockname()[1])
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_keep_alive=int(SOCKET_TIMEOUT_S),
+            timeout_graceful_shutdown=1,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> AsgiServer:
+        import time
+
+        self._thread = threading.Thread(
+            target=lambda: self._server.run(sockets=[self._socket]), name="asgi-fake", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + SOCKET_TIMEOUT_S
+        while not self._server.started and self._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self
+
+    def __enter__(self) -> AsgiServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._server.should_exit = True
+            thread.join(SOCKET_TIMEOUT_S)
+            assert not thread.is_alive(), "the fake vLLM server did not stop"
+        self._socket.close()
