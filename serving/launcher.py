@@ -1,15 +1,17 @@
 """The serving image's entrypoint: the deployment's environment in, the engine's command line out.
 
 One launcher for both images; `ENGINE` (set by each Dockerfile) picks vLLM or TGI. It reads the keys that
-`domain.container_env` sets, builds the engine's command line, starts the engine on a loopback port,
-and serves OCI's routes on `PORT` through `serving.adapter` (the OpenAI routes passed through unchanged,
-the legacy payload and the `route` header form answered by it). The Hugging Face token reaches the engine
+`domain.container_env` sets and builds the engine's command line. vLLM then serves `PORT` itself: OCI's
+extra routes (the legacy payload, the `route` header form) are answered inside vLLM's own process by the
+`serving.vllm_routes` middleware (`--middleware`), so nothing of ours sits between OCI and the engine.
+TGI's router has no such hook: TGI runs on a loopback port and `serving.adapter` serves `PORT` in front of
+it (the OpenAI routes passed through unchanged). The Hugging Face token reaches the engine
 only through its environment (`HF_TOKEN`, `HUGGING_FACE_HUB_TOKEN`): never argv, never a log line.
 Signals are forwarded to the engine, and the launcher exits with the engine's exit code.
 
 Plain Python on purpose: it runs inside the engines' images, next to their own Python packages, so it
 imports neither an engine nor Pulumi; the `oci` SDK is imported only to read a Vault secret. The adapter's
-server (uvicorn, starlette, httpx) comes from the image: vLLM's ships it; the TGI image vendors it.
+server (uvicorn, starlette, httpx) comes from the image: the TGI image vendors it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -31,12 +34,15 @@ from typing import Any
 
 from domain.container_env import DEFAULT_PORT, DEPLOYED_MODEL_DIR, RESERVED_PORTS
 from domain.ids import ENGINES, Engine, is_hf_id, is_ocid
+from serving.vllm_routes import SERVED_MODEL_ENV, OciRoutes
 
 DEFAULT_ENGINE_PORT = 8000
 DEFAULT_MAX_MODEL_LEN = 4096
 # Where the images put the launcher's code (on PYTHONPATH) and the oci SDK it alone uses (vendor/).
 CODE_ROOT = Path(__file__).resolve().parent.parent
 VENDOR_DIR = CODE_ROOT / "vendor"
+# What vLLM's `--middleware` imports in vLLM's own process (OCI's extra routes, serving.vllm_routes).
+VLLM_MIDDLEWARE = f"{OciRoutes.__module__}.{OciRoutes.__qualname__}"
 
 # The keys of the deployment contract the launcher reads (domain.container_env sets them).
 LAUNCHER_KEYS = frozenset(
@@ -252,11 +258,18 @@ def lora_modules(folder: Path) -> list[str]:
 
 
 def engine_command(config: LaunchConfig, engine_port: int) -> list[str]:
-    """The engine's argv. A flag in PARAMS replaces the one the launcher would derive from another key."""
+    """The engine's argv. A flag in PARAMS replaces the one the launcher would derive from another key.
+
+    vLLM listens on PORT itself, with OCI's extra routes as its middleware; TGI listens on `engine_port`
+    on the loopback interface, behind the adapter.
+    """
     flags = ENGINE_FLAGS[config.engine]
     command = list(flags.program)
     command += [flags.model, config.model] if flags.model else [config.model]
-    command += [flags.host, "127.0.0.1", flags.port, str(engine_port)]
+    if config.engine == "vllm":
+        command += [flags.host, "0.0.0.0", flags.port, str(config.port), "--middleware", VLLM_MIDDLEWARE]
+    else:
+        command += [flags.host, "127.0.0.1", flags.port, str(engine_port)]
     derived: list[tuple[tuple[str, ...], list[str]]] = [
         (flags.tensor_parallelism, [flags.tensor_parallelism[0], str(config.tensor_parallelism)])
     ]
@@ -395,7 +408,13 @@ def _secrets_client(oci: Any) -> Any:
 def engine_env(config: LaunchConfig, base: Mapping[str, str], token: str | None) -> dict[str, str]:
     """The engine's environment: the container's, plus the token under the names the Hub client reads.
 
-    The launcher's own code root leaves PYTHONPATH: the engine runs on its image's packages alone.
+    The engine runs on its image's packages: the launcher's own code root leaves PYTHONPATH (the `vendor/`
+    folder beneath it, the oci SDK and its pinned dependencies, is never on it). vLLM is the one exception,
+    and for one import: its `--middleware serving.vllm_routes.OciRoutes` is imported by vLLM's process, so
+    the code root goes back, after the container's other entries. What vLLM imports from it is that module
+    and `serving.legacy`, the standard library alone (tests/test_distribution.py holds them to it); the
+    launcher's other modules lie beside them and nothing in vLLM imports them. vLLM also learns the name it
+    answers to, for the legacy payload's completions call (`LLMSTACK_SERVED_MODEL`).
     """
     env = dict(base)
     kept = [
@@ -403,6 +422,9 @@ def engine_env(config: LaunchConfig, base: Mapping[str, str], token: str | None)
         for part in env.pop("PYTHONPATH", "").split(os.pathsep)
         if part and Path(part).resolve() != CODE_ROOT
     ]
+    if config.engine == "vllm":
+        kept.append(str(CODE_ROOT))
+        env[SERVED_MODEL_ENV] = served_model_name(config)
     if kept:
         env["PYTHONPATH"] = os.pathsep.join(kept)
     if token is not None:
@@ -474,22 +496,28 @@ def _not_writable(path: Path) -> str | None:
 
 
 def run(config: LaunchConfig, command: list[str], env: dict[str, str], *, engine_port: int) -> int:
-    """Serve OCI's routes on PORT, run the engine, forward signals; the engine's exit code."""
-    if VENDOR_DIR.is_dir() and str(VENDOR_DIR) not in sys.path:
-        sys.path.append(str(VENDOR_DIR))  # after the image's own packages: those win where both have one
-    from serving.adapter import Adapter, AdapterConfig
+    """Run the engine, forward signals; the engine's exit code. vLLM serves PORT itself (OCI's extra routes
+    in its own process); for TGI the adapter serves PORT in front of the engine on `engine_port`."""
+    adapter: Any = None
+    server: Any = None
+    if config.engine == "vllm":
+        _check_port(config.port)  # vLLM would find out only after loading the model
+    else:
+        if VENDOR_DIR.is_dir() and str(VENDOR_DIR) not in sys.path:
+            sys.path.append(str(VENDOR_DIR))  # after the image's own packages: those win where both have one
+        from serving.adapter import Adapter, AdapterConfig
 
-    adapter = Adapter(
-        AdapterConfig(
-            engine=config.engine,
-            engine_url=f"http://127.0.0.1:{engine_port}",
-            served_model=served_model_name(config),
+        adapter = Adapter(
+            AdapterConfig(
+                engine=config.engine,
+                engine_url=f"http://127.0.0.1:{engine_port}",
+                served_model=served_model_name(config),
+            )
         )
-    )
-    try:
-        server = adapter.bind("0.0.0.0", config.port)
-    except OSError as exc:
-        raise LaunchError(f"PORT={config.port} cannot be served ({exc.strerror or exc})") from None
+        try:
+            server = adapter.bind("0.0.0.0", config.port)
+        except OSError as exc:
+            raise LaunchError(f"PORT={config.port} cannot be served ({exc.strerror or exc})") from None
 
     # The handlers go in before the engine starts: a signal in between must neither kill the launcher
     # (orphaning the engine) nor be lost.
@@ -506,38 +534,59 @@ def run(config: LaunchConfig, command: list[str], env: dict[str, str], *, engine
     try:
         if early:
             _log(f"signal {early[0]} before {config.engine} started; not starting it")
-            server.stop()
+            if server is not None:
+                server.stop()
             return 128 + early[0]
         _log(f"starting {config.engine}: {shlex.join(command)}")
         try:
             # Its own process group: a Ctrl-C in a terminal reaches the engine once, through the launcher.
             process = subprocess.Popen(command, env=env, process_group=0)
         except OSError as exc:
-            server.stop()
+            if server is not None:
+                server.stop()
             raise LaunchError(
                 f"ENGINE={config.engine!r}: cannot start {command[0]!r} ({exc.strerror or exc})"
             ) from None
         started.append(process)
         for signum in early:  # arrived while Popen ran
             process.send_signal(signum)
-        adapter.engine_alive = lambda: process.poll() is None
-        server.start()
-        _log(
-            f"serving /health, /predict (legacy payload, route header) and the engine's /v1/* "
-            f"on port {config.port}"
-        )
-        try:
+        if server is None:
+            _log(
+                f"vllm serves /health, its /v1/* and, through {VLLM_MIDDLEWARE}, /predict (legacy payload, "
+                f"route header) on port {config.port} itself, once the model is loaded"
+            )
             code = process.wait()
-        finally:
-            lingering = server.stop()
-            if lingering:
-                _log(f"{lingering} requests were still open when the adapter stopped")
+        else:
+            adapter.engine_alive = lambda: process.poll() is None
+            server.start()
+            _log(
+                f"serving /health, /predict (legacy payload, route header) and the engine's /v1/* "
+                f"on port {config.port}"
+            )
+            try:
+                code = process.wait()
+            finally:
+                lingering = server.stop()
+                if lingering:
+                    _log(f"{lingering} requests were still open when the adapter stopped")
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     exit_code = 128 - code if code < 0 else code
     _log(f"{config.engine} exited with code {exit_code}")
     return exit_code
+
+
+def _check_port(port: int) -> None:
+    """A LaunchError now when PORT is taken: the engine would otherwise fail after loading the model."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("0.0.0.0", port))
+    except OSError as exc:
+        raise LaunchError(f"PORT={port} cannot be served ({exc.strerror or exc})") from None
+    finally:
+        probe.close()
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
@@ -550,7 +599,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         "--engine-port",
         type=int,
         default=None,
-        help=f"loopback port for the engine behind the adapter (default {DEFAULT_ENGINE_PORT})",
+        help=f"loopback port for the engine behind the adapter (TGI; default {DEFAULT_ENGINE_PORT}); "
+        f"vLLM serves PORT itself",
     )
     args = parser.parse_args(argv)
     environ = os.environ if env is None else env
@@ -558,7 +608,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         config = read_config(environ)
         default_port = DEFAULT_ENGINE_PORT if config.port != DEFAULT_ENGINE_PORT else DEFAULT_ENGINE_PORT + 1
         engine_port = args.engine_port or default_port
-        if engine_port == config.port:
+        if engine_port == config.port and config.engine != "vllm":
             raise LaunchError(f"PORT={config.port} is also the engine's port; accepted: any other port")
         command = engine_command(config, engine_port)
         if args.dry_run:

@@ -248,9 +248,18 @@ if mode.startswith("exit:"):
 if mode == "kill-self":
     os.kill(os.getpid(), signal.SIGKILL)
 if mode == "serve":
-    from tests.serving_fakes import FakeEngine
     port = int(sys.argv[sys.argv.index("--port") + 1])
-    engines.append(FakeEngine({engine!r}, port=port).start())
+    if "--middleware" in sys.argv:  # vLLM: its own server on PORT, the middleware added as vLLM adds it
+        import importlib
+        from tests.serving_fakes import AsgiServer, FakeVllmApp
+        module, name = sys.argv[sys.argv.index("--middleware") + 1].rsplit(".", 1)
+        middleware = getattr(importlib.import_module(module), name)
+        served = os.environ["LLMSTACK_SERVED_MODEL"]
+        host = sys.argv[sys.argv.index("--host") + 1]
+        engines.append(AsgiServer(FakeVllmApp(served=served, middleware=middleware).app, host=host, port=port).start())
+    else:
+        from tests.serving_fakes import FakeEngine
+        engines.append(FakeEngine({engine!r}, port=port).start())
 deadline = time.monotonic() + 60  # bounded, and longer than any test waits for it
 while time.monotonic() < deadline:
     time.sleep(0.05)
@@ -398,12 +407,12 @@ class FakeVllmApp:
 class AsgiServer:
     """uvicorn serving an ASGI app on 127.0.0.1 in a thread (how vLLM serves its app, minus the GPU)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0) -> None:
         import uvicorn
 
         self._socket = socket.socket()
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind(("127.0.0.1", 0))
+        self._socket.bind((host, port))
         self._socket.listen(128)
         self.port = int(self._socket.getsockname()[1])
         config = uvicorn.Config(

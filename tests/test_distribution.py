@@ -68,6 +68,29 @@ def test_the_policy_rules_run_on_the_standard_library_and_the_domain_facts_alone
     assert loaded.isdisjoint({"components", "oci_runtime", "llmstack", "yaml", "oci", "pulumi", "pydantic"})
 
 
+def test_the_vllm_middleware_runs_on_the_standard_library_alone() -> None:
+    """It is imported into vLLM's own process, whose packages stay the image's: our code brings no package
+    (isolated: no site-packages at all) and no module of ours but itself and the legacy translation."""
+    loaded = closure("import serving.vllm_routes", isolated=True)
+    ours = {"serving", "domain", "oci_runtime", "llmstack", "components", "training", "policy"}
+    assert loaded & ours == {"serving"}
+    assert loaded <= set(sys.stdlib_module_names) | {"serving", "__main__"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-S",
+            "-c",
+            "import serving.vllm_routes, sys; print(sorted(m for m in sys.modules if m.startswith('serving')))",
+        ],
+        cwd=PROJECT_DIR,
+        env={"PYTHONPATH": str(PROJECT_DIR), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout.split() == ["['serving',", "'serving.legacy',", "'serving.vllm_routes']"]
+
+
 @pytest.mark.parametrize(
     ("what", "code", "never"),
     [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import importlib
 import json
 import os
 import shlex
@@ -21,6 +22,7 @@ import pytest
 
 from serving import launcher
 from serving.launcher import LaunchError, engine_command, engine_env, main, read_config, read_token
+from serving.vllm_routes import OciRoutes
 from tests.httpfakes import FakeHttpServer, send_json
 from tests.serving_fakes import SOCKET_TIMEOUT_S, free_port, write_fake_program
 
@@ -57,9 +59,11 @@ def test_vllm_flags_come_from_every_contract_key(capsys: pytest.CaptureFixture[s
         "serve",
         "meta-llama/Llama-2-13b-chat-hf",
         "--host",
-        "127.0.0.1",
+        "0.0.0.0",
         "--port",
-        "8000",
+        "8080",  # vLLM serves PORT itself: no hop
+        "--middleware",
+        "serving.vllm_routes.OciRoutes",  # OCI's extra routes, inside vLLM's own process
         "--tensor-parallel-size",
         "2",
         "--max-model-len",
@@ -236,6 +240,26 @@ def test_the_token_goes_only_into_the_engine_environment(tmp_path: Path) -> None
     assert env["HF_TOKEN"] == env["HUGGING_FACE_HUB_TOKEN"] == TOKEN
     assert env["PYTHONPATH"] == "/extra"  # the launcher's code does not leak into the engine's imports
     assert "HF_HUB_OFFLINE" not in env
+
+
+def test_vllm_gets_the_code_root_back_for_its_middleware_alone(tmp_path: Path) -> None:
+    """The one import vLLM makes from our code is its --middleware: the code root is on its PYTHONPATH,
+    after the container's own entries, and the vendored oci SDK is not; TGI gets neither."""
+    base = {"PATH": "/bin", "PYTHONPATH": f"{ROOT}{os.pathsep}/extra"}
+    vllm = engine_env(read_config({"ENGINE": "vllm", "MODEL": "org/m"}), base, None)
+    assert vllm["PYTHONPATH"].split(os.pathsep) == ["/extra", str(launcher.CODE_ROOT)]
+    assert str(launcher.VENDOR_DIR) not in vllm["PYTHONPATH"]
+    assert vllm["LLMSTACK_SERVED_MODEL"] == "org/m"
+    named = read_config({"ENGINE": "vllm", "MODEL": "org/m", "PARAMS": "--served-model-name chat"})
+    assert engine_env(named, {}, None) == {
+        "PYTHONPATH": str(launcher.CODE_ROOT),
+        "LLMSTACK_SERVED_MODEL": "chat",
+    }
+    tgi = engine_env(read_config({"ENGINE": "tgi", "MODEL": "org/m"}), base, None)
+    assert tgi["PYTHONPATH"] == "/extra" and "LLMSTACK_SERVED_MODEL" not in tgi
+    # the path vLLM imports is the middleware class itself
+    module, name = launcher.VLLM_MIDDLEWARE.rsplit(".", 1)
+    assert getattr(importlib.import_module(module), name) is OciRoutes
 
 
 def test_an_offline_model_runs_the_engine_without_the_hub() -> None:
@@ -556,6 +580,15 @@ def test_the_image_flow_serves_health_then_predict_and_stops_on_sigterm(engine: 
         connection.request("POST", "/predict", body=body, headers={"Content-Type": "application/json"})
         response = connection.getresponse()
         answer = (response.status, json.loads(response.read()))
+        chat = {"model": "/opt/ds/model/deployed_model", "messages": [{"role": "user", "content": "hi"}]}
+        connection.request(
+            "POST",
+            "/predict",
+            body=json.dumps(chat).encode(),
+            headers={"route": "/v1/chat/completions", "Content-Type": "application/json"},
+        )
+        response = connection.getresponse()
+        routed = (response.status, json.loads(response.read())["choices"][0]["message"]["content"])
         connection.close()
         process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=15)
@@ -564,8 +597,15 @@ def test_the_image_flow_serves_health_then_predict_and_stops_on_sigterm(engine: 
             process.kill()
         process.communicate(timeout=5)
     assert answer == (200, {"generated_text": "Hello world"})
+    assert routed == (200, "Hello world")
     assert code == 0
-    assert json.loads(record.read_text())["argv"][1:3] == (
+    argv = json.loads(record.read_text())["argv"]
+    if engine == "vllm":  # vLLM itself on PORT, OCI's extra routes in its process: nothing in between
+        assert argv[argv.index("--port") + 1] == str(port)
+        assert argv[argv.index("--middleware") + 1] == "serving.vllm_routes.OciRoutes"
+    else:  # TGI on a loopback port, the adapter on PORT
+        assert argv[argv.index("--port") + 1] != str(port)
+    assert argv[1:3] == (
         ["serve", "/opt/ds/model/deployed_model"]
         if engine == "vllm"
         else ["--model-id", "/opt/ds/model/deployed_model"]
