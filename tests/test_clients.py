@@ -2,7 +2,10 @@
 
 the `openai` SDK and langchain-oci's ChatOCIModelDeployment -> the fake OCI front door (checks the request
 signature; routes `/<ocid>/predict/v1/...`, `/<ocid>/predictWithResponseStream/v1/...` and the `route`
-header on `/<ocid>/predict`) -> the serving adapter -> a fake vLLM engine's OpenAI server.
+header on `/<ocid>/predict`) -> the container, as each image serves it:
+- vLLM: straight to the engine's own OpenAI server (a stand-in on uvicorn) with `serving.vllm_routes` as
+  its middleware, nothing in between;
+- TGI: the serving adapter -> a fake TGI engine's OpenAI server.
 
 The code run is the README's "Calling the model" snippets themselves, so the docs cannot drift.
 """
@@ -20,9 +23,10 @@ from typing import Any
 import pytest
 
 from serving.adapter import Adapter, AdapterConfig
+from serving.vllm_routes import OciRoutes
 from tests.fakeoci.core import FakeOci, TestIdentity
 from tests.fakeoci.modeldeployments import Deployment, ModelDeployments
-from tests.serving_fakes import SOCKET_TIMEOUT_S, FakeEngine
+from tests.serving_fakes import SOCKET_TIMEOUT_S, AsgiServer, FakeEngine, FakeVllmApp
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 REPLY = "Hello world"  # the fake engine's pieces: "Hel", "lo", " world"
@@ -37,6 +41,7 @@ def readme_snippet(name: str) -> str:
 
 @dataclass
 class Path_:
+    image: str  # vllm (the engine's own server, the middleware in it) or tgi (the adapter in front)
     deployment: Deployment
     engine: FakeEngine
     base_url: str  # the stack's openaiBaseUrl
@@ -49,12 +54,19 @@ class Path_:
         return {k.lower(): v for k, v in self.deployment.engine.seen[index][3].items()}
 
 
-@pytest.fixture
-def serving_path(fake_oci: FakeOci) -> Iterator[Path_]:
-    with FakeEngine("vllm").start() as engine:
+@pytest.fixture(params=["vllm", "tgi"])
+def serving_path(fake_oci: FakeOci, request: pytest.FixtureRequest) -> Iterator[Path_]:
+    deployment = fake_oci.service(ModelDeployments).script(polls=0)
+    if request.param == "vllm":
+        vllm = FakeVllmApp(served="served", middleware=OciRoutes, served_model="served")
+        with AsgiServer(vllm.app) as direct:
+            deployment.upstream = direct.url  # the front door reaches vLLM's own server
+            yield Path_("vllm", deployment, vllm.engine, f"{deployment.url}/predict/v1")
+        return
+    with FakeEngine("tgi").start() as engine:
         adapter = Adapter(
             AdapterConfig(
-                engine="vllm",
+                engine="tgi",
                 engine_url=engine.url,
                 served_model="served",
                 request_timeout_s=SOCKET_TIMEOUT_S,
@@ -63,9 +75,8 @@ def serving_path(fake_oci: FakeOci) -> Iterator[Path_]:
         )
         server = adapter.bind("127.0.0.1", 0).start()
         try:
-            deployment = fake_oci.service(ModelDeployments).script(polls=0)
             deployment.upstream = f"http://127.0.0.1:{server.server_address[1]}"
-            yield Path_(deployment, engine, f"{deployment.url}/predict/v1")
+            yield Path_("tgi", deployment, engine, f"{deployment.url}/predict/v1")
         finally:
             assert server.stop(SOCKET_TIMEOUT_S) == 0
 
@@ -131,10 +142,14 @@ def test_an_unsigned_openai_call_is_refused_by_the_front_door(serving_path: Path
 
 
 @pytest.mark.usefixtures("oci_home", "no_ads")
+@pytest.mark.parametrize("front_door_routes", [True, False], ids=["oci-maps-route", "container-maps-route"])
 def test_langchain_oci_invokes_and_streams_with_the_route_header(
-    fake_oci: FakeOci, serving_path: Path_, capsys: pytest.CaptureFixture[str]
+    fake_oci: FakeOci, serving_path: Path_, capsys: pytest.CaptureFixture[str], front_door_routes: bool
 ) -> None:
+    """Whether OCI's front door maps the `route` header for a BYOC image is undocumented: either way the
+    call lands on the engine's `/v1/chat/completions`."""
     pytest.importorskip("langchain_oci", reason="the clients extra (make test installs it)")
+    serving_path.deployment.maps_route_header = front_door_routes
     namespace = run_openai_snippet(serving_path.base_url)
     capsys.readouterr()
     before = len(serving_path.routed())
@@ -143,14 +158,16 @@ def test_langchain_oci_invokes_and_streams_with_the_route_header(
 
     assert capsys.readouterr().out == f"{REPLY}\n{REPLY}\n"
     ocid = serving_path.deployment.id
-    assert serving_path.routed()[before:] == [
-        ("POST", f"/{ocid}/predict", "/v1/chat/completions"),
-        ("POST", f"/{ocid}/predict", "/v1/chat/completions"),
-    ]
+    container_path = "/v1/chat/completions" if front_door_routes else "/predict"
+    assert serving_path.routed()[before:] == [("POST", f"/{ocid}/predict", container_path)] * 2
     plain, streamed = serving_path.headers(before), serving_path.headers(before + 1)
     assert plain["route"] == streamed["route"] == "/v1/chat/completions"
     assert "enable-streaming" not in plain and streamed["enable-streaming"] == "true"
     assert [r.status for r in fake_oci.requests("Predict")] == [200, 200]
-    # the engine got the OpenAI body as LangChain sent it, without the route header
+    # the engine got the OpenAI body as LangChain sent it on its chat route
+    assert [path for path, _ in serving_path.engine.requests[-2:]] == ["/v1/chat/completions"] * 2
     assert [body.get("stream", False) for path, body in serving_path.engine.requests[-2:]] == [False, True]
-    assert all("route" not in {k.lower() for k in h} for h in serving_path.engine.chat_headers)
+    # what of ours routed the call drops the header; a call OCI routed reaches vLLM untouched, header and all
+    routed_by_us = serving_path.image == "tgi" or not front_door_routes
+    seen = [{k.lower() for k in headers} for headers in serving_path.engine.chat_headers[-2:]]
+    assert [("route" in names) for names in seen] == [not routed_by_us] * 2

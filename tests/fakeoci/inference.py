@@ -10,7 +10,8 @@ A container on localhost (unsigned; `fake.service(Inference).container` is its E
 OCI's OpenAI routing (`predict_api_specification: openai`, signed), as the front door does it:
     POST|GET /{id}/predict/{suffix}                   -> the container's `{suffix}` (e.g. /v1/chat/completions)
     POST     /{id}/predictWithResponseStream/{suffix} -> the same, which must answer an event stream (else 409)
-    POST     /{id}/predict with a `route: /v1/...` header -> the container's `route`
+    POST     /{id}/predict with a `route: /v1/...` header -> the container's `route` (or, for a deployment
+             with `maps_route_header = False`, the container's `/predict`, header and all)
 Only suffixes on the `openai` allow-list or the deployment's custom endpoints are routed (else 404). The
 container is the deployment's `upstream` (a real server, e.g. the adapter in front of a fake engine) when
 set, else the Engine answering in OpenAI's shapes.
@@ -51,7 +52,11 @@ class Inference(Service):
     def predict(self, req: Request) -> Response:
         routed = (req.headers.get("route") or "").strip()
         if routed:
-            return self._openai(req, routed, streaming_route=False)
+            deployment = self._active_deployment(req)
+            if deployment.maps_route_header or not deployment.upstream:
+                return self._openai(req, routed, streaming_route=False)
+            deployment.engine.seen.append((req.method, req.path, "/predict", dict(req.headers.items())))
+            return _forward(deployment.upstream, req, "/predict")
         engine = self._active_engine(req)
         body = _contract(req, engine)
         if body.get("stream") is True and engine.streams:

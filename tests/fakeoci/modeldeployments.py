@@ -80,6 +80,10 @@ class Deployment:
     environment: dict[str, str] = field(default_factory=dict)
     updating_polls: int = 0  # GETs left that report UPDATING
     updates: list[dict[str, Any]] = field(default_factory=list)  # what each accepted update changed
+    # Whether the front door itself sends `/predict` + `route: /v1/...` to the container's `/v1/...` (what
+    # AQUA documents for its service containers) or, the other reading for a BYOC image, calls the
+    # container's `/predict` with the header and leaves the routing to it (only with an `upstream`).
+    maps_route_header: bool = True
     polls: int = 0
     time_created: str = field(default_factory=now_rfc3339)
 
