@@ -1,12 +1,17 @@
-"""What the serving adapter costs a stream: the engine direct vs through the adapter, on each path.
+"""What our code costs a stream on each image's serving path: the engine direct vs as OCI reaches it.
 
-A loopback fake engine (its own process, async) streams OpenAI chunks at a GPU's pace (default 50 tokens/s
-per stream, 256-token replies); the adapter runs in its own process in front of it, as in the container.
-Paths through the adapter:
-- `openai`: `POST /v1/chat/completions`, passed through unchanged (what OCI's OpenAI routing sends);
-- `route`: `POST /predict` with `route: /v1/chat/completions` (langchain-oci, ADS), passed through;
+A loopback fake engine (its own process, async, on uvicorn as vLLM's server is) streams OpenAI chunks at a
+GPU's pace (default 50 tokens/s per stream, 256-token replies). Two images, as the launcher runs them:
+- `vllm/...`: the same fake engine with `serving.vllm_routes` as its middleware, in its own process (vLLM's
+  `--middleware`): nothing in between;
+- `tgi/...`: the adapter in its own process in front of the fake engine (TGI's Rust router takes no
+  middleware), as in the TGI container.
+Requests on each:
+- `openai`: `POST /v1/chat/completions` (what OCI's OpenAI routing sends): vLLM's own route; the adapter
+  passes it through;
+- `route`: `POST /predict` with `route: /v1/chat/completions` (langchain-oci, ADS);
 - `legacy`: `POST /predict` with `{"inputs", "parameters", "stream": true}`, translated to the engine's
-  `/v1/completions` and back into TGI-style events.
+  `/v1/completions` (vLLM, in-process) or `/generate_stream` (TGI) and back into TGI-style events.
 Each runs at 1, 16 and 64 concurrent streams, paced, then unpaced (the most a path relays here).
 The last line is one JSON object for the worst path at the highest concurrency, paced:
 `{"direct_tokens_s", "ours_tokens_s", "ratio", "added_ttft_ms_p50", "concurrency", "path"}`.
@@ -31,7 +36,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-PATHS = ("openai", "route", "legacy")
+IMAGES = ("vllm", "tgi")
+REQUESTS = ("openai", "route", "legacy")
+PATHS = tuple(f"{image}/{kind}" for image in IMAGES for kind in REQUESTS)
 
 
 def free_port() -> int:
@@ -44,8 +51,8 @@ def free_port() -> int:
 
 
 def engine_app(tokens: int, rate: float) -> Any:
-    """A raw ASGI app: `/health`, and streamed `/v1/chat/completions` and `/v1/completions` of `tokens`
-    tokens, one every 1/rate s per stream (rate 0: as fast as it can)."""
+    """A raw ASGI app: `/health`, and streamed `/v1/chat/completions`, `/v1/completions` and TGI's
+    `/generate_stream` of `tokens` tokens, one every 1/rate s per stream (rate 0: as fast as it can)."""
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -63,6 +70,7 @@ def engine_app(tokens: int, rate: float) -> Any:
             await send({"type": "http.response.body", "body": b"{}"})
             return
         chat = path == "/v1/chat/completions"
+        tgi = path == "/generate_stream"
         await send(
             {
                 "type": "http.response.start",
@@ -76,8 +84,17 @@ def engine_app(tokens: int, rate: float) -> Any:
                 delay = started + (index + 1) / rate - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            choice = {"index": 0, "delta": {"content": " tok"}} if chat else {"index": 0, "text": " tok"}
-            event = {"id": "b", "object": "chunk", "created": 0, "model": "m", "choices": [choice]}
+            if tgi:
+                last = index == tokens - 1
+                event: dict[str, Any] = {
+                    "index": index,
+                    "token": {"id": index, "text": " tok", "logprob": 0.0, "special": False},
+                    "generated_text": " tok" * tokens if last else None,
+                    "details": None,
+                }
+            else:
+                choice = {"index": 0, "delta": {"content": " tok"}} if chat else {"index": 0, "text": " tok"}
+                event = {"id": "b", "object": "chunk", "created": 0, "model": "m", "choices": [choice]}
             await send(
                 {
                     "type": "http.response.body",
@@ -85,22 +102,28 @@ def engine_app(tokens: int, rate: float) -> Any:
                     "more_body": True,
                 }
             )
-        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+        await send({"type": "http.response.body", "body": b"" if tgi else b"data: [DONE]\n\n"})
 
     return app
 
 
-def serve_engine(port: int, tokens: int, rate: float) -> None:
+def serve_engine(port: int, tokens: int, rate: float, middleware: bool = False) -> None:
+    """The fake engine on uvicorn; `middleware`: with OCI's routes in its process, as vLLM runs them."""
     import uvicorn
 
-    uvicorn.run(engine_app(tokens, rate), host="127.0.0.1", port=port, log_level="error", access_log=False)
+    from serving.vllm_routes import OciRoutes
+
+    app = engine_app(tokens, rate)
+    if middleware:
+        app = OciRoutes(app, served_model="m", log=lambda line: None)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="error", access_log=False)
 
 
 def serve_adapter(port: int, engine_port: int) -> None:
     from serving.adapter import Adapter, AdapterConfig
 
     adapter = Adapter(
-        AdapterConfig(engine="vllm", engine_url=f"http://127.0.0.1:{engine_port}", served_model="m"),
+        AdapterConfig(engine="tgi", engine_url=f"http://127.0.0.1:{engine_port}", served_model="m"),
         log=lambda line: None,
     )
     server = adapter.bind("127.0.0.1", port).start()
@@ -128,9 +151,10 @@ def request_for(path: str, port: int, tokens: int) -> tuple[str, dict[str, str],
         "max_tokens": tokens,
         "stream": True,
     }
-    if path in ("direct", "openai"):
+    kind = path.split("/")[-1]
+    if kind in ("direct", "openai"):
         return f"{base}/v1/chat/completions", {}, chat
-    if path == "route":
+    if kind == "route":
         return f"{base}/predict", {"route": "/v1/chat/completions", "enable-streaming": "true"}, chat
     legacy = {"inputs": "hi", "parameters": {"max_new_tokens": tokens}, "stream": True}
     return f"{base}/predict", {}, legacy
@@ -163,7 +187,7 @@ async def run_streams(path: str, port: int, tokens: int, concurrency: int) -> Re
     url, headers, body = request_for(path, port, tokens)
     # one mark per token event: OpenAI's delta, or the legacy event's token (its last event holds the
     # whole text under another key)
-    mark = b'"text": " tok"' if path == "legacy" else b'"content": " tok"'
+    mark = b'"text": " tok"' if path.endswith("legacy") else b'"content": " tok"'
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
     async with httpx.AsyncClient(timeout=120, limits=limits) as client:
         # Warm every connection the run will use, the client's and the adapter's to the engine alike, as
@@ -182,24 +206,29 @@ async def run_streams(path: str, port: int, tokens: int, concurrency: int) -> Re
 
 def measure(tokens: int, rate: float, concurrencies: list[int]) -> dict[tuple[str, int], Result]:
     context = multiprocessing.get_context("spawn")
-    engine_port, adapter_port = free_port(), free_port()
-    engine = context.Process(target=serve_engine, args=(engine_port, tokens, rate), daemon=True)
-    adapter = context.Process(target=serve_adapter, args=(adapter_port, engine_port), daemon=True)
-    engine.start()
-    adapter.start()
+    engine_port, vllm_port, adapter_port = free_port(), free_port(), free_port()
+    processes = [
+        context.Process(target=serve_engine, args=(engine_port, tokens, rate), daemon=True),
+        context.Process(target=serve_engine, args=(vllm_port, tokens, rate, True), daemon=True),
+        context.Process(target=serve_adapter, args=(adapter_port, engine_port), daemon=True),
+    ]
+    ports = {"vllm": vllm_port, "tgi": adapter_port}
+    for process in processes:
+        process.start()
     try:
-        wait_for(engine_port)
-        wait_for(adapter_port)
+        for port in (engine_port, vllm_port, adapter_port):
+            wait_for(port)
         results: dict[tuple[str, int], Result] = {}
         for concurrency in concurrencies:
             results["direct", concurrency] = asyncio.run(
                 run_streams("direct", engine_port, tokens, concurrency)
             )
             for path in PATHS:
-                results[path, concurrency] = asyncio.run(run_streams(path, adapter_port, tokens, concurrency))
+                port = ports[path.split("/")[0]]
+                results[path, concurrency] = asyncio.run(run_streams(path, port, tokens, concurrency))
         return results
     finally:
-        for process in (adapter, engine):
+        for process in reversed(processes):
             process.terminate()
             process.join(5)
 
@@ -218,14 +247,15 @@ def wait_for(port: int, timeout_s: float = 30.0) -> None:
 def report(title: str, results: dict[tuple[str, int], Result], concurrencies: list[int]) -> None:
     print(title)
     print(
-        f"  {'path':<8}{'streams':>8}{'direct tok/s':>14}{'ours tok/s':>12}{'ratio':>8}{'added TTFT p50':>16}"
+        f"  {'path':<13}{'streams':>8}{'direct tok/s':>14}{'ours tok/s':>12}{'ratio':>8}"
+        f"{'added TTFT p50':>16}"
     )
     for concurrency in concurrencies:
         direct = results["direct", concurrency]
         for path in PATHS:
             ours = results[path, concurrency]
             print(
-                f"  {path:<8}{concurrency:>8}{direct.tokens_s:>14.0f}{ours.tokens_s:>12.0f}"
+                f"  {path:<13}{concurrency:>8}{direct.tokens_s:>14.0f}{ours.tokens_s:>12.0f}"
                 f"{ours.tokens_s / direct.tokens_s:>8.2f}{ours.ttft_ms_p50 - direct.ttft_ms_p50:>13.1f} ms"
             )
 
@@ -238,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unpaced-tokens", type=int, default=512, help="tokens per unpaced reply (512)")
     args = parser.parse_args(argv)
     concurrencies = [int(part) for part in args.concurrency.split(",")]
-    # Three processes (client, adapter, engine) share this machine's CPUs: other load skews every figure.
+    # Four processes (client, engine, engine with the middleware, adapter) share this machine's CPUs, one
+    # busy at a time: other load skews every figure.
     print(f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.1f} at the start")
 
     unpaced = measure(args.unpaced_tokens, 0.0, concurrencies)
