@@ -252,10 +252,27 @@ def excerpt(raw: bytes) -> str:
 
 
 def event_bytes(event: Event) -> bytes:
-    """One event on the wire: a comment as it came, an object as one `data:` line."""
+    """One event on the wire: a comment as it came, an object as one `data:` line (`json.dumps`'s bytes;
+    a plain token event, one per generated piece, is written without a generic `dumps` of the object)."""
     if isinstance(event, str):
         return f"{event}\n\n".encode()
+    token = event.get("token")
+    if (
+        tuple(event) == _EVENT_KEYS
+        and event["generated_text"] is None
+        and type(token) is dict
+        and tuple(token) == _TOKEN_KEYS
+        and token["special"] is False
+        and type(token["text"]) is str
+    ):
+        return _TOKEN_HEAD + json.dumps(token["text"]).encode() + _TOKEN_TAIL
     return f"data: {json.dumps(event)}\n\n".encode()
+
+
+_EVENT_KEYS = ("token", "generated_text")
+_TOKEN_KEYS = ("text", "special")
+_TOKEN_HEAD = b'data: {"token": {"text": '
+_TOKEN_TAIL = b', "special": false}, "generated_text": null}\n\n'
 
 
 # -- the stream -------------------------------------------------------------------------------------
@@ -269,7 +286,11 @@ class SseParser:
         self._data: list[str] = []
 
     def feed(self, chunk: bytes) -> list[str]:
-        buffer = self._pending + chunk
+        buffer = self._pending + chunk if self._pending else chunk
+        if b"\r" not in buffer:
+            lines = buffer.split(b"\n")
+            self._pending = lines.pop()
+            return self._lines(lines)
         # A CR at the end may be the first half of a CRLF: keep it for the next chunk.
         cut = len(buffer) - 1 if buffer.endswith(b"\r") else len(buffer)
         lines = buffer[:cut].replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
