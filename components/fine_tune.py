@@ -63,8 +63,9 @@ from domain.context import (
     TAG_SHAPE_HOURLY_USD,
     Context,
 )
+from domain.fine_tune_job import FINE_TUNE_ZIP, command, output_prefix
 from domain.ids import image_digest
-from domain.settings import FINE_TUNE_ZIP, AuthSettings, FineTuneSettings
+from domain.settings import AuthSettings, FineTuneSettings
 from oci_runtime.storage import parse_oci_uri
 from oci_runtime.training_run import START_ALLOWANCE_MINUTES
 
@@ -185,8 +186,8 @@ class FineTune(pulumi.ComponentResource):
     def __init__(self, name: str, args: FineTuneArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("oci-llm-stack:training:FineTune", name, None, opts)
         ctx, tune, model = args.context, args.fine_tune, args.model_name
-        output = parse_oci_uri(tune.output_prefix(ctx.stack, model), arg="output")
-        command = tune.command(ctx.stack, model, args.token_secret_id)
+        output = parse_oci_uri(output_prefix(tune, ctx.stack, model), arg="output")
+        job_command = command(tune, ctx.stack, model, args.token_secret_id)
         price = (
             {TAG_SHAPE_HOURLY_USD: f"{args.shape_hourly_usd:g}"} if args.shape_hourly_usd is not None else {}
         )
@@ -220,7 +221,7 @@ class FineTune(pulumi.ComponentResource):
             description=f"Fine-tunes {tune.base_model} ({tune.method}) into model {model}",
             freeform_tags=tags,
             delete_related_job_runs=True,
-            **job_details(tune, command, managed=managed, subnet_id=args.subnet_id, disk_gb=disk_gb),
+            **job_details(tune, job_command, managed=managed, subnet_id=args.subnet_id, disk_gb=disk_gb),
             **artifact,
             job_log_configuration_details=JobLogArgs(
                 enable_logging=True,

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from domain import pricing, sizing
 from domain.context import TAG_ARTIFACT, TAG_CONTAINER, TAG_FINETUNE_METHOD, TAG_MODEL
 from domain.errors import UserError
-from domain.settings import Settings, training_fit
+from domain.fine_tune_job import training_fit
+from domain.settings import Settings
 from policy import figures
 from policy.rules import (
     RULES,

@@ -9,9 +9,7 @@ problem is collected and raised together as one `SettingsError` (`errors.py`).
 from __future__ import annotations
 
 import difflib
-import hashlib
 import ipaddress
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ from pydantic import (
 from pydantic import model_validator as check
 from pydantic.alias_generators import to_camel
 
+from domain import fine_tune_job as job
 from domain import fine_tune_rules as rules
 from domain import sizing
 from domain.adapters import AdapterServing
@@ -63,15 +62,12 @@ from domain.settings.files import StackFile as StackFile
 from domain.settings.files import config_as_strings as config_as_strings
 from domain.settings.files import read_stack_file as read_stack_file
 from domain.shapes import SHAPES, serving_problems
-from domain.training_args import FineTuneArgs, checked, job_command, to_argv
+from domain.training_args import checked
 from domain.weights import tgi_weights_problem
 
 ENGINE_QUANTIZATIONS = {"vllm": ("none", "fp8", "awq", "gptq"), "tgi": ("none", "fp8", "int8", "awq", "gptq")}
 GATED_HF_ORGS = ("meta-llama",)
-FINE_TUNE_ZIP = "model.zip"
-FINE_TUNE_WORK_DIR = "/home/datascience/finetune-work"  # the job run's home, on its block volume
 MAX_TRAINING_MINUTES = 7 * 24 * 60
-MAX_COMMAND_BYTES = 2048  # a job's CMD and ENTRYPOINT together
 MAX_NODES = rules.MAX_NODES
 _PLACEHOLDER_MODEL_ID = "ocid1.datasciencemodel.oc1.iad." + "a" * 60  # as long as a real model OCID
 URI_FORM = "oci://<bucket>@<namespace>/<prefix>"
@@ -319,7 +315,7 @@ class FineTuneSettings(Section):
     def _entrypoint_accepts(self) -> FineTuneSettings:
         aliases = {name: str(field.alias) for name, field in type(self).model_fields.items()}
         found: Found = []
-        args = self._args()
+        args = job.entrypoint_args(self)
         if self.base_is_stack_model:
             args["base_model"] = "stack/model"  # resolved to the base's weights by the stack's settings
         for finding in checked(**args)[1]:
@@ -327,12 +323,6 @@ class FineTuneSettings(Section):
             found.append(((aliases[finding.field],), f"invalid value {_show(finding.value)}; {accepted}"))
         _refuse(found)
         return self
-
-    def _args(self) -> dict[str, Any]:
-        names = "base_model dataset output method save epochs learning_rate max_seq_len batch_size grad_accum"
-        names += " lora_r lora_alpha max_steps gradient_checkpointing"
-        values = {name: getattr(self, name) for name in names.split()}
-        return {**values, "sharding": "ddp" if self.sharding == "auto" else self.sharding}
 
     @property
     def base_is_stack_model(self) -> bool:
@@ -348,53 +338,14 @@ class FineTuneSettings(Section):
         """The name a size or architecture can be read from: the hub id, or the prefix's last part."""
         return self.base_model if self.base_model_is_hub_id else self.base_model.rsplit("/", 1)[-1]
 
-    def training_args(
-        self, output: str, hf_token_secret_id: str | None = None, name: str | None = None
-    ) -> FineTuneArgs:
-        """The entrypoint's arguments for a run writing to `output` (merged weights, one zip); a rerun of the
-        same settings (after a failed attempt) replaces what that attempt left."""
-        numbers = {"epochs": float(self.epochs), "learning_rate": float(self.learning_rate), "output": output}
-        token = hf_token_secret_id if self.base_model_is_hub_id else None
-        return FineTuneArgs(
-            **{**self._args(), **numbers},
-            work_dir=FINE_TUNE_WORK_DIR,
-            overwrite=True,
-            hf_token_secret_id=token,
-            zip=FINE_TUNE_ZIP,
-            adapter_name=name if self.save == "adapter" else None,
-        )
-
     def run_folder(self, stack: str, model: str) -> str:
-        """`<stack>-<model>-<digest>`: the digest covers everything that shapes the weights."""
-        gpus = self._gpus() * self.nodes  # every process takes its own batch: the global batch grows
-        argv = to_argv(self.training_args("oci://-@-/-", name=model))
-        spec = {"argv": argv, "image": self.image, "gpus": gpus}
-        return f"{stack}-{model}-{hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]}"
-
-    def output_prefix(self, stack: str, model: str) -> str:
-        """oci://bucket@ns/<prefix>/<run folder>: where one run writes."""
-        return f"{self.output}/{self.run_folder(stack, model)}"
+        return job.run_folder(self, stack, model)
 
     def command(self, stack: str, model: str, hf_token_secret_id: str | None = None) -> list[str]:
-        """The job's command: torchrun, one process per GPU of the shape (on each node), running
-        training.finetune; several nodes start it through training.multinode."""
-        return job_command(
-            self.training_args(self.output_prefix(stack, model), hf_token_secret_id, name=model),
-            gpus=self._gpus(),
-            nodes=self.nodes,
-        )
-
-    def _gpus(self) -> int:
-        return SHAPES[self.shape].gpu_count
+        return job.command(self, stack, model, hf_token_secret_id)
 
     def buckets(self) -> tuple[tuple[str, str], ...]:
-        """(bucket, access) for every bucket the job touches: `read` for inputs, `write` for the output."""
-        inputs = [self.dataset] + ([] if self.base_model_is_hub_id else [self.base_model])
-        found = [
-            (uri[6:].split("@")[0], access)
-            for uri, access in [*((u, "read") for u in inputs), (self.output, "write")]
-        ]
-        return tuple(dict.fromkeys(found))
+        return job.buckets(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -679,7 +630,7 @@ class ModelSettings(Section):
         if self.source.huggingface is not None:
             return "none"
         if self.source.fine_tune is not None:
-            return "copy"  # the job writes a zip (FINE_TUNE_ZIP)
+            return "copy"  # the job writes a zip (fine_tune_job.FINE_TUNE_ZIP)
         if self.artifact.mode is not None:
             return self.artifact.mode
         uri = self.source.object_storage
@@ -924,7 +875,7 @@ class Settings(Section):
                 tune = tune.model_copy(update={"base_model": hub_ids[base_name]})
                 size = size or base.parameters_b
             if size is not None and tune.sharding == "auto":
-                fits = {how: training_fit(tune, size, sharding=how) for how in ("ddp", "fsdp")}
+                fits = {how: job.training_fit(tune, size, sharding=how) for how in ("ddp", "fsdp")}
                 tune = tune.model_copy(update={"sharding": rules.sharding_for(fits, tune.method)})
             source = model.source.model_copy(update={"fine_tune": tune})
             copy = model.model_copy(update={"source": source, "parameters_b": size})
@@ -1040,16 +991,16 @@ class Settings(Section):
                     )
                 )
         length = len(" ".join(tune.command(stack, name, self.hf_token_secret_id)).encode())
-        if length >= MAX_COMMAND_BYTES:
+        if length >= job.MAX_COMMAND_BYTES:
             shorter = "accepted: shorter baseModel, dataset and output addresses"
             found.append(
                 (
                     at,
-                    f"the job's command takes {length} bytes; OCI accepts under {MAX_COMMAND_BYTES}; "
+                    f"the job's command takes {length} bytes; OCI accepts under {job.MAX_COMMAND_BYTES}; "
                     + shorter,
                 )
             )
-        if parameters_b is None or (fit := training_fit(tune, parameters_b)).fits:
+        if parameters_b is None or (fit := job.training_fit(tune, parameters_b)).fits:
             return found
         advice = ["method qlora"] * (tune.method != "qlora") + ["gradientCheckpointing: true"] * (
             not tune.gradient_checkpointing
@@ -1057,7 +1008,7 @@ class Settings(Section):
         roomy = [
             s
             for s in sorted(SHAPES, key=lambda n: (DEFAULT_PRICES.shape_hourly_usd(n), n))
-            if training_fit(tune, parameters_b, s).fits
+            if job.training_fit(tune, parameters_b, s).fits
         ]
         advice += [
             "a smaller batchSize or maxSeqLen",
@@ -1071,25 +1022,6 @@ class Settings(Section):
             *found,
             ((*at, "shape"), f"too small for {tune.method} of a {parameters_b:g}B model: {needs}"),
         ]
-
-
-def training_fit(
-    fine_tune: FineTuneSettings, parameters_b: float, shape: str | None = None, sharding: str | None = None
-) -> sizing.TrainingFitReport:
-    """The sizing module's figures for this fine-tune (on `shape` or with `sharding` instead of its own)."""
-    how = sharding or fine_tune.sharding
-    return sizing.estimate_training_fit(
-        nodes=fine_tune.nodes,
-        sharding="ddp" if how == "auto" else how,
-        shape=shape or fine_tune.shape,
-        method=fine_tune.method,
-        parameters_b=parameters_b,
-        architecture=sizing.known_architecture(fine_tune.base_model_name),
-        max_seq_len=fine_tune.max_seq_len,
-        batch_size=fine_tune.batch_size,
-        lora_r=fine_tune.lora_r,
-        gradient_checkpointing=fine_tune.gradient_checkpointing,
-    )
 
 
 def _profile_tenancy(auth: Any) -> ProfileTenancy | t.NoTenancy:
