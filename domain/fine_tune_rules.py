@@ -8,12 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from domain import sizing
 from domain.adapters import DEFAULT_MAX_LORAS, VLLM_LORA_RANKS, lora_rank_for
+from domain.fine_tune_job import training_fit
+
+if TYPE_CHECKING:
+    from domain.settings import ModelSettings, Settings
 
 MAX_NODES = 16  # Data Science multi-node job runs; more is a quota question, not a settings one
 Finding = tuple[str, str]
+Found = list[tuple[tuple[str, ...], str]]  # a finding at its full key path
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,3 +118,50 @@ def lora_slots(
     if loras < 1:
         found.append((f"{path}.maxLoras", f"{loras}: accepted: an integer from 1 up"))
     return (loras, rank), found
+
+
+def resolved_fine_tunes(settings: Settings) -> tuple[dict[str, ModelSettings], Found]:
+    """Each fine-tune with its adapter's base resolved (the base model's Hugging Face id, its size) and
+    its sharding chosen; and what is wrong with nodes, adapters and a missing image."""
+    found: Found = []
+    hub_ids = {n: m.source.huggingface for n, m in settings.models_by_name.items() if not m.is_adapter}
+    network = NetworkFacts(
+        egress=settings.network.egress,
+        has_subnet=settings.network.existing_subnet_id is not None or settings.network.egress != "managed",
+    )
+    resolved = dict(settings.models_by_name)
+    for name, model in settings.models_by_name.items():
+        tune = model.source.fine_tune
+        if tune is None:
+            continue
+        at = ("models", name, "source", "fineTune")
+        problems = node_problems("", tune.nodes, network) + image_problems("", tune.image, network)
+        if model.is_adapter or tune.base_is_stack_model:
+            problems += adapter_base_problems("", tune.base_model, tune.save, hub_ids)
+            if not model.is_adapter and tune.base_is_stack_model:
+                problems.append(
+                    (
+                        ".baseModel",
+                        f"{tune.base_model!r} names a model of this stack, which only an adapter is "
+                        "trained from; accepted: save: adapter, or a Hugging Face id or a model folder "
+                        "in a bucket",
+                    )
+                )
+        found += [((*at, *key_.strip(".").split(".")), message) for key_, message in problems]
+        if problems:
+            continue
+        size = model.parameters_b
+        base_name = None
+        if model.is_adapter:
+            base_name = tune.base_model
+            base = settings.models_by_name[base_name]
+            tune = tune.model_copy(update={"base_model": hub_ids[base_name]})
+            size = size or base.parameters_b
+        if size is not None and tune.sharding == "auto":
+            fits = {how: training_fit(tune, size, sharding=how) for how in ("ddp", "fsdp")}
+            tune = tune.model_copy(update={"sharding": sharding_for(fits, tune.method)})
+        source = model.source.model_copy(update={"fine_tune": tune})
+        copy = model.model_copy(update={"source": source, "parameters_b": size})
+        copy._adapter_base = base_name
+        resolved[name] = copy
+    return resolved, found

@@ -30,18 +30,16 @@ from pydantic.alias_generators import to_camel
 
 from domain import fine_tune_job as job
 from domain import fine_tune_rules as rules
-from domain import sizing
+from domain import sizing, stack_rules
 from domain.adapters import AdapterServing
 from domain.container_env import (
     DEFAULT_PORT,
     RESERVED_PORTS,
     ContainerSpec,
     Method,
-    container_env,
-    env_problems,
 )
-from domain.ids import BUCKET_NAME, IMAGE_EXAMPLE, REPOSITORY_NAME, Engine, SigningAuthMode, parse_image
-from domain.oci_rules import ProfileTenancy, ocir_host, tenancy_from_profile
+from domain.ids import BUCKET_NAME, IMAGE_EXAMPLE, REPOSITORY_NAME, Engine, SigningAuthMode
+from domain.oci_rules import ProfileTenancy, tenancy_from_profile
 from domain.pricing import DEFAULT_PRICES, PriceTable, with_overrides
 from domain.secrets import secret_kind
 from domain.service_container import (
@@ -66,10 +64,8 @@ from domain.training_args import checked
 from domain.weights import tgi_weights_problem
 
 ENGINE_QUANTIZATIONS = {"vllm": ("none", "fp8", "awq", "gptq"), "tgi": ("none", "fp8", "int8", "awq", "gptq")}
-GATED_HF_ORGS = ("meta-llama",)
 MAX_TRAINING_MINUTES = 7 * 24 * 60
 MAX_NODES = rules.MAX_NODES
-_PLACEHOLDER_MODEL_ID = "ocid1.datasciencemodel.oc1.iad." + "a" * 60  # as long as a real model OCID
 URI_FORM = "oci://<bucket>@<namespace>/<prefix>"
 CONFIG_FILE_MODES = ("api_key", "security_token")  # the auth modes that read the OCI config file
 Found = list[tuple[tuple[str, ...], str]]  # what a cross-field check refuses: (key path, message)
@@ -795,114 +791,11 @@ class Settings(Section):
 
     @check(mode="after")
     def _models_fit_the_stack(self, info: ValidationInfo) -> Settings:
-        resolved, found = self._resolved_fine_tunes()
+        resolved, found = rules.resolved_fine_tunes(self)
         _refuse(found)
         self = self.model_copy(update={"models_by_name": resolved})
-        for name, model in self.models_by_name.items():
-            before, hub_id = len(found), model.source.huggingface
-            if hub_id is not None:
-                found += self._egress(
-                    f"model {name!r} is pulled from Hugging Face and needs internet egress", "online model"
-                )
-                if (
-                    hub_id.split("/")[0] in GATED_HF_ORGS
-                    and self.hf_token is None
-                    and self.hf_token_secret_id is None
-                ):
-                    secret = "(`pulumi config set --secret hfToken`) or hfTokenSecretId"
-                    found.append(
-                        (
-                            ("models", name, "source", "huggingface"),
-                            f"{hub_id!r} is a gated model; accepted: set hfToken {secret}",
-                        )
-                    )
-            if model.source.fine_tune is not None:
-                found += self._fine_tune_problems(
-                    name, model.source.fine_tune, model.parameters_b, (info.context or {})["stack"]
-                )
-            if len(found) == before and not model.is_adapter:
-                spec = model.container_spec(
-                    self.hf_token_secret_id, token_in_artifact=self.hf_token is not None
-                )
-                env = container_env(spec)
-                if self.adapters_of(name):
-                    env = self.adapter_serving(name).env("custom", env, _PLACEHOLDER_MODEL_ID)
-                for message in env_problems(env):
-                    shorter = f"(params is {len(model.serving.params)} characters); accepted: shorter params"
-                    found.append((("models", name, "serving", "params"), f"{message} {shorter}"))
-            found += self._image_hosts(name, model)
-        found += self._adapter_bases()
-        _refuse(found)
+        _refuse(stack_rules.models_fit_the_stack(self, (info.context or {})["stack"]))
         return self
-
-    def _resolved_fine_tunes(self) -> tuple[dict[str, ModelSettings], Found]:
-        """Each fine-tune with its adapter's base resolved (the base model's Hugging Face id, its size) and
-        its sharding chosen; and what is wrong with nodes, adapters and a missing image."""
-        found: Found = []
-        hub_ids = {n: m.source.huggingface for n, m in self.models_by_name.items() if not m.is_adapter}
-        network = rules.NetworkFacts(
-            egress=self.network.egress,
-            has_subnet=self.network.existing_subnet_id is not None or self.network.egress != "managed",
-        )
-        resolved = dict(self.models_by_name)
-        for name, model in self.models_by_name.items():
-            tune = model.source.fine_tune
-            if tune is None:
-                continue
-            at = ("models", name, "source", "fineTune")
-            problems = rules.node_problems("", tune.nodes, network) + rules.image_problems(
-                "", tune.image, network
-            )
-            if model.is_adapter or tune.base_is_stack_model:
-                problems += rules.adapter_base_problems("", tune.base_model, tune.save, hub_ids)
-                if not model.is_adapter and tune.base_is_stack_model:
-                    problems.append(
-                        (
-                            ".baseModel",
-                            f"{tune.base_model!r} names a model of this stack, which only an adapter is "
-                            "trained from; accepted: save: adapter, or a Hugging Face id or a model folder "
-                            "in a bucket",
-                        )
-                    )
-            found += [((*at, *key_.strip(".").split(".")), message) for key_, message in problems]
-            if problems:
-                continue
-            size = model.parameters_b
-            base_name = None
-            if model.is_adapter:
-                base_name = tune.base_model
-                base = self.models_by_name[base_name]
-                tune = tune.model_copy(update={"base_model": hub_ids[base_name]})
-                size = size or base.parameters_b
-            if size is not None and tune.sharding == "auto":
-                fits = {how: job.training_fit(tune, size, sharding=how) for how in ("ddp", "fsdp")}
-                tune = tune.model_copy(update={"sharding": rules.sharding_for(fits, tune.method)})
-            source = model.source.model_copy(update={"fine_tune": tune})
-            copy = model.model_copy(update={"source": source, "parameters_b": size})
-            copy._adapter_base = base_name
-            resolved[name] = copy
-        return resolved, found
-
-    def _adapter_bases(self) -> Found:
-        """Each base's LoRA slots (vLLM's max LoRAs and rank), and no autoscaling with adapters yet."""
-        found: Found = []
-        for model in self.models:
-            adapters = self.adapters_of(model.name)
-            if not adapters:
-                continue
-            at = ("models", model.name, "serving")
-            ranks = [a.fine_tune.lora_r for a in adapters]
-            _, problems = rules.lora_slots("", ranks, model.serving.max_loras, model.serving.max_lora_rank)
-            found += [((*at, key_.strip(".")), message) for key_, message in problems]
-            if model.compute.autoscaling is not None:
-                found.append(
-                    (
-                        ("models", model.name, "compute", "autoscaling"),
-                        "a model serving adapters runs a fixed number of instances here (its model group "
-                        "deployment's autoscaling is not wired yet); accepted: leave autoscaling out",
-                    )
-                )
-        return found
 
     @property
     def adapters(self) -> tuple[AdapterSettings, ...]:
@@ -945,83 +838,6 @@ class Settings(Section):
         """The fine-tune of a model or an adapter, and the size of what it trains."""
         model = self.models_by_name[name]
         return model.source.fine_tune, model.parameters_b
-
-    def _image_hosts(self, name: str, model: ModelSettings) -> Found:
-        """Images live in the stack region's OCIR: `<key>.ocir.io` or `<region>.ocir.io` (the SDK's table)."""
-        host = ocir_host(self.region)
-        images: list[tuple[tuple[str, ...], str]] = []
-        if not model.is_adapter and model.serving.image:
-            images.append((("serving", "image"), model.serving.image))
-        if model.source.fine_tune is not None and model.source.fine_tune.image is not None:
-            images.append((("source", "fineTune", "image"), model.source.fine_tune.image))
-        accepted = f"an image in {self.region}'s registry, {host}/<namespace>/<repository>:<tag>@sha256:"
-        accepted += "<digest>"
-        return [
-            (("models", name, *at), said("another region's registry:", image, accepted))
-            for at, image in images
-            if parse_image(image).host not in (host, f"{self.region}.ocir.io")
-        ]
-
-    def _egress(self, why: str, what: str) -> Found:
-        if self.network.egress != "none" or self.network.existing_subnet_id is not None:
-            return []
-        return [(("network", "egress"), said(f"blocks {what}:", "none", f"nat or managed: {why}"))]
-
-    def _fine_tune_problems(
-        self, name: str, tune: FineTuneSettings, parameters_b: float | None, stack: str
-    ) -> Found:
-        """What the job needs from the rest of the stack: egress, a token it can read, a shape that fits."""
-        at, found = ("models", name, "source", "fineTune"), []
-        if tune.base_model_is_hub_id:
-            why = (
-                f"model {name!r} fine-tunes {tune.base_model} downloaded from Hugging Face, and the job needs"
-            )
-            found += self._egress(f"{why} internet egress for it", "fine-tuning")
-            if tune.base_model.split("/")[0] in GATED_HF_ORGS and self.hf_token_secret_id is None:
-                vault = (
-                    "set hfTokenSecretId (a Vault secret holding the token), or a copy of the model in Object"
-                )
-                vault += f" Storage ({URI_FORM})"
-                gated = f"{tune.base_model!r} is a gated model, and the training job reads the token only"
-                gated += " from Vault"
-                found.append(
-                    (
-                        (*at, "baseModel"),
-                        f"{gated}; accepted: {vault}",
-                    )
-                )
-        length = len(" ".join(tune.command(stack, name, self.hf_token_secret_id)).encode())
-        if length >= job.MAX_COMMAND_BYTES:
-            shorter = "accepted: shorter baseModel, dataset and output addresses"
-            found.append(
-                (
-                    at,
-                    f"the job's command takes {length} bytes; OCI accepts under {job.MAX_COMMAND_BYTES}; "
-                    + shorter,
-                )
-            )
-        if parameters_b is None or (fit := job.training_fit(tune, parameters_b)).fits:
-            return found
-        advice = ["method qlora"] * (tune.method != "qlora") + ["gradientCheckpointing: true"] * (
-            not tune.gradient_checkpointing
-        )
-        roomy = [
-            s
-            for s in sorted(SHAPES, key=lambda n: (DEFAULT_PRICES.shape_hourly_usd(n), n))
-            if job.training_fit(tune, parameters_b, s).fits
-        ]
-        advice += [
-            "a smaller batchSize or maxSeqLen",
-            f"a shape with more memory per GPU ({', '.join(roomy[:3])})" if roomy else "a smaller model",
-        ]
-        torchrun = "(torchrun runs one process per GPU, each with the whole model)"
-        if fit.shards > 1:
-            torchrun = f"(FSDP splits it over {fit.nodes} x {fit.gpus} GPUs)"
-        needs = f"{tune.shape!r} needs {fit.breakdown()} {torchrun}; accepted: {', or '.join(advice)}"
-        return [
-            *found,
-            ((*at, "shape"), f"too small for {tune.method} of a {parameters_b:g}B model: {needs}"),
-        ]
 
 
 def _profile_tenancy(auth: Any) -> ProfileTenancy | t.NoTenancy:

@@ -1,0 +1,166 @@
+"""Checks across a stack's sections, as pure functions the settings' validators call: each takes the parsed
+models and returns `(key path, message)` findings worded like the settings' own problems."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from domain import fine_tune_rules
+from domain.container_env import container_env, env_problems
+from domain.fine_tune_job import MAX_COMMAND_BYTES, command, training_fit
+from domain.fine_tune_rules import Found
+from domain.ids import OBJECT_URI_FORM as URI_FORM
+from domain.ids import parse_image
+from domain.oci_rules import ocir_host
+from domain.pricing import DEFAULT_PRICES
+from domain.settings.errors import said
+from domain.shapes import SHAPES
+
+if TYPE_CHECKING:
+    from domain.settings import FineTuneSettings, ModelSettings, Settings
+
+GATED_HF_ORGS = ("meta-llama",)
+_PLACEHOLDER_MODEL_ID = "ocid1.datasciencemodel.oc1.iad." + "a" * 60  # as long as a real model OCID
+
+
+def models_fit_the_stack(settings: Settings, stack: str) -> Found:
+    """Each model against the rest of the stack: egress and tokens for what it pulls, its fine-tune's job, the
+    container environment's size, its images' registry; then each base's adapters. `settings` has its
+    fine-tunes resolved (`fine_tune_rules.resolved_fine_tunes`)."""
+    found: Found = []
+    for name, model in settings.models_by_name.items():
+        before, hub_id = len(found), model.source.huggingface
+        if hub_id is not None:
+            found += egress(
+                settings,
+                f"model {name!r} is pulled from Hugging Face and needs internet egress",
+                "online model",
+            )
+            if (
+                hub_id.split("/")[0] in GATED_HF_ORGS
+                and settings.hf_token is None
+                and settings.hf_token_secret_id is None
+            ):
+                secret = "(`pulumi config set --secret hfToken`) or hfTokenSecretId"
+                found.append(
+                    (
+                        ("models", name, "source", "huggingface"),
+                        f"{hub_id!r} is a gated model; accepted: set hfToken {secret}",
+                    )
+                )
+        if model.source.fine_tune is not None:
+            found += fine_tune_problems(settings, name, model.source.fine_tune, model.parameters_b, stack)
+        if len(found) == before and not model.is_adapter:
+            spec = model.container_spec(
+                settings.hf_token_secret_id, token_in_artifact=settings.hf_token is not None
+            )
+            env = container_env(spec)
+            if settings.adapters_of(name):
+                env = settings.adapter_serving(name).env("custom", env, _PLACEHOLDER_MODEL_ID)
+            for message in env_problems(env):
+                shorter = f"(params is {len(model.serving.params)} characters); accepted: shorter params"
+                found.append((("models", name, "serving", "params"), f"{message} {shorter}"))
+        found += image_hosts(settings, name, model)
+    found += adapter_bases(settings)
+    return found
+
+
+def fine_tune_problems(
+    settings: Settings, name: str, tune: FineTuneSettings, parameters_b: float | None, stack: str
+) -> Found:
+    """What the job needs from the rest of the stack: egress, a token it can read, a shape that fits."""
+    at: tuple[str, ...] = ("models", name, "source", "fineTune")
+    found: Found = []
+    if tune.base_model_is_hub_id:
+        why = f"model {name!r} fine-tunes {tune.base_model} downloaded from Hugging Face, and the job needs"
+        found += egress(settings, f"{why} internet egress for it", "fine-tuning")
+        if tune.base_model.split("/")[0] in GATED_HF_ORGS and settings.hf_token_secret_id is None:
+            vault = "set hfTokenSecretId (a Vault secret holding the token), or a copy of the model in Object"
+            vault += f" Storage ({URI_FORM})"
+            gated = f"{tune.base_model!r} is a gated model, and the training job reads the token only"
+            gated += " from Vault"
+            found.append(
+                (
+                    (*at, "baseModel"),
+                    f"{gated}; accepted: {vault}",
+                )
+            )
+    length = len(" ".join(command(tune, stack, name, settings.hf_token_secret_id)).encode())
+    if length >= MAX_COMMAND_BYTES:
+        shorter = "accepted: shorter baseModel, dataset and output addresses"
+        found.append(
+            (
+                at,
+                f"the job's command takes {length} bytes; OCI accepts under {MAX_COMMAND_BYTES}; " + shorter,
+            )
+        )
+    if parameters_b is None or (fit := training_fit(tune, parameters_b)).fits:
+        return found
+    advice = ["method qlora"] * (tune.method != "qlora") + ["gradientCheckpointing: true"] * (
+        not tune.gradient_checkpointing
+    )
+    roomy = [
+        s
+        for s in sorted(SHAPES, key=lambda n: (DEFAULT_PRICES.shape_hourly_usd(n), n))
+        if training_fit(tune, parameters_b, s).fits
+    ]
+    advice += [
+        "a smaller batchSize or maxSeqLen",
+        f"a shape with more memory per GPU ({', '.join(roomy[:3])})" if roomy else "a smaller model",
+    ]
+    torchrun = "(torchrun runs one process per GPU, each with the whole model)"
+    if fit.shards > 1:
+        torchrun = f"(FSDP splits it over {fit.nodes} x {fit.gpus} GPUs)"
+    needs = f"{tune.shape!r} needs {fit.breakdown()} {torchrun}; accepted: {', or '.join(advice)}"
+    return [
+        *found,
+        ((*at, "shape"), f"too small for {tune.method} of a {parameters_b:g}B model: {needs}"),
+    ]
+
+
+def egress(settings: Settings, why: str, what: str) -> Found:
+    """Nothing, or that `egress: none` blocks `what` (an existing subnet's route table decides itself)."""
+    if settings.network.egress != "none" or settings.network.existing_subnet_id is not None:
+        return []
+    return [(("network", "egress"), said(f"blocks {what}:", "none", f"nat or managed: {why}"))]
+
+
+def image_hosts(settings: Settings, name: str, model: ModelSettings) -> Found:
+    """Images live in the stack region's OCIR: `<key>.ocir.io` or `<region>.ocir.io` (the SDK's table)."""
+    host = ocir_host(settings.region)
+    images: list[tuple[tuple[str, ...], str]] = []
+    if not model.is_adapter and model.serving.image:
+        images.append((("serving", "image"), model.serving.image))
+    if model.source.fine_tune is not None and model.source.fine_tune.image is not None:
+        images.append((("source", "fineTune", "image"), model.source.fine_tune.image))
+    accepted = f"an image in {settings.region}'s registry, {host}/<namespace>/<repository>:<tag>@sha256:"
+    accepted += "<digest>"
+    return [
+        (("models", name, *at), said("another region's registry:", image, accepted))
+        for at, image in images
+        if parse_image(image).host not in (host, f"{settings.region}.ocir.io")
+    ]
+
+
+def adapter_bases(settings: Settings) -> Found:
+    """Each base's LoRA slots (vLLM's max LoRAs and rank), and no autoscaling with adapters yet."""
+    found: Found = []
+    for model in settings.models:
+        adapters = settings.adapters_of(model.name)
+        if not adapters:
+            continue
+        at = ("models", model.name, "serving")
+        ranks = [a.fine_tune.lora_r for a in adapters]
+        _, problems = fine_tune_rules.lora_slots(
+            "", ranks, model.serving.max_loras, model.serving.max_lora_rank
+        )
+        found += [((*at, key_.strip(".")), message) for key_, message in problems]
+        if model.compute.autoscaling is not None:
+            found.append(
+                (
+                    ("models", model.name, "compute", "autoscaling"),
+                    "a model serving adapters runs a fixed number of instances here (its model group "
+                    "deployment's autoscaling is not wired yet); accepted: leave autoscaling out",
+                )
+            )
+    return found
