@@ -71,7 +71,12 @@ from components.providers.readiness import Readiness, ReadinessArgs
 from components.training_artifact import JobArtifact
 from domain import sizing
 from domain.adapters import AdapterServing
-from domain.container_env import CUSTOM_HTTP_ENDPOINTS, PREDICT_API_SPECIFICATION, container_env
+from domain.container_env import (
+    CUSTOM_HTTP_ENDPOINTS,
+    PREDICT_API_SPECIFICATION,
+    container_env,
+    container_spec,
+)
 from domain.context import (
     TAG_ARCHITECTURE,
     TAG_ARTIFACT,
@@ -90,7 +95,7 @@ from domain.context import (
 from domain.ids import image_digest
 from domain.oci_rules import INACTIVE_ONLY
 from domain.service_container import PORT as SMC_PORT
-from domain.service_container import SERVED_MODEL_NAME, deployed_path, service_env
+from domain.service_container import SERVED_MODEL_NAME, deployed_path, service_env, service_spec
 from domain.settings import AuthSettings, ComputeSettings, ModelSettings
 from oci_runtime.objects import FILES_DIR
 
@@ -231,9 +236,9 @@ class ModelServing(pulumi.ComponentResource):
         if service:
             if files_prefix is None:  # settings refuse this; a guard for other callers
                 raise ValueError(f"model {model.name}: the service container needs a model by reference")
-            env = service_env(model.service_spec(files_prefix))
+            env = service_env(service_spec(model, files_prefix))
         else:
-            spec = model.container_spec(args.token_secret_id, token_in_artifact=token_in_artifact)
+            spec = container_spec(model, args.token_secret_id, token_in_artifact=token_in_artifact)
             if files_prefix is not None:
                 spec = replace(spec, model_dir=deployed_path(files_prefix))
             env = container_env(spec)

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from domain.ids import Engine
+
+if TYPE_CHECKING:
+    from domain.settings import ModelSettings
 
 Method = Literal["offline", "online"]
 
@@ -87,6 +90,26 @@ class ContainerSpec:
     timeout_minutes: int = 60
     token_secret_id: str | None = None  # OCI Vault secret holding the HF token (online, instead of the file)
     token_in_artifact: bool = True  # online, no Vault secret: False for a public model (no token given)
+
+
+def container_spec(
+    model: ModelSettings, token_secret_id: str | None = None, token_in_artifact: bool = True
+) -> ContainerSpec:
+    """What a custom serving image is told about a deployed model of the stack's settings."""
+    s = model.serving
+    return ContainerSpec(
+        engine=s.engine,
+        method=model.source.method,
+        model=model.source.huggingface or "",
+        port=s.port,
+        tensor_parallelism=s.tensor_parallelism or 1,
+        max_model_len=s.max_model_len,
+        quantization=s.quantization,
+        params=s.params,
+        timeout_minutes=model.readiness.timeout_minutes,
+        token_secret_id=token_secret_id,
+        token_in_artifact=token_in_artifact,
+    )
 
 
 def container_env(spec: ContainerSpec) -> dict[str, str]:

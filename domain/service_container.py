@@ -27,8 +27,12 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from domain.container_env import DEPLOYED_MODEL_DIR
+
+if TYPE_CHECKING:
+    from domain.settings import ModelSettings
 
 SCHEME = "dsmc://"
 VLLM_FAMILY = "odsc-vllm-serving"
@@ -118,6 +122,19 @@ class ServiceSpec:
     quantization: str = "none"
     chat: bool = True
     timeout_minutes: int = 60
+
+
+def service_spec(model: ModelSettings, base_model: str) -> ServiceSpec:
+    """What the service container is told, for a model whose files are under `base_model`."""
+    s = model.serving
+    return ServiceSpec(
+        base_model=base_model,
+        params=s.params,
+        tensor_parallelism=s.tensor_parallelism or 1,
+        max_model_len=s.max_model_len,
+        quantization=s.quantization,
+        timeout_minutes=model.readiness.timeout_minutes,
+    )
 
 
 def engine_flags(spec: ServiceSpec) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from domain import fine_tune_rules
-from domain.container_env import container_env, env_problems
+from domain.container_env import container_env, container_spec, env_problems
 from domain.fine_tune_job import MAX_COMMAND_BYTES, command, training_fit
 from domain.fine_tune_rules import Found
 from domain.ids import OBJECT_URI_FORM as URI_FORM
@@ -51,8 +51,8 @@ def models_fit_the_stack(settings: Settings, stack: str) -> Found:
         if model.source.fine_tune is not None:
             found += fine_tune_problems(settings, name, model.source.fine_tune, model.parameters_b, stack)
         if len(found) == before and not model.is_adapter:
-            spec = model.container_spec(
-                settings.hf_token_secret_id, token_in_artifact=settings.hf_token is not None
+            spec = container_spec(
+                model, settings.hf_token_secret_id, token_in_artifact=settings.hf_token is not None
             )
             env = container_env(spec)
             if settings.adapters_of(name):

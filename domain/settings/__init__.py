@@ -35,7 +35,6 @@ from domain.adapters import AdapterServing
 from domain.container_env import (
     DEFAULT_PORT,
     RESERVED_PORTS,
-    ContainerSpec,
     Method,
 )
 from domain.ids import BUCKET_NAME, IMAGE_EXAMPLE, REPOSITORY_NAME, Engine, SigningAuthMode
@@ -46,7 +45,6 @@ from domain.service_container import (
     DEFAULT_SERVICE_CONTAINER,
     RESTRICTED_PARAMS,
     TGI_DEPRECATED,
-    ServiceSpec,
     parse_service_container,
     restricted_params,
 )
@@ -639,36 +637,6 @@ class ModelSettings(Section):
             "copy": "copied as a zip",
             "reference": "by reference",
         }[self.artifact_mode]
-
-    def service_spec(self, base_model: str) -> ServiceSpec:
-        """What the service container is told, for a model whose files are under `base_model`."""
-        s = self.serving
-        return ServiceSpec(
-            base_model=base_model,
-            params=s.params,
-            tensor_parallelism=s.tensor_parallelism or 1,
-            max_model_len=s.max_model_len,
-            quantization=s.quantization,
-            timeout_minutes=self.readiness.timeout_minutes,
-        )
-
-    def container_spec(
-        self, token_secret_id: str | None = None, token_in_artifact: bool = True
-    ) -> ContainerSpec:
-        s = self.serving
-        return ContainerSpec(
-            engine=s.engine,
-            method=self.source.method,
-            model=self.source.huggingface or "",
-            port=s.port,
-            tensor_parallelism=s.tensor_parallelism or 1,
-            max_model_len=s.max_model_len,
-            quantization=s.quantization,
-            params=s.params,
-            timeout_minutes=self.readiness.timeout_minutes,
-            token_secret_id=token_secret_id,
-            token_in_artifact=token_in_artifact,
-        )
 
 
 _NAME = t.matching(
