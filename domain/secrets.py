@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 SECRET_PATTERNS: dict[str, str] = {
     "a Hugging Face token": r"\bhf_[A-Za-z0-9]{30,}\b",
@@ -27,3 +29,16 @@ def secret_kind(text: str) -> str | None:
 def mask_secrets(text: str) -> str:
     """`text` with anything that looks like secret material replaced by [hidden]."""
     return _ANY_SECRET.sub(HIDDEN, text)
+
+
+def plain_secrets(value: Any, path: str = "") -> list[tuple[str, str]]:
+    """Secret material pasted into any plain setting: (key path, message), the value never shown."""
+    if isinstance(value, str) and (kind := secret_kind(value)):
+        secret = "the Hugging Face token as a secret (`pulumi config set --secret hfToken`) or in Vault"
+        secret += " (hfTokenSecretId)"
+        return [(path, f"holds {kind} in plain text (not shown here); accepted: {secret}")]
+    if isinstance(value, Mapping):
+        return [p for k, v in value.items() for p in plain_secrets(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in plain_secrets(v, f"{path}[{i}]")]
+    return []

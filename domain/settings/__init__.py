@@ -40,7 +40,7 @@ from domain.container_env import (
 from domain.ids import BUCKET_NAME, IMAGE_EXAMPLE, REPOSITORY_NAME, Engine, SigningAuthMode
 from domain.oci_rules import ProfileTenancy, tenancy_from_profile
 from domain.pricing import DEFAULT_PRICES, PriceTable, with_overrides
-from domain.secrets import secret_kind
+from domain.secrets import plain_secrets
 from domain.service_container import (
     DEFAULT_SERVICE_CONTAINER,
     RESTRICTED_PARAMS,
@@ -850,7 +850,7 @@ def load_settings(
                     f"unknown namespace {namespace!r}; did you mean '{PROJECT}:{key_}'? accepted: {others}",
                 )
             )
-    found += _plain_secrets({k: v for k, v in raw.items() if k != "hfToken"})
+    found += [Problem(*at) for at in plain_secrets({k: v for k, v in raw.items() if k != "hfToken"})]
     hf_secret = bool({"hfToken", f"{PROJECT}:hfToken"} & set(secret_keys)) or t.is_secure(raw.get("hfToken"))
     context = {"stack": stack, "project_dir": project_dir, "hf_token_is_secret": hf_secret}
     try:
@@ -867,16 +867,3 @@ def _present(value: Any) -> Any:
     return (
         {k: _present(v) for k, v in value.items() if v is not None} if isinstance(value, Mapping) else value
     )
-
-
-def _plain_secrets(value: Any, path: str = "") -> list[Problem]:
-    """Secret material pasted into any plain setting: a problem at its key, the value never shown."""
-    if isinstance(value, str) and (kind := secret_kind(value)):
-        secret = "the Hugging Face token as a secret (`pulumi config set --secret hfToken`) or in Vault"
-        secret += " (hfTokenSecretId)"
-        return [Problem(path, f"holds {kind} in plain text (not shown here); accepted: {secret}")]
-    if isinstance(value, Mapping):
-        return [p for k, v in value.items() for p in _plain_secrets(v, f"{path}.{k}" if path else str(k))]
-    if isinstance(value, list):
-        return [p for i, v in enumerate(value) for p in _plain_secrets(v, f"{path}[{i}]")]
-    return []
