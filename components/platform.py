@@ -17,6 +17,7 @@ from components.registry import ContainerRegistry, ContainerRegistryArgs
 from components.storage import ArtifactBucket, ArtifactBucketArgs
 from components.training_artifact import JobArtifact, build_job_artifact
 from domain.context import TAG_BUDGET, Context
+from domain.fine_tune_rules import lora_slots_of
 from domain.iam import service_needs, training_access
 from domain.settings import FineTuneSettings, Settings
 
@@ -185,7 +186,7 @@ class LlmPlatform(pulumi.ComponentResource):
                     adapters={
                         a.name: self.adapters[a.name].catalog_model_id for a in s.adapters_of(model.name)
                     },
-                    lora_slots=s.lora_slots(model.name),
+                    lora_slots=lora_slots_of(s, model.name),
                     job_artifact=artifact,
                     depends_on=[identity],
                 ),

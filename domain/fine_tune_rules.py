@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from domain import sizing
-from domain.adapters import DEFAULT_MAX_LORAS, VLLM_LORA_RANKS, lora_rank_for
+from domain.adapters import DEFAULT_MAX_LORAS, VLLM_LORA_RANKS, AdapterServing, lora_rank_for
 from domain.fine_tune_job import training_fit
 
 if TYPE_CHECKING:
@@ -165,3 +165,22 @@ def resolved_fine_tunes(settings: Settings) -> tuple[dict[str, ModelSettings], F
         copy._adapter_base = base_name
         resolved[name] = copy
     return resolved, found
+
+
+def lora_slots_of(settings: Settings, base: str) -> tuple[int, int]:
+    """(max LoRAs, max LoRA rank) vLLM gets for the adapters served on `base`; (0, 0) without any."""
+    adapters = settings.adapters_of(base)
+    if not adapters:
+        return 0, 0
+    serving = settings.model(base).serving
+    slots, _ = lora_slots(
+        "", [a.fine_tune.lora_r for a in adapters], serving.max_loras, serving.max_lora_rank
+    )
+    return slots
+
+
+def adapter_serving(settings: Settings, base: str) -> AdapterServing:
+    """The engine's view of `base` and its adapters."""
+    loras, rank = lora_slots_of(settings, base)
+    adapters = tuple(a.name for a in settings.adapters_of(base))
+    return AdapterServing(base_name=base, adapters=adapters, max_loras=loras, max_lora_rank=rank)

@@ -56,7 +56,9 @@ def models_fit_the_stack(settings: Settings, stack: str) -> Found:
             )
             env = container_env(spec)
             if settings.adapters_of(name):
-                env = settings.adapter_serving(name).env("custom", env, _PLACEHOLDER_MODEL_ID)
+                env = fine_tune_rules.adapter_serving(settings, name).env(
+                    "custom", env, _PLACEHOLDER_MODEL_ID
+                )
             for message in env_problems(env):
                 shorter = f"(params is {len(model.serving.params)} characters); accepted: shorter params"
                 found.append((("models", name, "serving", "params"), f"{message} {shorter}"))

@@ -228,7 +228,7 @@ def _training_figures(resource: StackResource, settings: Settings, config: Polic
     gpu = required = fits = None
     nodes = None
     try:
-        tune, parameters_b = settings.fine_tune_of(name)
+        tune, parameters_b = settings.model(name).source.fine_tune, settings.model(name).parameters_b
         if tune is not None and parameters_b is not None:
             fit = training_fit(tune, parameters_b)
             gpu, fits, nodes = round(fit.gpu_memory_gb, 1), fit.fits, fit.nodes

@@ -31,7 +31,6 @@ from pydantic.alias_generators import to_camel
 from domain import fine_tune_job as job
 from domain import fine_tune_rules as rules
 from domain import sizing, stack_rules
-from domain.adapters import AdapterServing
 from domain.container_env import (
     DEFAULT_PORT,
     RESERVED_PORTS,
@@ -784,28 +783,6 @@ class Settings(Section):
 
     def adapter(self, name: str) -> AdapterSettings:
         return next(a for a in self.adapters if a.name == name)
-
-    def lora_slots(self, base: str) -> tuple[int, int]:
-        """(max LoRAs, max LoRA rank) vLLM gets for the adapters served on `base`; (0, 0) without any."""
-        adapters = self.adapters_of(base)
-        if not adapters:
-            return 0, 0
-        serving = self.model(base).serving
-        slots, _ = rules.lora_slots(
-            "", [a.fine_tune.lora_r for a in adapters], serving.max_loras, serving.max_lora_rank
-        )
-        return slots
-
-    def adapter_serving(self, base: str) -> AdapterServing:
-        """The engine's view of `base` and its adapters."""
-        loras, rank = self.lora_slots(base)
-        adapters = tuple(a.name for a in self.adapters_of(base))
-        return AdapterServing(base_name=base, adapters=adapters, max_loras=loras, max_lora_rank=rank)
-
-    def fine_tune_of(self, name: str) -> tuple[FineTuneSettings | None, float | None]:
-        """The fine-tune of a model or an adapter, and the size of what it trains."""
-        model = self.models_by_name[name]
-        return model.source.fine_tune, model.parameters_b
 
 
 def _profile_tenancy(auth: Any) -> ProfileTenancy | t.NoTenancy:
