@@ -14,7 +14,9 @@ from domain.ids import parse_image
 from domain.oci_rules import ocir_host
 from domain.pricing import DEFAULT_PRICES
 from domain.settings.errors import said
-from domain.shapes import SHAPES
+from domain.settings.fields import SIZE_ACCEPTED
+from domain.shapes import SHAPES, serving_problems
+from domain.weights import tgi_weights_problem
 
 if TYPE_CHECKING:
     from domain.settings import FineTuneSettings, ModelSettings, Settings
@@ -165,4 +167,46 @@ def adapter_bases(settings: Settings) -> Found:
                     "deployment's autoscaling is not wired yet); accepted: leave autoscaling out",
                 )
             )
+    return found
+
+
+def model_problems(model: ModelSettings, size: float | None) -> Found:
+    """A deployed model's serving against its compute, source and artifact; `size` in billions, if known."""
+    gpus, tp = SHAPES[model.compute.shape].gpu_count, model.serving.tensor_parallelism
+    found: Found = []
+    if (tp or gpus) > gpus:
+        accepted = f"1 to {gpus} (the shape's GPU count)"
+        found.append((("serving", "tensorParallelism"), said("more GPUs than the shape has:", tp, accepted)))
+    for problem in serving_problems(model.serving.engine, model.compute.shape, model.serving.quantization):
+        found.append((("compute", "shape"), problem))
+    local = model.source.local_path
+    if model.serving.engine == "tgi" and local is not None and (why := tgi_weights_problem(local)):
+        found.append((("source", "localPath"), f"{local}: {why}"))
+    found += artifact_problems(model)
+    if size is None:
+        unknown = f"missing, and the size cannot be read from {model.source.describe()}"
+        found.append((("parameters",), f"{unknown}; accepted: {SIZE_ACCEPTED}"))
+    return found
+
+
+def artifact_problems(model: ModelSettings) -> Found:
+    """How the model's files reach the catalog, against its source and its serving container."""
+    zip_source = model.source.object_storage is not None and model.source.object_storage.is_zip
+    mode = model.artifact.mode
+    found: Found = []
+    if mode == "reference" and zip_source:
+        why = "a zip is copied into the catalog (a model by reference is a folder's objects)"
+        found.append((("artifact", "mode"), said(f"{why}:", mode, "copy, or a prefix ending in /")))
+    elif mode == "copy" and model.source.object_storage is not None and not zip_source:
+        why = "the catalog copies one zip, not a prefix"
+        found.append((("artifact", "mode"), said(f"{why}:", mode, "reference, or a .zip")))
+    elif mode is not None and model.source.kind in ("huggingface", "fineTune"):
+        found.append((("artifact", "mode"), said(f"not for a {model.source.kind} source:", mode, "unset")))
+    if model.serving.image is None and model.artifact_mode != "reference":
+        accepted = "a model by reference (localPath, or objectStorage ending in /), or serving.image"
+        why = (
+            "missing: the service container reads its model from BASE_MODEL, an object prefix registered "
+            f"by reference, and {model.source.describe()} is {model.artifact_mode_said}"
+        )
+        found.append((("serving", "image"), f"{why}; accepted: {accepted}"))
     return found

@@ -56,9 +56,8 @@ from domain.settings.files import PROJECT as PROJECT
 from domain.settings.files import StackFile as StackFile
 from domain.settings.files import config_as_strings as config_as_strings
 from domain.settings.files import read_stack_file as read_stack_file
-from domain.shapes import SHAPES, serving_problems
+from domain.shapes import SHAPES
 from domain.training_args import checked
-from domain.weights import tgi_weights_problem
 
 ENGINE_QUANTIZATIONS = {"vllm": ("none", "fp8", "awq", "gptq"), "tgi": ("none", "fp8", "int8", "awq", "gptq")}
 MAX_TRAINING_MINUTES = 7 * 24 * 60
@@ -573,49 +572,15 @@ class ModelSettings(Section):
                 for k in missing
             ]
         )
-        gpus, tp = SHAPES[self.compute.shape].gpu_count, self.serving.tensor_parallelism
-        found: Found = []
-        if (tp or gpus) > gpus:
-            accepted = f"1 to {gpus} (the shape's GPU count)"
-            found.append(
-                (("serving", "tensorParallelism"), said("more GPUs than the shape has:", tp, accepted))
-            )
-        for problem in serving_problems(self.serving.engine, self.compute.shape, self.serving.quantization):
-            found.append((("compute", "shape"), problem))
-        local = self.source.local_path
-        if self.serving.engine == "tgi" and local is not None and (why := tgi_weights_problem(local)):
-            found.append((("source", "localPath"), f"{local}: {why}"))
-        found += self._artifact_problems()
         size = self.parameters_b or sizing.infer_parameters_b(
             local_path=self.source.local_path, model_id=self.source.model_id
         )
-        if size is None:
-            unknown = f"missing, and the size cannot be read from {self.source.describe()}"
-            found.append((("parameters",), f"{unknown}; accepted: {t.SIZE_ACCEPTED}"))
-        _refuse(found)
-        serving = self.serving.model_copy(update={"tensor_parallelism": tp or gpus})
+        _refuse(stack_rules.model_problems(self, size))
+        gpus = SHAPES[self.compute.shape].gpu_count
+        serving = self.serving.model_copy(
+            update={"tensor_parallelism": self.serving.tensor_parallelism or gpus}
+        )
         return self.model_copy(update={"parameters_b": size, "serving": serving})
-
-    def _artifact_problems(self) -> Found:
-        zip_source = self.source.object_storage is not None and self.source.object_storage.is_zip
-        mode = self.artifact.mode
-        found: Found = []
-        if mode == "reference" and zip_source:
-            why = "a zip is copied into the catalog (a model by reference is a folder's objects)"
-            found.append((("artifact", "mode"), said(f"{why}:", mode, "copy, or a prefix ending in /")))
-        elif mode == "copy" and self.source.object_storage is not None and not zip_source:
-            why = "the catalog copies one zip, not a prefix"
-            found.append((("artifact", "mode"), said(f"{why}:", mode, "reference, or a .zip")))
-        elif mode is not None and self.source.kind in ("huggingface", "fineTune"):
-            found.append((("artifact", "mode"), said(f"not for a {self.source.kind} source:", mode, "unset")))
-        if self.serving.image is None and self.artifact_mode != "reference":
-            accepted = "a model by reference (localPath, or objectStorage ending in /), or serving.image"
-            why = (
-                "missing: the service container reads its model from BASE_MODEL, an object prefix registered "
-                f"by reference, and {self.source.describe()} is {self.artifact_mode_said}"
-            )
-            found.append((("serving", "image"), f"{why}; accepted: {accepted}"))
-        return found
 
     @property
     def artifact_mode(self) -> Literal["reference", "copy", "none"]:
