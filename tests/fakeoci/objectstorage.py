@@ -114,7 +114,13 @@ class ObjectStorage(Service):
 
     def uploads(self, bucket: str) -> list[dict[str, Any]]:
         folder = self._bucket(bucket) / "uploads"
-        return [json.loads((d / "upload.json").read_text()) for d in sorted(folder.iterdir())]
+        found = []
+        for upload in sorted(folder.iterdir()):
+            try:  # one being created, committed or aborted by another request right now is not listed
+                found.append(json.loads((upload / "upload.json").read_text()))
+            except FileNotFoundError:
+                continue
+        return found
 
     # -- layout
     def _bucket_dir(self, bucket: str) -> Path:
@@ -466,7 +472,9 @@ class ObjectStorage(Service):
         }
         folder = bucket / "uploads" / upload_id
         folder.mkdir()
-        (folder / "upload.json").write_text(json.dumps(info))
+        partial = folder / "upload.json.partial"  # appears whole: a concurrent listing never reads half of it
+        partial.write_text(json.dumps(info))
+        partial.replace(folder / "upload.json")
         public = {
             k: info[k] for k in ("namespace", "bucket", "object", "uploadId", "timeCreated", "storageTier")
         }
