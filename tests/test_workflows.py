@@ -147,6 +147,9 @@ def test_every_previewed_stack_has_a_policy_config_and_the_pack_has_its_own_venv
     pack = yaml.safe_load((ROOT / "policy" / "PulumiPolicy.yaml").read_text())
     assert pack["runtime"] == {"name": "python", "options": {"toolchain": "pip", "virtualenv": "venv"}}
     assert (ROOT / "policy" / "requirements.txt").is_file()
+    # The stack action builds that virtualenv before Pulumi runs the pack.
+    steps = yaml.safe_load(STACK_ACTION.read_text())["runs"]["steps"]
+    assert any("make install policy-venv" in str(step.get("run", "")) for step in steps)
 
 
 # -- issue 18: credentials, first deploy, failed previews, concurrency, Dependabot, locks, what CI runs ------
