@@ -51,6 +51,7 @@ from oci_runtime.upload import (
     _Upload,
     check_object_fits,
     head_object,
+    looking_up_earlier_uploads,
 )
 from oci_runtime.zipstream import FileEntry, Manifest, part_size_for, scan
 
@@ -272,16 +273,9 @@ def upload_objects(
     manifest = scan(folder)
     client = client_factory()
     prefix = files_prefix(dest)
-    try:
+    with looking_up_earlier_uploads(dest):
         require_versioning(client, dest.namespace, dest.bucket)
         found = _find_recorded(client, dest, manifest)
-    except oci.exceptions.ServiceError as exc:
-        raise _service_error(exc, dest, "look up earlier uploads in") from exc
-    except _unreachable() as exc:
-        raise UserError(
-            f"cannot reach Object Storage to look up earlier uploads in {dest.uri(dest.prefix)} "
-            f"({type(exc).__name__}); check the network and the endpoint, then run again"
-        ) from exc
     if found is not None:
         return ObjectsUploaded(
             dest.namespace,

@@ -28,7 +28,7 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -593,15 +593,8 @@ def upload_folder(
     """Make sure the zip of `folder` is in `dest`; upload (or finish uploading) it only when needed."""
     manifest = scan(folder)
     client = client_factory()
-    try:
+    with looking_up_earlier_uploads(dest):
         found = find_uploaded(client, dest, manifest)
-    except oci.exceptions.ServiceError as exc:
-        raise _service_error(exc, dest, "look up earlier uploads in") from exc
-    except _unreachable() as exc:
-        raise UserError(
-            f"cannot reach Object Storage to look up earlier uploads in {dest.uri(dest.prefix)} "
-            f"({type(exc).__name__}); check the network and the endpoint, then run again"
-        ) from exc
     if found is not None:
         return found
 
@@ -691,6 +684,20 @@ def _place(client: Any, dest: Destination, staging: str, final: str, committed: 
         moved = head_object(client, dest.namespace, dest.bucket, final) if exc.status == 404 else None
         if moved is None or _content_md5(moved) != _content_md5(committed):
             raise
+
+
+@contextlib.contextmanager
+def looking_up_earlier_uploads(dest: Destination) -> Iterator[None]:
+    """What finding an earlier upload in `dest` may raise, as one line a user can act on."""
+    try:
+        yield
+    except oci.exceptions.ServiceError as exc:
+        raise _service_error(exc, dest, "look up earlier uploads in") from exc
+    except _unreachable() as exc:
+        raise UserError(
+            f"cannot reach Object Storage to look up earlier uploads in {dest.uri(dest.prefix)} "
+            f"({type(exc).__name__}); check the network and the endpoint, then run again"
+        ) from exc
 
 
 def _unreachable() -> tuple[type[BaseException], ...]:
