@@ -160,6 +160,13 @@ CASES = [
         "(did you mean VM.GPU.A10.2?)",
     ),
     (
+        "a shape that is not a string (a YAML list by mistake)",
+        set_model("compute.shape", ["VM.GPU.A10.1"]),
+        f"{MODEL}.compute.shape: not a string: ['VM.GPU.A10.1']; accepted: a shape name: BM.GPU.A10.4, "
+        "BM.GPU.A100-v2.8, BM.GPU.B4.8, BM.GPU.H100.8, BM.GPU.H200.8, BM.GPU.L40S-NC.4, BM.GPU.L40S.4, BM.GPU2.2, "
+        "BM.GPU3.8, BM.GPU4.8, VM.GPU.A10.1, VM.GPU.A10.2, VM.GPU2.1, VM.GPU3.1, VM.GPU3.2, VM.GPU3.4",
+    ),
+    (
         "no replicas",
         set_model("compute.replicas", 0),
         f"{MODEL}.compute.replicas: out of range: 0; accepted: an integer from 1 up",

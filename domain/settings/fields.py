@@ -100,6 +100,8 @@ def _region(value: Any) -> str:
 
 def _shape(value: Any, hint: bool = True, gpu_only: bool = False) -> str:
     names = ", ".join(known_shape_names())
+    if not isinstance(value, str):
+        raise refused("not a string:", value, f"a shape name: {names}")
     if gpu_only and re.match(r"^(VM|BM)\.(Standard|Optimized|DenseIO)", str(value), re.IGNORECASE):
         raise refused(
             "not a GPU shape:", value, f"a GPU shape (the job trains on GPUs; qlora needs CUDA): {names}"
