@@ -101,7 +101,7 @@ clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) $(POLICY_VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
 
 docs: $(STAMP) ## regenerate the README's settings table and schema/stack.schema.json from the settings models
-	$(BIN)/python -c 'import pathlib; from domain.settings.docs import settings_table, stack_schema_text; \
+	$(BIN)/python -c 'import pathlib; from llmstack.settings_docs import settings_table, stack_schema_text; \
 	p = pathlib.Path("README.md"); start, end = "<!-- settings-table:start", "<!-- settings-table:end -->"; \
 	s = p.read_text(); a = s.index("\n", s.index(start)) + 1; b = s.index(end); \
 	p.write_text(s[:a] + settings_table() + "\n" + s[b:]); \

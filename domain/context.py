@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
+PROJECT = "oci-llm-stack"  # the Pulumi project: its config namespace and the prefix of default names
+
 # Facts the policy pack reads from resource inputs travel under these freeform tag keys.
 TAG_MODEL = "llmstack-model"
 TAG_ENGINE = "llmstack-engine"

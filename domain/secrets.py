@@ -16,6 +16,7 @@ _ANY_SECRET = re.compile(
     r"|-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----[\s\S]*?(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|$)"
 )
 HIDDEN = "[hidden]"
+SECRET_PLACEHOLDER = "[secret]"  # a secret setting's value wherever it would show
 
 
 def secret_kind(text: str) -> str | None:
@@ -29,6 +30,21 @@ def secret_kind(text: str) -> str | None:
 def mask_secrets(text: str) -> str:
     """`text` with anything that looks like secret material replaced by [hidden]."""
     return _ANY_SECRET.sub(HIDDEN, text)
+
+
+class Secret:
+    """A secret value from config; never shown by repr. `known` is False in the offline plan."""
+
+    def __init__(self, value: str, known: bool = True) -> None:
+        self.value, self.known = value, known
+
+    def __repr__(self) -> str:
+        return f"Secret({SECRET_PLACEHOLDER})"
+
+
+def is_secure(value: Any) -> bool:
+    """A value written `{secure: ...}` in a stack file: a Pulumi secret, its plain value unknown offline."""
+    return isinstance(value, Mapping) and set(value) == {"secure"}
 
 
 def plain_secrets(value: Any, path: str = "") -> list[tuple[str, str]]:

@@ -22,14 +22,9 @@ import pulumi
 from components import pulumi_internals
 from domain.errors import UserError
 from domain.oci_rules import region_key
-from domain.settings import (
-    SECRET_PLACEHOLDER,
-    Settings,
-    StackFile,
-    config_as_strings,
-    load_settings,
-    read_stack_file,
-)
+from domain.secrets import SECRET_PLACEHOLDER
+from domain.settings import Settings, load_settings
+from llmstack.stack_files import StackFile, config_as_strings, read_stack_file
 
 STACK_TYPE = "pulumi:pulumi:Stack"
 SECRET_SIG = "4dabf18193072939515e22adb298388d"

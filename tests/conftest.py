@@ -76,8 +76,9 @@ def write_stack(tmp_path: Path) -> Callable[..., Path]:
 @pytest.fixture
 def plan_of(write_stack: Callable[..., Path]) -> Callable[..., Any]:
     """Run the offline plan for a config mapping; `secret_keys` marks plain values as Pulumi secrets."""
-    from domain.settings import load_settings, read_stack_file
+    from domain.settings import load_settings
     from llmstack.plan import record_program
+    from llmstack.stack_files import read_stack_file
 
     def run(config: dict[str, Any], stack: str = "test", secret_keys: Iterable[str] = ()) -> Any:
         parsed = read_stack_file(write_stack(config, stack))

@@ -475,7 +475,7 @@ def test_the_example_stack_plans_cleanly_with_the_training_cost(capsys: pytest.C
 
 
 def test_the_example_stack_settings_load() -> None:
-    from domain.settings import read_stack_file
+    from llmstack.stack_files import read_stack_file
 
     parsed = read_stack_file(EXAMPLE)
     settings = load_settings(parsed.config, stack=parsed.stack, project_dir=PROJECT_DIR)

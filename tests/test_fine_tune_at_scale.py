@@ -190,8 +190,8 @@ def test_the_plan_shows_one_deployment_with_its_adapters_priced_once(
 def test_changing_one_adapter_changes_its_run_and_the_group_not_the_others(tmp_path: Path) -> None:
     """A new dataset retrains `returns` alone; the deployment keeps its identity and gets the group's id,
     an input pulumi_oci updates in place, while the group's members are not updatable (a new group)."""
-    from domain.settings import read_stack_file
     from llmstack.plan import load, record_program
+    from llmstack.stack_files import read_stack_file
 
     parsed = read_stack_file(ADAPTERS)
     changed = copy.deepcopy(parsed.config)

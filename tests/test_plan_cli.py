@@ -228,8 +228,9 @@ def test_under_the_engine_bad_settings_stop_the_program_before_any_resource(
     config: dict[str, Any], write_stack: Callable[..., Path]
 ) -> None:
     """`pulumi up` reads settings inside __main__; a bad value must stop it with the same message, no resource."""
-    from domain.settings import load_settings, read_stack_file
+    from domain.settings import load_settings
     from llmstack.plan import ProgramError, record_program
+    from llmstack.stack_files import read_stack_file
 
     good = load_settings(read_stack_file(write_stack(config)).config, stack="test", project_dir=PROJECT_DIR)
     model_of(config)["compute"]["replicas"] = 0

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from domain.settings import Settings, SettingsError, load_settings, read_stack_file
-from domain.settings.docs import KEY_DOCS, settings_table
+from domain.settings import Settings, SettingsError, load_settings
+from llmstack.settings_docs import KEY_DOCS, settings_table
+from llmstack.stack_files import read_stack_file
 from tests.conftest import COMPARTMENT, FAKE_HF_TOKEN, PROJECT_DIR, model_of
 
 NS = "oci-llm-stack:"
@@ -565,7 +566,7 @@ STACK_FILES = sorted(
 def schema_errors(doc: Any) -> list[Any]:
     import jsonschema
 
-    from domain.settings.docs import stack_schema
+    from llmstack.settings_docs import stack_schema
 
     validator = jsonschema.Draft202012Validator(stack_schema())
     return sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))

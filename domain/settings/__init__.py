@@ -36,10 +36,11 @@ from domain.container_env import (
     RESERVED_PORTS,
     Method,
 )
+from domain.context import PROJECT
 from domain.ids import BUCKET_NAME, IMAGE_EXAMPLE, REPOSITORY_NAME, Engine, SigningAuthMode
 from domain.oci_rules import ProfileTenancy, tenancy_from_profile
 from domain.pricing import DEFAULT_PRICES, PriceTable, with_overrides
-from domain.secrets import plain_secrets
+from domain.secrets import is_secure, plain_secrets
 from domain.service_container import (
     DEFAULT_SERVICE_CONTAINER,
     RESTRICTED_PARAMS,
@@ -51,11 +52,6 @@ from domain.service_container import PORT as SMC_PORT
 from domain.settings import fields as t
 from domain.settings.errors import Accepts, Problem, Refused, SettingsError, problems_of, refused, said
 from domain.settings.errors import _show as _show
-from domain.settings.fields import SECRET_PLACEHOLDER as SECRET_PLACEHOLDER
-from domain.settings.files import PROJECT as PROJECT
-from domain.settings.files import StackFile as StackFile
-from domain.settings.files import config_as_strings as config_as_strings
-from domain.settings.files import read_stack_file as read_stack_file
 from domain.shapes import SHAPES
 from domain.training_args import checked
 
@@ -793,7 +789,7 @@ def load_settings(
                 )
             )
     found += [Problem(*at) for at in plain_secrets({k: v for k, v in raw.items() if k != "hfToken"})]
-    hf_secret = bool({"hfToken", f"{PROJECT}:hfToken"} & set(secret_keys)) or t.is_secure(raw.get("hfToken"))
+    hf_secret = bool({"hfToken", f"{PROJECT}:hfToken"} & set(secret_keys)) or is_secure(raw.get("hfToken"))
     context = {"stack": stack, "project_dir": project_dir, "hf_token_is_secret": hf_secret}
     try:
         settings = Settings.model_validate(_present(raw), context=context)

@@ -16,11 +16,10 @@ from pydantic_core import CoreSchema, core_schema
 
 from domain import ids
 from domain.oci_rules import MAX_SUBNET_PREFIX, ocir_host, subnet_problem
+from domain.secrets import SECRET_PLACEHOLDER, Secret, is_secure
 from domain.service_container import InvalidServiceContainer, parse_service_container
 from domain.settings.errors import Refused, refused
 from domain.shapes import ROCM_SHAPES, SHAPES, known_shape_names
-
-SECRET_PLACEHOLDER = "[secret]"
 
 
 @dataclass(frozen=True, eq=False)  # hashed by identity: typing hashes Annotated metadata
@@ -224,20 +223,6 @@ def _tenancy(value: Any) -> str:
         accepted = f"{_TENANCY_OCID.accepted}, or a `tenancy` in auth.profile of auth.configFile"
         raise Refused(((), f"missing, and {value.why}; accepted: {accepted}"))
     return _TENANCY_OCID.check(value)  # type: ignore[no-any-return]
-
-
-class Secret:
-    """A secret value from config; never shown by repr. `known` is False in the offline plan."""
-
-    def __init__(self, value: str, known: bool = True) -> None:
-        self.value, self.known = value, known
-
-    def __repr__(self) -> str:
-        return f"Secret({SECRET_PLACEHOLDER})"
-
-
-def is_secure(value: Any) -> bool:
-    return isinstance(value, Mapping) and set(value) == {"secure"}
 
 
 def _secret(value: Any, info: ValidationInfo) -> Secret:

@@ -31,9 +31,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from domain.ids import AuthMode
-    from domain.settings import load_settings, read_stack_file
+    from domain.settings import load_settings
     from domain.settings.errors import SettingsError
     from llmstack.commands.plan import find_project_dir
+    from llmstack.stack_files import read_stack_file
     from oci_runtime.auth import Auth, make_client
     from oci_runtime.preflight import run_checks
 

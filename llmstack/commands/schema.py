@@ -14,7 +14,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from domain.settings.docs import stack_schema_text  # the settings models pull in pydantic and the SDK
+    from llmstack.settings_docs import stack_schema_text  # the settings models pull in pydantic and the SDK
 
     sys.stdout.write(stack_schema_text())
     return 0

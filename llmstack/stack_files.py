@@ -11,10 +11,9 @@ from typing import Any
 
 import yaml
 
+from domain.context import PROJECT
+from domain.secrets import SECRET_PLACEHOLDER, is_secure
 from domain.settings.errors import Problem, SettingsError
-from domain.settings.fields import SECRET_PLACEHOLDER, is_secure
-
-PROJECT = "oci-llm-stack"
 
 
 @dataclass(frozen=True)

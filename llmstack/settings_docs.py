@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from domain.settings import PROJECT, Settings
+from domain.context import PROJECT
+from domain.settings import Settings
 
 
 @dataclass(frozen=True)
