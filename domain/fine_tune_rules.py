@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from domain import sizing
 from domain.adapters import DEFAULT_MAX_LORAS, VLLM_LORA_RANKS, AdapterServing, lora_rank_for
+from domain.errors import Found
 from domain.fine_tune_job import training_fit
 
 if TYPE_CHECKING:
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
 
 MAX_NODES = 16  # Data Science multi-node job runs; more is a quota question, not a settings one
 Finding = tuple[str, str]
-Found = list[tuple[tuple[str, ...], str]]  # a finding at its full key path
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -7,13 +7,12 @@ from typing import TYPE_CHECKING
 
 from domain import fine_tune_rules
 from domain.container_env import container_env, container_spec, env_problems
+from domain.errors import Found, said
 from domain.fine_tune_job import MAX_COMMAND_BYTES, command, training_fit
-from domain.fine_tune_rules import Found
 from domain.ids import OBJECT_URI_FORM as URI_FORM
 from domain.ids import parse_image
 from domain.oci_rules import ocir_host
 from domain.pricing import DEFAULT_PRICES
-from domain.settings.errors import said
 from domain.settings.fields import SIZE_ACCEPTED
 from domain.shapes import SHAPES, serving_problems
 from domain.weights import tgi_weights_problem

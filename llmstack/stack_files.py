@@ -12,8 +12,8 @@ from typing import Any
 import yaml
 
 from domain.context import PROJECT
+from domain.errors import Problem, SettingsError
 from domain.secrets import SECRET_PLACEHOLDER, is_secure
-from domain.settings.errors import Problem, SettingsError
 
 
 @dataclass(frozen=True)

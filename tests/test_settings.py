@@ -385,11 +385,11 @@ def test_a_token_in_a_plain_setting_is_refused_and_never_shown(
 
 
 def test_messages_hide_secret_material_in_any_value() -> None:
-    from domain.settings import _show
+    from domain.errors import show
 
     key = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----"
-    assert _show(f"x {FAKE_HF_TOKEN}{FAKE_HF_TOKEN} y") == "'x [hidden] y'"
-    assert _show(key) == "'[hidden]'"
+    assert show(f"x {FAKE_HF_TOKEN}{FAKE_HF_TOKEN} y") == "'x [hidden] y'"
+    assert show(key) == "'[hidden]'"
 
 
 def test_parameters_accepts_sizes_and_counts(config: dict[str, Any]) -> None:

@@ -37,6 +37,7 @@ from domain.container_env import (
     Method,
 )
 from domain.context import PROJECT
+from domain.errors import Accepts, Found, Problem, Refused, SettingsError, refused, said, show
 from domain.ids import BUCKET_NAME, IMAGE_EXAMPLE, REPOSITORY_NAME, Engine, SigningAuthMode
 from domain.oci_rules import ProfileTenancy, tenancy_from_profile
 from domain.pricing import DEFAULT_PRICES, PriceTable, with_overrides
@@ -50,8 +51,7 @@ from domain.service_container import (
 )
 from domain.service_container import PORT as SMC_PORT
 from domain.settings import fields as t
-from domain.settings.errors import Accepts, Problem, Refused, SettingsError, problems_of, refused, said
-from domain.settings.errors import _show as _show
+from domain.settings.problems import problems_of
 from domain.shapes import SHAPES
 from domain.training_args import checked
 
@@ -60,7 +60,6 @@ MAX_TRAINING_MINUTES = 7 * 24 * 60
 MAX_NODES = rules.MAX_NODES
 URI_FORM = "oci://<bucket>@<namespace>/<prefix>"
 CONFIG_FILE_MODES = ("api_key", "security_token")  # the auth modes that read the OCI config file
-Found = list[tuple[tuple[str, ...], str]]  # what a cross-field check refuses: (key path, message)
 
 
 def key(default: Any, description: str, **more: Any) -> Any:
@@ -308,7 +307,7 @@ class FineTuneSettings(Section):
             args["base_model"] = "stack/model"  # resolved to the base's weights by the stack's settings
         for finding in checked(**args)[1]:
             accepted = f"accepted: {finding.accepted}" if finding.accepted is not None else finding.reason
-            found.append(((aliases[finding.field],), f"invalid value {_show(finding.value)}; {accepted}"))
+            found.append(((aliases[finding.field],), f"invalid value {show(finding.value)}; {accepted}"))
         _refuse(found)
         return self
 

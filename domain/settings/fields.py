@@ -15,10 +15,10 @@ from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationInfo
 from pydantic_core import CoreSchema, core_schema
 
 from domain import ids
+from domain.errors import Refused, refused
 from domain.oci_rules import MAX_SUBNET_PREFIX, ocir_host, subnet_problem
 from domain.secrets import SECRET_PLACEHOLDER, Secret, is_secure
 from domain.service_container import InvalidServiceContainer, parse_service_container
-from domain.settings.errors import Refused, refused
 from domain.shapes import ROCM_SHAPES, SHAPES, known_shape_names
 
 

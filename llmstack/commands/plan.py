@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from domain.context import TAG_ARTIFACT, TAG_CONTAINER
-from domain.errors import UserError
+from domain.errors import SettingsError, UserError
 
 if TYPE_CHECKING:
     from llmstack.plan import Plan, RecordedResource
@@ -52,7 +52,6 @@ def find_project_dir(start: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from domain.settings.errors import SettingsError
     from llmstack import guardrails
     from llmstack.plan import ProgramError, run_plan, shown_path, stack_file_for
 

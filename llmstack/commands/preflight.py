@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, cast
 
-from domain.errors import UserError
+from domain.errors import SettingsError, UserError
 
 HELP = (
     "check a stack against the OCI account before `pulumi up`: access, GPU limits, sources, images, policies"
@@ -32,7 +32,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from domain.ids import AuthMode
     from domain.settings import load_settings
-    from domain.settings.errors import SettingsError
     from llmstack.commands.plan import find_project_dir
     from llmstack.stack_files import read_stack_file
     from oci_runtime.auth import Auth, make_client

@@ -1,6 +1,4 @@
-"""The error contract: one `Problem` per mistake (full key path, the value, what is accepted), all at once.
-
-pydantic's wording never reaches a user: `problems_of` turns each item of a ValidationError into a Problem,
+"""pydantic's wording never reaches a user: `problems_of` turns each item of a ValidationError into a Problem,
 the key path from the aliases, the reason from the error type, and what is accepted from the field itself
 (an `accepted` note in its metadata, its bounds or its choices).
 """
@@ -9,62 +7,12 @@ from __future__ import annotations
 
 import difflib
 import types
-from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from annotated_types import Ge, Le
 from pydantic import BaseModel, ValidationError
 
-from domain.secrets import mask_secrets
-
-
-@dataclass(frozen=True)
-class Problem:
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
-
-
-class SettingsError(Exception):
-    """All problems found in one stack's settings; `str()` is what the user reads."""
-
-    def __init__(self, problems: Iterable[Problem], source: str | None = None) -> None:
-        self.problems, self.source = list(problems), source
-        count, where = len(self.problems), f" in {source}" if source else ""
-        head = f"{count} problem{'s' if count != 1 else ''} with the stack settings{where}:"
-        super().__init__("\n".join([head, *(f"  - {p}" for p in self.problems)]))
-
-
-def _show(value: Any) -> str:
-    """A value as a message shows it: short, and with anything like a token hidden."""
-    text = mask_secrets(repr(value))
-    return text if len(text) <= 160 else text[:157] + "..."
-
-
-def said(reason: str, value: Any, accepted: str) -> str:
-    return f"{reason} {_show(value)}; accepted: {accepted}"
-
-
-@dataclass(frozen=True)
-class Accepts:
-    """What a field accepts, as messages say it; kept in the field's metadata."""
-
-    accepted: str
-
-
-class Refused(ValueError):
-    """Problems a validator found: (key path below the value it checked, message) pairs."""
-
-    def __init__(self, *items: tuple[tuple[str, ...], str]) -> None:
-        super().__init__("; ".join(message for _, message in items))
-        self.items = items
-
-
-def refused(reason: str, value: Any, accepted: str, *at: str) -> Refused:
-    return Refused((at, said(reason, value, accepted)))
+from domain.errors import Accepts, Problem, Refused, said
 
 
 def _at(annotation: Any, loc: tuple[str, ...]) -> tuple[Any, list[Any]]:
