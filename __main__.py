@@ -6,8 +6,7 @@ import pulumi
 
 from components.config import settings_from_runtime
 from components.platform import LlmPlatform, LlmPlatformArgs
-from domain.errors import UserError
-from domain.errors import SettingsError
+from domain.errors import SettingsError, UserError
 
 try:
     settings = settings_from_runtime(Path(__file__).resolve().parent)

@@ -3,22 +3,39 @@ models and returns `(key path, message)` findings worded like the settings' own 
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network
 from typing import TYPE_CHECKING
 
 from domain import fine_tune_rules
-from domain.container_env import container_env, container_spec, env_problems
+from domain.container_env import (
+    ENGINE_QUANTIZATIONS,
+    RESERVED_PORTS,
+    container_env,
+    container_spec,
+    env_problems,
+)
 from domain.errors import Found, said
 from domain.fine_tune_job import MAX_COMMAND_BYTES, command, training_fit
+from domain.ids import IMAGE_EXAMPLE, parse_image
 from domain.ids import OBJECT_URI_FORM as URI_FORM
-from domain.ids import parse_image
 from domain.oci_rules import ocir_host
 from domain.pricing import DEFAULT_PRICES
+from domain.service_container import PORT as SERVICE_PORT
+from domain.service_container import RESTRICTED_PARAMS, TGI_DEPRECATED, restricted_params
 from domain.settings.fields import SIZE_ACCEPTED
 from domain.shapes import SHAPES, serving_problems
 from domain.weights import tgi_weights_problem
 
 if TYPE_CHECKING:
-    from domain.settings import FineTuneSettings, ModelSettings, Settings
+    from domain.settings import (
+        AutoscalingSettings,
+        ComputeSettings,
+        FineTuneSettings,
+        ModelSettings,
+        NetworkSettings,
+        ServingSettings,
+        Settings,
+    )
 
 GATED_HF_ORGS = ("meta-llama",)
 _PLACEHOLDER_MODEL_ID = "ocid1.datasciencemodel.oc1.iad." + "a" * 60  # as long as a real model OCID
@@ -167,6 +184,71 @@ def adapter_bases(settings: Settings) -> Found:
                 )
             )
     return found
+
+
+def network_problems(network: NetworkSettings) -> Found:
+    """The VCN's ranges, an existing subnet and the egress, against each other."""
+    ranges = bool({"vcn_cidr", "subnet_cidr"} & network.model_fields_set)
+    existing, managed = network.existing_subnet_id is not None, network.egress == "managed"
+    found: Found = []
+    if not IPv4Network(network.subnet_cidr).subnet_of(IPv4Network(network.vcn_cidr)):
+        accepted = f"a range inside vcnCidr {network.vcn_cidr}"
+        found.append((("subnetCidr",), said("outside the VCN:", network.subnet_cidr, accepted)))
+    if existing and ranges:
+        accepted = "either an existing subnet or the ranges of a new VCN, not both"
+        found.append((("existingSubnetId",), f"given together with vcnCidr/subnetCidr; accepted: {accepted}"))
+    if managed and not existing and ranges:
+        accepted = "nat or none to build a VCN from vcnCidr/subnetCidr, or managed without them (the service"
+        found.append(
+            (("egress",), said("ignores the VCN ranges:", "managed", f"{accepted} brings its own network)"))
+        )
+    if existing and managed:
+        accepted = "nat or none with existingSubnetId (the subnet's route table decides)"
+        found.append((("egress",), said("conflicts with existingSubnetId:", "managed", accepted)))
+    return found
+
+
+def engine_problems(serving: ServingSettings) -> Found:
+    """The engine against its weight format, port and flags; the service container against what it sets."""
+    found: Found = []
+    if serving.quantization not in ENGINE_QUANTIZATIONS[serving.engine]:
+        accepted = f"with {serving.engine}: {' | '.join(ENGINE_QUANTIZATIONS[serving.engine])}"
+        found.append((("quantization",), said("not served by this engine:", serving.quantization, accepted)))
+    if serving.port in RESERVED_PORTS:
+        accepted = "1024-65535 except 8446, 8447 and 24224 (used by the service)"
+        found.append((("port",), said("reserved port", serving.port, accepted)))
+    if serving.image is None and serving.engine == "tgi":
+        found.append((("image",), f"missing for engine tgi; {TGI_DEPRECATED}; accepted: {IMAGE_EXAMPLE}"))
+    if serving.image is None and (flags := restricted_params(serving.params)):
+        accepted = f"engine flags but {', '.join(RESTRICTED_PARAMS)} (the service container sets them)"
+        why = "sets what the service container sets itself:"
+        found.append((("params",), said(why, " ".join(flags), accepted)))
+    if serving.image is None and serving.port != SERVICE_PORT:
+        found.append((("port",), said("not the service container's port:", serving.port, f"{SERVICE_PORT}")))
+    return found
+
+
+def autoscaling_problems(autoscaling: AutoscalingSettings) -> Found:
+    found: Found = []
+    if autoscaling.max_replicas < autoscaling.min_replicas:
+        accepted = f"an integer >= minReplicas ({autoscaling.min_replicas})"
+        found.append((("maxReplicas",), said("below minReplicas:", autoscaling.max_replicas, accepted)))
+    if autoscaling.scale_in_threshold >= autoscaling.scale_out_threshold:
+        accepted = f"a percentage below scaleOutThreshold ({autoscaling.scale_out_threshold})"
+        why = "not below scale-out:"
+        found.append((("scaleInThreshold",), said(why, autoscaling.scale_in_threshold, accepted)))
+    return found
+
+
+def replicas_problems(compute: ComputeSettings) -> Found:
+    """The initial count within the autoscaling range."""
+    if compute.autoscaling is None:
+        return []
+    low, high = compute.autoscaling.min_replicas, compute.autoscaling.max_replicas
+    if low <= compute.replicas <= max(high, low):
+        return []
+    accepted = f"{low} to {high} (the initial count, within the autoscaling range)"
+    return [(("replicas",), said("outside the autoscaling range:", compute.replicas, accepted))]
 
 
 def model_problems(model: ModelSettings, size: float | None) -> Found:

@@ -146,7 +146,7 @@ def test_the_routes_oci_is_told_to_call_are_served_by_the_adapter() -> None:
 
 
 def test_the_launcher_serves_every_quantization_the_settings_accept_and_no_other() -> None:
-    from domain.settings import ENGINE_QUANTIZATIONS
+    from domain.container_env import ENGINE_QUANTIZATIONS
 
     for engine in ENGINES:
         accepted = set(ENGINE_QUANTIZATIONS[engine]) - {"none"}

@@ -9,9 +9,8 @@ problem is collected and raised together as one `SettingsError` (`errors.py`).
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -31,31 +30,19 @@ from pydantic.alias_generators import to_camel
 from domain import fine_tune_job as job
 from domain import fine_tune_rules as rules
 from domain import sizing, stack_rules
-from domain.container_env import (
-    DEFAULT_PORT,
-    RESERVED_PORTS,
-    Method,
-)
+from domain.container_env import DEFAULT_PORT, Method
 from domain.context import PROJECT
-from domain.errors import Accepts, Found, Problem, Refused, SettingsError, refused, said, show
+from domain.errors import Accepts, Found, Problem, Refused, SettingsError, show
 from domain.ids import BUCKET_NAME, IMAGE_EXAMPLE, REPOSITORY_NAME, Engine, SigningAuthMode
 from domain.oci_rules import ProfileTenancy, tenancy_from_profile
 from domain.pricing import DEFAULT_PRICES, PriceTable, with_overrides
 from domain.secrets import is_secure, plain_secrets
-from domain.service_container import (
-    DEFAULT_SERVICE_CONTAINER,
-    RESTRICTED_PARAMS,
-    TGI_DEPRECATED,
-    parse_service_container,
-    restricted_params,
-)
-from domain.service_container import PORT as SMC_PORT
+from domain.service_container import DEFAULT_SERVICE_CONTAINER, parse_service_container
 from domain.settings import fields as t
 from domain.settings.problems import problems_of
 from domain.shapes import SHAPES
 from domain.training_args import checked
 
-ENGINE_QUANTIZATIONS = {"vllm": ("none", "fp8", "awq", "gptq"), "tgi": ("none", "fp8", "int8", "awq", "gptq")}
 MAX_TRAINING_MINUTES = 7 * 24 * 60
 MAX_NODES = rules.MAX_NODES
 URI_FORM = "oci://<bucket>@<namespace>/<prefix>"
@@ -70,6 +57,16 @@ def key(default: Any, description: str, **more: Any) -> Any:
 def _refuse(found: Found) -> None:
     if found:
         raise Refused(*found)
+
+
+def rules_of(*checks: Callable[[Any], Found]) -> Any:
+    """A section's after-validator: the section as parsed, or every problem `checks` find in it."""
+
+    def validate(self: Any) -> Any:
+        _refuse([problem for rule in checks for problem in rule(self)])
+        return self
+
+    return check(mode="after")(validate)
 
 
 class Section(BaseModel):
@@ -99,37 +96,7 @@ class NetworkSettings(Section):
     def creates_vcn(self) -> bool:
         return self.existing_subnet_id is None and self.egress != "managed"
 
-    @check(mode="after")
-    def _consistent(self) -> NetworkSettings:
-        ranges, existing, managed = (
-            {"vcn_cidr", "subnet_cidr"} & self.model_fields_set,
-            self.existing_subnet_id,
-            self.egress == "managed",
-        )
-        found: Found = []
-        if not ipaddress.IPv4Network(self.subnet_cidr).subnet_of(ipaddress.IPv4Network(self.vcn_cidr)):
-            accepted = f"a range inside vcnCidr {self.vcn_cidr}"
-            found.append((("subnetCidr",), said("outside the VCN:", self.subnet_cidr, accepted)))
-        if existing and ranges:
-            both = (
-                "given together with vcnCidr/subnetCidr; accepted: either an existing subnet or the ranges of"
-            )
-            found.append((("existingSubnetId",), both + " a new VCN, not both"))
-        if managed and not existing and ranges:
-            accepted = (
-                "nat or none to build a VCN from vcnCidr/subnetCidr, or managed without them (the service"
-            )
-            found.append(
-                (
-                    ("egress",),
-                    said("ignores the VCN ranges:", "managed", accepted + " brings its own network)"),
-                )
-            )
-        if existing and managed:
-            accepted = "nat or none with existingSubnetId (the subnet's route table decides)"
-            found.append((("egress",), said("conflicts with existingSubnetId:", "managed", accepted)))
-        _refuse(found)
-        return self
+    _rules = rules_of(stack_rules.network_problems)
 
 
 class LoggingSettings(Section):
@@ -424,26 +391,7 @@ class ServingSettings(Section):
         None, "adapters served on this model: vLLM's rank bound (none: the smallest that holds every loraR)"
     )
 
-    @check(mode="after")
-    def _served(self) -> ServingSettings:
-        found: Found = []
-        if self.quantization not in ENGINE_QUANTIZATIONS[self.engine]:
-            accepted = f"with {self.engine}: {' | '.join(ENGINE_QUANTIZATIONS[self.engine])}"
-            found.append((("quantization",), said("not served by this engine:", self.quantization, accepted)))
-        if self.port in RESERVED_PORTS:
-            accepted = "1024-65535 except 8446, 8447 and 24224 (used by the service)"
-            found.append((("port",), said("reserved port", self.port, accepted)))
-        if self.image is None and self.engine == "tgi":
-            found.append((("image",), f"missing for engine tgi; {TGI_DEPRECATED}; accepted: {IMAGE_EXAMPLE}"))
-        if self.image is None and (flags := restricted_params(self.params)):
-            accepted = f"engine flags but {', '.join(RESTRICTED_PARAMS)} (the service container sets them)"
-            found.append(
-                (("params",), said("sets what the service container sets itself:", " ".join(flags), accepted))
-            )
-        if self.image is None and self.port != SMC_PORT:
-            found.append((("port",), said("not the service container's port:", self.port, f"{SMC_PORT}")))
-        _refuse(found)
-        return self
+    _rules = rules_of(stack_rules.engine_problems)
 
     @property
     def container(self) -> Literal["service", "custom"]:
@@ -463,19 +411,7 @@ class AutoscalingSettings(Section):
     scale_in_threshold: int = key(20, "percent that removes one (below scale-out)", ge=1, le=100)
     cooldown_seconds: int = key(600, "wait between two scalings", ge=300, le=3600)
 
-    @check(mode="after")
-    def _ordered(self) -> AutoscalingSettings:
-        found: Found = []
-        if self.max_replicas < self.min_replicas:
-            accepted = f"an integer >= minReplicas ({self.min_replicas})"
-            found.append((("maxReplicas",), said("below minReplicas:", self.max_replicas, accepted)))
-        if self.scale_in_threshold >= self.scale_out_threshold:
-            accepted = f"a percentage below scaleOutThreshold ({self.scale_out_threshold})"
-            found.append(
-                (("scaleInThreshold",), said("not below scale-out:", self.scale_in_threshold, accepted))
-            )
-        _refuse(found)
-        return self
+    _rules = rules_of(stack_rules.autoscaling_problems)
 
 
 class ComputeSettings(Section):
@@ -488,15 +424,7 @@ class ComputeSettings(Section):
     def max_replicas(self) -> int:
         return self.autoscaling.max_replicas if self.autoscaling else self.replicas
 
-    @check(mode="after")
-    def _within_autoscaling(self) -> ComputeSettings:
-        low, high = (
-            (self.autoscaling.min_replicas, self.autoscaling.max_replicas) if self.autoscaling else (1, 0)
-        )
-        if self.autoscaling and not low <= self.replicas <= max(high, low):
-            accepted = f"{low} to {high} (the initial count, within the autoscaling range)"
-            raise refused("outside the autoscaling range:", self.replicas, accepted, "replicas")
-        return self
+    _rules = rules_of(stack_rules.replicas_problems)
 
 
 class ReadinessSettings(Section):
