@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING
 
 from domain import sizing
 from domain.adapters import DEFAULT_MAX_LORAS, VLLM_LORA_RANKS, AdapterServing, lora_rank_for
-from domain.errors import Found
-from domain.fine_tune_job import training_fit
+from domain.errors import Found, show
+from domain.fine_tune_job import entrypoint_args, training_fit
+from domain.training_args import checked
 
 if TYPE_CHECKING:
-    from domain.settings import ModelSettings, Settings
+    from domain.settings import FineTuneSettings, ModelSettings, Settings
 
 MAX_NODES = 16  # Data Science multi-node job runs; more is a quota question, not a settings one
 Finding = tuple[str, str]
@@ -26,6 +27,19 @@ Finding = tuple[str, str]
 class NetworkFacts:
     egress: str  # nat | managed | none
     has_subnet: bool  # the stack's own subnet (a new VCN, or existingSubnetId)
+
+
+def entrypoint_problems(tune: FineTuneSettings) -> Found:
+    """The job's arguments against the training entrypoint's own rules, at the settings' keys."""
+    aliases = {name: str(field.alias) for name, field in type(tune).model_fields.items()}
+    args = entrypoint_args(tune)
+    if tune.base_is_stack_model:
+        args["base_model"] = "stack/model"  # resolved to the base's weights by the stack's settings
+    found: Found = []
+    for finding in checked(**args)[1]:
+        accepted = f"accepted: {finding.accepted}" if finding.accepted is not None else finding.reason
+        found.append(((aliases[finding.field],), f"invalid value {show(finding.value)}; {accepted}"))
+    return found
 
 
 def node_problems(path: str, nodes: int, network: NetworkFacts) -> list[Finding]:

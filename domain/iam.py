@@ -36,6 +36,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from domain import fine_tune_job
+
 if TYPE_CHECKING:
     from domain.settings import Settings
 
@@ -190,7 +192,7 @@ def training_access(settings: Settings) -> TrainingAccess | None:
     """The buckets the stack's fine-tuning jobs read and write; None when nothing is fine-tuned."""
     tunes = [m.source.fine_tune for m in settings.models if m.source.fine_tune is not None]
     tunes += [adapter.fine_tune for adapter in settings.adapters]  # served on their base's deployment
-    buckets = [access for tune in tunes for access in tune.buckets()]
+    buckets = [access for tune in tunes for access in fine_tune_job.buckets(tune)]
     if not buckets:
         return None
     return TrainingAccess(

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from components.iam import job_matching_rule, training_policy_statements
+from domain import fine_tune_job as job
 from domain.settings import Settings, SettingsError, load_settings
 from domain.training_args import parse_args
 from llmstack.cli import main
@@ -82,18 +83,18 @@ def test_a_minimal_fine_tune_gets_documented_defaults(tuned: dict[str, Any]) -> 
     assert (tune.method, tune.epochs, tune.learning_rate, tune.max_seq_len) == ("lora", 3.0, 2e-4, 2048)
     assert (tune.gradient_checkpointing, tune.nodes, tune.timeout_minutes) == (True, 1, 720)
     assert (tune.image, tune.save, tune.sharding) == (TRAIN_IMAGE, "merged", "ddp")  # auto: ddp fits a GPU
-    assert tune.buckets() == (("training-data", "read"), ("llm-finetunes", "write"))
+    assert job.buckets(tune) == (("training-data", "read"), ("llm-finetunes", "write"))
 
 
 def test_the_job_command_is_what_the_entrypoint_reads(tuned: dict[str, Any]) -> None:
     tuned[f"{NS}hfTokenSecretId"] = SECRET
     tune = load(tuned).models[0].source.fine_tune
     assert tune is not None
-    command = tune.command("dev", "support", SECRET)
+    command = job.command(tune, "dev", "support", SECRET)
     assert command[:6] == ["torchrun", "--standalone", "--nproc-per-node", "1", "-m", "training.finetune"]
     args = parse_args(command[6:])
     assert (args.method, args.save, args.zip, args.overwrite) == ("lora", "merged", "model.zip", True)
-    assert args.output == f"oci://llm-finetunes@idxyzabc1234/support/{tune.run_folder('dev', 'support')}"
+    assert args.output == f"oci://llm-finetunes@idxyzabc1234/support/{job.run_folder(tune, 'dev', 'support')}"
     assert args.hf_token_secret_id == SECRET and args.batch_size == 2 and args.gradient_checkpointing
     assert not any("hf_" in part for part in command)
 
@@ -103,7 +104,7 @@ def test_the_run_folder_changes_with_what_shapes_the_weights_only(tuned: dict[st
         model_of(tuned)["source"] = {"fineTune": fine_tune(**changes)}
         tune = load(tuned).models[0].source.fine_tune
         assert tune is not None
-        return tune.run_folder("dev", "support")
+        return job.run_folder(tune, "dev", "support")
 
     first = folder()
     assert first.startswith("dev-support-") and len(first) == len("dev-support-") + 12
@@ -238,7 +239,9 @@ def test_more_gpus_make_a_bigger_model_fit_only_sharded(tuned: dict[str, Any]) -
         }
         tune = load(tuned).models[0].source.fine_tune
         assert tune is not None and tune.sharding == "fsdp"
-        assert "--sharding" in tune.command("dev", "x") and tune.command("dev", "x")[0] == "torchrun"
+        assert (
+            "--sharding" in job.command(tune, "dev", "x") and job.command(tune, "dev", "x")[0] == "torchrun"
+        )
     model_of(tuned)["source"] = {
         "fineTune": fine_tune(baseModel="NousResearch/Llama-2-13b-hf", method="qlora", shape="VM.GPU.A10.2")
     }
@@ -290,7 +293,7 @@ def test_the_catalog_model_registers_the_zip_the_run_leaves(tuned: dict[str, Any
     run, catalog = one(plan, RUN), one(plan, CATALOG)
     tune = load(tuned).models[0].source.fine_tune
     assert tune is not None
-    folder = tune.run_folder("test", "llama2-7b-chat")
+    folder = job.run_folder(tune, "test", "llama2-7b-chat")
     assert catalog.inputs["artifact"] == {
         "kind": "objectStorage",
         "namespace": "idxyzabc1234",

@@ -27,12 +27,11 @@ from pydantic import (
 from pydantic import model_validator as check
 from pydantic.alias_generators import to_camel
 
-from domain import fine_tune_job as job
 from domain import fine_tune_rules as rules
 from domain import sizing, stack_rules
 from domain.container_env import DEFAULT_PORT, Method
 from domain.context import PROJECT
-from domain.errors import Accepts, Found, Problem, Refused, SettingsError, show
+from domain.errors import Accepts, Found, Problem, Refused, SettingsError
 from domain.ids import BUCKET_NAME, IMAGE_EXAMPLE, REPOSITORY_NAME, Engine, SigningAuthMode
 from domain.oci_rules import ProfileTenancy, tenancy_from_profile
 from domain.pricing import DEFAULT_PRICES, PriceTable, with_overrides
@@ -41,7 +40,6 @@ from domain.service_container import DEFAULT_SERVICE_CONTAINER, parse_service_co
 from domain.settings import fields as t
 from domain.settings.problems import problems_of
 from domain.shapes import SHAPES
-from domain.training_args import checked
 
 MAX_TRAINING_MINUTES = 7 * 24 * 60
 MAX_NODES = rules.MAX_NODES
@@ -265,18 +263,7 @@ class FineTuneSettings(Section):
         le=MAX_TRAINING_MINUTES,
     )
 
-    @check(mode="after")
-    def _entrypoint_accepts(self) -> FineTuneSettings:
-        aliases = {name: str(field.alias) for name, field in type(self).model_fields.items()}
-        found: Found = []
-        args = job.entrypoint_args(self)
-        if self.base_is_stack_model:
-            args["base_model"] = "stack/model"  # resolved to the base's weights by the stack's settings
-        for finding in checked(**args)[1]:
-            accepted = f"accepted: {finding.accepted}" if finding.accepted is not None else finding.reason
-            found.append(((aliases[finding.field],), f"invalid value {show(finding.value)}; {accepted}"))
-        _refuse(found)
-        return self
+    _rules = rules_of(rules.entrypoint_problems)
 
     @property
     def base_is_stack_model(self) -> bool:
@@ -291,15 +278,6 @@ class FineTuneSettings(Section):
     def base_model_name(self) -> str:
         """The name a size or architecture can be read from: the hub id, or the prefix's last part."""
         return self.base_model if self.base_model_is_hub_id else self.base_model.rsplit("/", 1)[-1]
-
-    def run_folder(self, stack: str, model: str) -> str:
-        return job.run_folder(self, stack, model)
-
-    def command(self, stack: str, model: str, hf_token_secret_id: str | None = None) -> list[str]:
-        return job.command(self, stack, model, hf_token_secret_id)
-
-    def buckets(self) -> tuple[tuple[str, str], ...]:
-        return job.buckets(self)
 
 
 @dataclass(frozen=True, kw_only=True)
