@@ -15,8 +15,9 @@ import pulumi
 from components.fine_tune import FineTune, FineTuneArgs
 from components.providers.catalog import CatalogModel, CatalogModelArgs, ObjectStorageArtifact
 from components.training_artifact import JobArtifact
+from domain.adapters import AdapterSettings
 from domain.context import TAG_FINETUNE_METHOD, TAG_MODEL, TAG_PARAMETERS, Context
-from domain.settings import AdapterSettings, AuthSettings
+from domain.settings import AuthSettings
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -33,9 +33,12 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from domain.container_env import DEPLOYED_MODEL_DIR
+
+if TYPE_CHECKING:
+    from domain.settings import FineTuneSettings
 
 Container = Literal["service", "custom"]
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -44,6 +47,16 @@ RUNTIME_LORA_UPDATING = "VLLM_ALLOW_RUNTIME_LORA_UPDATING"
 ADAPTERS_DIR = "LORA_ADAPTERS_DIR"  # the launcher's cue: find the adapters in this folder at start
 MANIFEST_NAME_KEY = "adapterName"  # in an adapter's finetune.json: the name it is served under
 _LAUNCHER_FLAGS = ("--enable-lora", "--enable_lora", "--max-loras", "--max-lora-rank", "--lora-modules")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdapterSettings:
+    """A fine-tune kept as a LoRA adapter, served on its base model's deployment under its own name."""
+
+    name: str
+    base: str  # the stack's model it is trained from and served on
+    fine_tune: FineTuneSettings  # baseModel resolved to the base's Hugging Face id
+    parameters_b: float
 
 
 def member_folder(model_id: str) -> str:

@@ -22,8 +22,8 @@ from domain.oci_rules import ocir_host
 from domain.pricing import DEFAULT_PRICES
 from domain.service_container import PORT as SERVICE_PORT
 from domain.service_container import RESTRICTED_PARAMS, TGI_DEPRECATED, restricted_params
-from domain.settings.fields import SIZE_ACCEPTED
 from domain.shapes import SHAPES, serving_problems
+from domain.values import SIZE_ACCEPTED
 from domain.weights import tgi_weights_problem
 
 if TYPE_CHECKING:
@@ -249,6 +249,21 @@ def replicas_problems(compute: ComputeSettings) -> Found:
         return []
     accepted = f"{low} to {high} (the initial count, within the autoscaling range)"
     return [(("replicas",), said("outside the autoscaling range:", compute.replicas, accepted))]
+
+
+def deployment_problems(model: ModelSettings) -> Found:
+    """A deployed model has `serving` and `compute`; an adapter has neither (its base model's serve it)."""
+    given = {"serving": model.serving, "compute": model.compute}
+    if model.is_adapter:
+        why = "an adapter (save: adapter) is served on its base model's deployment and has no {} of its own"
+        accepted = "leave it out (set it on the base model)"
+        return [
+            ((k,), f"{why.format(k)}; accepted: {accepted}")
+            for k, value in given.items()
+            if value is not None
+        ]
+    accepted = "a mapping (see the README's settings table for {})"
+    return [((k,), f"missing; accepted: {accepted.format(k)}") for k, value in given.items() if value is None]
 
 
 def model_problems(model: ModelSettings, size: float | None) -> Found:

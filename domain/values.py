@@ -1,25 +1,62 @@
-"""The value types of stack settings: each checks with the one definition in domain/ids.py (or the shape
-table), says what it accepts, and describes itself to the JSON Schema."""
+"""What settings are declared with: `key` (a default and its meaning), `rules_of` (a section's checks across
+keys), the value types, and what a refusal says.
+
+Each type checks with the one definition of its fact (domain/ids.py, the shape table, domain/oci_rules.py),
+says what it accepts and describes itself to the JSON Schema. pydantic's wording never reaches a user:
+`problems_of` turns each item of a ValidationError into a Problem, the key path from the aliases, the reason
+from the error type, and what is accepted from the field itself (an `accepted` note in its metadata, its
+bounds or its choices)."""
 
 from __future__ import annotations
 
 import difflib
 import ipaddress
 import re
+import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationInfo
+from annotated_types import Ge, Le
+from pydantic import (
+    BaseModel,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 from pydantic_core import CoreSchema, core_schema
 
 from domain import ids
-from domain.errors import Refused, refused
+from domain.errors import Accepts, Found, Problem, Refused, refused, said
 from domain.oci_rules import MAX_SUBNET_PREFIX, ocir_host, subnet_problem
 from domain.secrets import SECRET_PLACEHOLDER, Secret, is_secure
 from domain.service_container import InvalidServiceContainer, parse_service_container
 from domain.shapes import ROCM_SHAPES, SHAPES, known_shape_names
+
+
+def key(default: Any, description: str, **more: Any) -> Any:
+    """A settings key: its default (`...`: required) and what it means, written once."""
+    return Field(default, description=description, **more)
+
+
+def refuse(found: Found) -> None:
+    """Raise every problem found at once (a validator's way to refuse), or nothing."""
+    if found:
+        raise Refused(*found)
+
+
+def rules_of(*checks: Callable[[Any], Found]) -> Any:
+    """A section's after-validator: the section as parsed, or every problem `checks` find in it."""
+
+    def validate(self: Any) -> Any:
+        refuse([problem for rule in checks for problem in rule(self)])
+        return self
+
+    return model_validator(mode="after")(validate)
 
 
 @dataclass(frozen=True, eq=False)  # hashed by identity: typing hashes Annotated metadata
@@ -282,3 +319,131 @@ TagValue = Annotated[str, Check(_tag_value, {"type": ["string", "number"], "maxL
 HfToken = Annotated[
     Secret, Check(_secret, {**SECURE, "additionalProperties": False, "format": "secret"}, with_info=True)
 ]
+
+
+def stack_named(rule: Check) -> Check:
+    """A name whose default carries `<stack>`: filled in with the stack being read, then checked by `rule`."""
+
+    def check(value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str):
+            raise refused("not a string:", value, "a string")
+        return rule.check(value.replace("<stack>", (info.context or {})["stack"]))
+
+    return Check(check, {"type": "string"}, with_info=True)
+
+
+CompartmentId = Annotated[str, ocid("compartment", "tenancy")]
+SubnetId = Annotated[str, ocid("subnet")]
+LogGroupId = Annotated[str, ocid("loggroup")]
+VaultKeyId = Annotated[str, ocid("key")]
+ProjectId = Annotated[str, ocid("datascienceproject")]
+VaultSecretId = Annotated[str, ocid("vaultsecret")]
+BUCKET = matching(ids.BUCKET_NAME, "bad bucket name", "1-256 letters, digits, '.', '_' or '-'")
+BucketName = Annotated[str, BUCKET]
+REPOSITORY = matching(
+    ids.REPOSITORY_NAME, "bad repository name", "lowercase letters, digits, '.', '_', '-' and '/'"
+)
+# Written into policy statements as it is: a space or a quote would break (or bend) them.
+DynamicGroup = Annotated[
+    str,
+    matching(
+        re.compile(r"^(?:[A-Za-z0-9._+@-]{1,100}/)?[A-Za-z0-9._+@-]{1,100}$"),
+        "bad dynamic group name",
+        "a dynamic group name of letters, digits, '.', '_', '-', '+' and '@', or <domain>/<name>",
+    ),
+]
+TagName = Annotated[
+    str,
+    matching(
+        re.compile(r"^[^.\s]{1,100}$"),
+        "bad tag name",
+        "a tag name of 1-100 characters without spaces or periods",
+    ),
+]
+ModelName = Annotated[
+    str,
+    matching(
+        MODEL_NAME,
+        "bad model name",
+        "2-32 characters of a-z, 0-9 and '-', starting with a letter, not ending in '-' (it becomes part of "
+        "resource names)",
+    ),
+]
+GpuName = Literal[tuple(sorted({shape.gpu for shape in SHAPES.values()}))]  # type: ignore[valid-type]
+Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+def _at(annotation: Any, loc: tuple[str, ...]) -> tuple[Any, list[Any]]:
+    """The type and metadata at `loc` below `annotation` (by alias, through mappings); None if unknown."""
+    meta: list[Any] = []
+    for part in (None, *loc):
+        if part is None:
+            pass
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            found = [f for n, f in annotation.model_fields.items() if (f.alias or n) == part]
+            annotation, meta = (found[0].annotation, list(found[0].metadata)) if found else (None, [])
+        else:
+            annotation, meta = (get_args(annotation)[1], []) if get_origin(annotation) is dict else (None, [])
+        while get_origin(annotation) in (Annotated, Union, types.UnionType):  # X | None, Annotated[X, ...]
+            args = [a for a in get_args(annotation) if a is not type(None)]
+            annotation, meta = args[0], meta + (args[1:] if get_origin(annotation) is Annotated else [])
+    return annotation, meta
+
+
+def keys_of(model: Any) -> list[str]:
+    """The keys a settings section takes, in order (`oci:region` is not one of the project's keys)."""
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return []
+    return [f.alias or n for n, f in model.model_fields.items() if ":" not in (f.alias or n)]
+
+
+def _accepted(annotation: Any, meta: list[Any], key: str) -> str:
+    notes = [m.accepted for m in meta if getattr(m, "accepted", None)]
+    low = next((m.ge for m in meta if isinstance(m, Ge)), None)
+    high = next((m.le for m in meta if isinstance(m, Le)), None)
+    if notes or get_origin(annotation) is Literal:
+        return notes[-1] if notes else " | ".join(map(str, get_args(annotation)))
+    if annotation is int:
+        return f"an integer from {low}" + (f" to {high}" if high is not None else " up")
+    if keys_of(annotation):
+        return f"a mapping (see the README's settings table for {key})"
+    return {str: "a string", float: "a number", bool: "true | false"}.get(
+        annotation, "see the README's table"
+    )
+
+
+REASONS = {
+    **dict.fromkeys(("int_type", "int_from_float"), "not an integer:"),
+    **dict.fromkeys(("string_type",), "not a string:"),
+    **dict.fromkeys(("float_type", "finite_number"), "not a number:"),
+    **dict.fromkeys(("dict_type", "model_type"), "not a mapping:"),
+    **dict.fromkeys(("greater_than_equal", "less_than_equal"), "out of range:"),
+    "bool_type": "not a boolean:",
+    "literal_error": "unknown value",
+}
+
+
+def problems_of(error: ValidationError, root: type[BaseModel]) -> list[Problem]:
+    """Each of pydantic's error items as the project's Problem."""
+    found: list[Problem] = []
+    for item in error.errors():
+        loc = tuple(str(part) for part in item["loc"] if part != "[key]")
+        annotation, meta = _at(root, loc)
+        cause, reason = item.get("ctx", {}).get("error"), REASONS.get(item["type"], "invalid value")
+        if isinstance(cause, Refused):
+            found += [Problem(".".join((*loc, *at)), message) for at, message in cause.items]
+        elif item["type"] == "extra_forbidden":
+            known = keys_of(_at(root, loc[:-1])[0])
+            near = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6)
+            hint = f"did you mean {near[0]!r}? " if near else ""
+            found.append(Problem(".".join(loc), f"unknown key; {hint}known keys: {', '.join(known)}"))
+        elif item["type"] == "missing":
+            found.append(Problem(".".join(loc), f"missing; accepted: {_accepted(annotation, meta, loc[-1])}"))
+        else:
+            if reason == "out of range:" and annotation is not int:
+                reason = "invalid value"
+            if reason == "not a mapping:" and keys_of(annotation) and not meta:
+                meta = [Accepts(f"a mapping with keys {', '.join(keys_of(annotation))}")]
+            accepted = _accepted(annotation, meta, loc[-1])
+            found.append(Problem(".".join(loc), said(reason, item["input"], accepted)))
+    return found
