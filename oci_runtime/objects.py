@@ -23,7 +23,6 @@ sha-256s, so touched but unchanged files keep it). The bucket must be versioned;
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import queue
@@ -39,7 +38,6 @@ import oci
 from domain import model_description
 from domain.errors import UserError
 from domain.model_description import PinnedObject
-from oci_runtime.retry import is_retryable
 from oci_runtime.upload import (
     META_PREFIX,
     ClientFactory,
@@ -395,25 +393,10 @@ def _multipart(
     run: _Run,
 ) -> StoredFile:
     job = _FileUpload(client_factory, dest, entry, name, tuning, bar)
-    finished = keep_for_resume = False
-    try:
+    with job.kept_for_resume():
         job.open()
         sha = job.run()
         committed = job.commit()
-        finished = True
-    except KeyboardInterrupt:
-        keep_for_resume = True
-        raise
-    except oci.exceptions.ServiceError as exc:
-        keep_for_resume = is_retryable(exc)
-        raise
-    except _unreachable():
-        keep_for_resume = True
-        raise
-    finally:
-        if job.upload_id and not finished and not keep_for_resume:
-            with contextlib.suppress(Exception):
-                job._abort(job.upload_id)
     run.add(sent=job.sent_bytes, parts=job.reused)
     version = committed.get("version-id") or (
         head_object(client_factory(), dest.namespace, dest.bucket, name) or {}
