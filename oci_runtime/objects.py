@@ -228,17 +228,10 @@ class _FileUpload(_Upload):
                     raise UserError(f"{self.entry.path} changed while it was uploaded; run again")
                 emit(number, view[:filled])
 
-    def _committed_before(self, exc: Any) -> dict[str, str] | None:
-        if exc.status != 404:
-            return None
-        head = head_object(self.client(), self.dest.namespace, self.dest.bucket, self.object_name)
-        if (
-            head is None
-            or int(head.get("content-length", -1)) != self.entry.size
-            or head.get(f"{META_PREFIX}file-mtime-ns") != str(self.entry.mtime_ns)
-        ):
-            return None
-        return head
+    def _made_here(self, head: dict[str, str]) -> bool:
+        """The object has this file's size and, in its metadata, the modification time it was sent with."""
+        size, mtime = int(head.get("content-length", -1)), head.get(f"{META_PREFIX}file-mtime-ns")
+        return size == self.entry.size and mtime == str(self.entry.mtime_ns)
 
 
 @dataclass

@@ -538,19 +538,19 @@ class _Upload:
 
     def _committed_before(self, exc: Any) -> dict[str, str] | None:
         """A commit retried after its answer was lost finds the upload gone (404). When the object is
-        there as this upload made it (its size, and the manifest and layout it was started with, in its
-        metadata), the first try worked: the object's headers; else None."""
+        there as this upload made it, the first try worked: the object's headers; else None."""
         if exc.status != 404:
             return None
         head = head_object(self.client(), self.dest.namespace, self.dest.bucket, self.object_name)
-        if (
-            head is None
-            or int(head.get("content-length", -1)) != self.layout.total_size
-            or head.get(f"{META_PREFIX}manifest-digest") != self.manifest.digest
-            or head.get(f"{META_PREFIX}layout") != LAYOUT_VERSION
-        ):
-            return None
-        return head
+        return head if head is not None and self._made_here(head) else None
+
+    def _made_here(self, head: dict[str, str]) -> bool:
+        """The object has this upload's size, and the manifest and layout it was started with (metadata)."""
+        return (
+            int(head.get("content-length", -1)) == self.layout.total_size
+            and head.get(f"{META_PREFIX}manifest-digest") == self.manifest.digest
+            and head.get(f"{META_PREFIX}layout") == LAYOUT_VERSION
+        )
 
 
 class PartBody:
