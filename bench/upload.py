@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,40 +103,45 @@ def side_baseline(folder: Path, work: Path, fake: dict[str, Any], name: str) -> 
 def side_streaming(
     folder: Path, fake: dict[str, Any], prefix: str, workers: int, part_mib: int
 ) -> dict[str, float]:
-    import oci
+    from oci_runtime.upload import upload_folder
 
-    from oci_runtime.auth import Auth, make_client
-    from oci_runtime.upload import Destination, Tuning, upload_folder
-
-    auth = Auth(config_file=fake["config_file"], profile=fake["profile"])
-
-    def client() -> Any:
-        return make_client(oci.object_storage.ObjectStorageClient, auth, endpoint=fake["endpoint"])
-
-    dest = Destination(namespace=fake["namespace"], bucket=BUCKET, prefix=prefix)
-    tuning = Tuning(part_size=part_mib << 20, workers=workers)
-    start = time.perf_counter()
-    first = upload_folder(folder, dest, client, tuning=tuning, progress=False)
-    mid = time.perf_counter()
-    again = upload_folder(folder, dest, client, tuning=tuning, progress=False)
-    end = time.perf_counter()
+    first, again, timings = upload_twice(upload_folder, folder, fake, BUCKET, prefix, workers, part_mib)
     assert again.skipped and again.fingerprint == first.fingerprint
-    return {
-        "seconds": mid - start,
-        "unchanged_s": end - mid,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "size_bytes": first.size_bytes,
-    }
+    return {**timings, "size_bytes": first.size_bytes}
 
 
 def side_reference(
     folder: Path, fake: dict[str, Any], prefix: str, workers: int, part_mib: int
 ) -> dict[str, float]:
+    from domain import model_description
+    from oci_runtime.objects import upload_objects
+
+    first, again, timings = upload_twice(
+        upload_objects, folder, fake, REFERENCE_BUCKET, prefix, workers, part_mib
+    )
+    assert again.skipped and again.description() == first.description()
+    return {
+        **timings,
+        "size_bytes": first.size_bytes,
+        "sent_bytes": first.sent_bytes,
+        "description_bytes": len(model_description.to_bytes(first.description())),
+    }
+
+
+def upload_twice(
+    upload: Callable[..., Any],
+    folder: Path,
+    fake: dict[str, Any],
+    bucket: str,
+    prefix: str,
+    workers: int,
+    part_mib: int,
+) -> tuple[Any, Any, dict[str, float]]:
+    """Run `upload` into the fake, then again (it should find the first and send nothing): both results,
+    and the seconds each took and the peak RSS."""
     import oci
 
-    from domain import model_description
     from oci_runtime.auth import Auth, make_client
-    from oci_runtime.objects import upload_objects
     from oci_runtime.upload import Destination, Tuning
 
     auth = Auth(config_file=fake["config_file"], profile=fake["profile"])
@@ -143,22 +149,22 @@ def side_reference(
     def client() -> Any:
         return make_client(oci.object_storage.ObjectStorageClient, auth, endpoint=fake["endpoint"])
 
-    dest = Destination(namespace=fake["namespace"], bucket=REFERENCE_BUCKET, prefix=prefix)
+    dest = Destination(namespace=fake["namespace"], bucket=bucket, prefix=prefix)
     tuning = Tuning(part_size=part_mib << 20, workers=workers)
     start = time.perf_counter()
-    first = upload_objects(folder, dest, client, tuning=tuning, progress=False)
+    first = upload(folder, dest, client, tuning=tuning, progress=False)
     mid = time.perf_counter()
-    again = upload_objects(folder, dest, client, tuning=tuning, progress=False)
+    again = upload(folder, dest, client, tuning=tuning, progress=False)
     end = time.perf_counter()
-    assert again.skipped and again.description() == first.description()
-    return {
-        "seconds": mid - start,
-        "unchanged_s": end - mid,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "size_bytes": first.size_bytes,
-        "sent_bytes": first.sent_bytes,
-        "description_bytes": len(model_description.to_bytes(first.description())),
-    }
+    return (
+        first,
+        again,
+        {
+            "seconds": mid - start,
+            "unchanged_s": end - mid,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        },
+    )
 
 
 def delete_objects(fake: dict[str, Any], prefix: str, bucket: str = BUCKET) -> None:

@@ -2,7 +2,7 @@
 
 Shared by the readiness check (predict and access logs) and the fine-tuning run (its job run's log). Never
 raises for a log it cannot read: it says so in the line instead, so one unreadable log does not hide the
-others or the error being explained.
+others or the error being explained. `cannot` writes the one line for a call to a service that failed.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from oci_runtime.retry import DEFAULT_BACKOFF, Backoff
 # What the SDK raises when it gets no answer at all (after its own retries): its vendored requests
 # exceptions, like the standard connection and timeout errors, are OSErrors.
 UNREACHABLE = (OSError,)
+SERVICE_FAILURES = (oci.exceptions.ServiceError, *UNREACHABLE)
+"""What a call to a service raises when it failed: the service refused it, or no answer came at all."""
 LOG_LINES = 20
 
 
@@ -90,6 +92,14 @@ def log_tails(
 
 def reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+
+
+def cannot(doing: str, service: str, exc: BaseException) -> str:
+    """One line for a call in SERVICE_FAILURES: `cannot <doing>: <status> <code>: <message>` when the
+    service refused it, `cannot reach <service> to <doing>: <reason>` when no answer came."""
+    if isinstance(exc, oci.exceptions.ServiceError):
+        return f"cannot {doing}: {exc.status} {exc.code}: {exc.message}"
+    return f"cannot reach {service} to {doing}: {reason(exc)}"
 
 
 def message(data: Any) -> str:

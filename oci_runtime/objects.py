@@ -23,7 +23,6 @@ sha-256s, so touched but unchanged files keep it). The bucket must be versioned;
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import queue
@@ -39,7 +38,6 @@ import oci
 from domain import model_description
 from domain.errors import UserError
 from domain.model_description import PinnedObject
-from oci_runtime.retry import is_retryable
 from oci_runtime.upload import (
     META_PREFIX,
     ClientFactory,
@@ -230,17 +228,10 @@ class _FileUpload(_Upload):
                     raise UserError(f"{self.entry.path} changed while it was uploaded; run again")
                 emit(number, view[:filled])
 
-    def _committed_before(self, exc: Any) -> dict[str, str] | None:
-        if exc.status != 404:
-            return None
-        head = head_object(self.client(), self.dest.namespace, self.dest.bucket, self.object_name)
-        if (
-            head is None
-            or int(head.get("content-length", -1)) != self.entry.size
-            or head.get(f"{META_PREFIX}file-mtime-ns") != str(self.entry.mtime_ns)
-        ):
-            return None
-        return head
+    def _made_here(self, head: dict[str, str]) -> bool:
+        """The object has this file's size and, in its metadata, the modification time it was sent with."""
+        size, mtime = int(head.get("content-length", -1)), head.get(f"{META_PREFIX}file-mtime-ns")
+        return size == self.entry.size and mtime == str(self.entry.mtime_ns)
 
 
 @dataclass
@@ -395,25 +386,10 @@ def _multipart(
     run: _Run,
 ) -> StoredFile:
     job = _FileUpload(client_factory, dest, entry, name, tuning, bar)
-    finished = keep_for_resume = False
-    try:
+    with job.kept_for_resume():
         job.open()
         sha = job.run()
         committed = job.commit()
-        finished = True
-    except KeyboardInterrupt:
-        keep_for_resume = True
-        raise
-    except oci.exceptions.ServiceError as exc:
-        keep_for_resume = is_retryable(exc)
-        raise
-    except _unreachable():
-        keep_for_resume = True
-        raise
-    finally:
-        if job.upload_id and not finished and not keep_for_resume:
-            with contextlib.suppress(Exception):
-                job._abort(job.upload_id)
     run.add(sent=job.sent_bytes, parts=job.reused)
     version = committed.get("version-id") or (
         head_object(client_factory(), dest.namespace, dest.bucket, name) or {}

@@ -316,18 +316,19 @@ class PredictClient:
     def _chat_body(self, messages: list[Message], params: GenerationParams, *, stream: bool) -> bytes:
         if not messages or not any(m.get("content", "").strip() for m in messages if m.get("role") == "user"):
             raise UserError("the prompt is empty; pass the text the model should complete")
-        payload: dict[str, Any] = {"model": self.served_model(), "messages": messages}
-        payload |= openai_parameters(params)
-        if stream:
-            payload["stream"] = True
-        return json.dumps(payload).encode("utf-8")
+        return self._openai_body({"messages": messages}, params, stream=stream)
 
     def _request_body(self, prompt: str, params: GenerationParams, *, stream: bool) -> bytes:
         if self.api == "legacy":
             return _body(prompt, params, stream=stream)
         if not isinstance(prompt, str) or not prompt.strip():
             raise UserError("the prompt is empty; pass the text the model should complete")
-        payload: dict[str, Any] = {"model": self.served_model(), "prompt": prompt}
+        return self._openai_body({"prompt": prompt}, params, stream=stream)
+
+    def _openai_body(self, given: dict[str, Any], params: GenerationParams, *, stream: bool) -> bytes:
+        """An OpenAI completions or chat body: the served model, `given` (the prompt or the messages), the
+        parameters."""
+        payload: dict[str, Any] = {"model": self.served_model(), **given}
         payload |= openai_parameters(params)
         if stream:
             payload["stream"] = True

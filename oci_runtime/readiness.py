@@ -20,7 +20,7 @@ import oci
 
 from domain.errors import UserError
 from oci_runtime.auth import Auth, make_client
-from oci_runtime.logsearch import UNREACHABLE, LogSource, log_tails, reason
+from oci_runtime.logsearch import SERVICE_FAILURES, UNREACHABLE, LogSource, cannot, log_tails, reason
 from oci_runtime.predict import Api, GenerationParams, PredictClient, PredictError
 from oci_runtime.retry import Backoff, poll
 
@@ -156,13 +156,9 @@ def _wait_until_active(
     def read() -> Any:
         try:
             return data_science.get_model_deployment(check.deployment_id).data
-        except oci.exceptions.ServiceError as exc:
+        except SERVICE_FAILURES as exc:
             raise NotReady(
-                f"cannot read model deployment {check.deployment_id}: {exc.status} {exc.code}: {exc.message}"
-            ) from None
-        except UNREACHABLE as exc:
-            raise NotReady(
-                f"cannot reach Data Science to read model deployment {check.deployment_id}: {reason(exc)}"
+                cannot(f"read model deployment {check.deployment_id}", "Data Science", exc)
             ) from None
 
     deployment, settled = poll(

@@ -22,7 +22,7 @@ import oci
 
 from domain.errors import UserError
 from oci_runtime.auth import Auth, make_client
-from oci_runtime.logsearch import UNREACHABLE, LogSource, log_tails, reason
+from oci_runtime.logsearch import SERVICE_FAILURES, UNREACHABLE, LogSource, cannot, log_tails, reason
 from oci_runtime.retry import Backoff, poll
 from oci_runtime.upload import head_object
 
@@ -117,14 +117,8 @@ def start_run(run: TrainingRun, data_science: Any) -> str:
     try:
         # One retry token for every attempt: a create retried after a lost answer starts one run, not two.
         created = data_science.create_job_run(details, opc_retry_token=uuid.uuid4().hex).data
-    except oci.exceptions.ServiceError as exc:
-        raise TrainingFailed(
-            f"cannot start a run of job {run.job_id}: {exc.status} {exc.code}: {exc.message}"
-        ) from None
-    except UNREACHABLE as exc:
-        raise TrainingFailed(
-            f"cannot reach Data Science to start a run of job {run.job_id}: {reason(exc)}"
-        ) from None
+    except SERVICE_FAILURES as exc:
+        raise TrainingFailed(cannot(f"start a run of job {run.job_id}", "Data Science", exc)) from None
     return str(created.id)
 
 
@@ -142,16 +136,9 @@ def _wait(
         # training on GPUs that nobody pays attention to.
         try:
             return data_science.get_job_run(job_run_id).data
-        except oci.exceptions.ServiceError as exc:
-            raise TrainingFailed(
-                f"cannot read job run {job_run_id}: {exc.status} {exc.code}: {exc.message}; "
-                f"{cancel(data_science, job_run_id)}"
-            ) from None
-        except UNREACHABLE as exc:
-            raise TrainingFailed(
-                f"cannot reach Data Science to read job run {job_run_id}: {reason(exc)}; "
-                f"{cancel(data_science, job_run_id)}"
-            ) from None
+        except SERVICE_FAILURES as exc:
+            why = cannot(f"read job run {job_run_id}", "Data Science", exc)
+            raise TrainingFailed(f"{why}; {cancel(data_science, job_run_id)}") from None
 
     job_run, settled = poll(
         read,

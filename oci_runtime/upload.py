@@ -388,6 +388,18 @@ class _Upload:
         last = self.layout.total_size - self.part_size * (self.parts_total - 1)
         return size == (last if number == self.parts_total else self.part_size)
 
+    @contextlib.contextmanager
+    def kept_for_resume(self) -> Iterator[None]:
+        """Abort the multipart upload when it fails in a way a rerun cannot resume (see `resumable`)."""
+        try:
+            yield
+        except BaseException as exc:
+            if self.upload_id and not resumable(exc):
+                # the first error matters more; if the abort fails too, a lifecycle rule cleans up
+                with contextlib.suppress(Exception):
+                    self._abort(self.upload_id)
+            raise
+
     def _abort(self, upload_id: str) -> None:
         try:
             self.client().abort_multipart_upload(
@@ -526,19 +538,19 @@ class _Upload:
 
     def _committed_before(self, exc: Any) -> dict[str, str] | None:
         """A commit retried after its answer was lost finds the upload gone (404). When the object is
-        there as this upload made it (its size, and the manifest and layout it was started with, in its
-        metadata), the first try worked: the object's headers; else None."""
+        there as this upload made it, the first try worked: the object's headers; else None."""
         if exc.status != 404:
             return None
         head = head_object(self.client(), self.dest.namespace, self.dest.bucket, self.object_name)
-        if (
-            head is None
-            or int(head.get("content-length", -1)) != self.layout.total_size
-            or head.get(f"{META_PREFIX}manifest-digest") != self.manifest.digest
-            or head.get(f"{META_PREFIX}layout") != LAYOUT_VERSION
-        ):
-            return None
-        return head
+        return head if head is not None and self._made_here(head) else None
+
+    def _made_here(self, head: dict[str, str]) -> bool:
+        """The object has this upload's size, and the manifest and layout it was started with (metadata)."""
+        return (
+            int(head.get("content-length", -1)) == self.layout.total_size
+            and head.get(f"{META_PREFIX}manifest-digest") == self.manifest.digest
+            and head.get(f"{META_PREFIX}layout") == LAYOUT_VERSION
+        )
 
 
 class PartBody:
@@ -599,34 +611,24 @@ def upload_folder(
         return found
 
     job: _Upload | None = None
-    finished = keep_for_resume = False
     bar = Progress(f"uploading {dest.uri(dest.prefix)}", 0, enabled=progress)
     try:
         job = _Upload(client_factory, dest, manifest, tuning, bar, on_part)
         bar.total = job.layout.total_size
-        job.open()
-        try:
-            fingerprint = job.run()
-        finally:
-            bar.close()
-        committed = job.commit()
-        finished = True
-    except KeyboardInterrupt:
-        keep_for_resume = True
-        raise
+        with job.kept_for_resume():
+            job.open()
+            try:
+                fingerprint = job.run()
+            finally:
+                bar.close()
+            committed = job.commit()
     except oci.exceptions.ServiceError as exc:
-        keep_for_resume = is_retryable(exc)
-        raise _service_error(exc, dest, "upload to", job, keep_for_resume) from exc
+        raise _service_error(exc, dest, "upload to", job, resumable(exc)) from exc
     except _unreachable() as exc:
-        keep_for_resume = True
         raise UserError(
             f"upload to {dest.uri(dest.prefix)} interrupted ({type(exc).__name__}); "
             f"{_kept(job)}run the same command again to resume"
         ) from exc
-    finally:
-        if job is not None and job.upload_id and not finished and not keep_for_resume:
-            with contextlib.suppress(Exception):  # the first error matters more; a lifecycle rule cleans up
-                job._abort(job.upload_id)
 
     final = dest.final(fingerprint)
     try:
@@ -698,6 +700,14 @@ def looking_up_earlier_uploads(dest: Destination) -> Iterator[None]:
             f"cannot reach Object Storage to look up earlier uploads in {dest.uri(dest.prefix)} "
             f"({type(exc).__name__}); check the network and the endpoint, then run again"
         ) from exc
+
+
+def resumable(exc: BaseException) -> bool:
+    """Whether a multipart upload stopped by `exc` is kept for the next run to resume: after Ctrl-C, no
+    answer, or a service error worth retrying (429, 5xx); any other failure would stop a rerun too."""
+    if isinstance(exc, oci.exceptions.ServiceError):
+        return is_retryable(exc)
+    return isinstance(exc, (KeyboardInterrupt, *_unreachable()))
 
 
 def _unreachable() -> tuple[type[BaseException], ...]:

@@ -151,23 +151,8 @@ class ZipLayout:
     def local_header(self, p: _Placed, crc: int) -> bytes:
         size = ZIP64_LIMIT if p.local_zip64 else p.entry.size
         extra = _EXTRA.pack(1, 16) + struct.pack("<QQ", p.entry.size, p.entry.size) if p.local_zip64 else b""
-        return (
-            _LOCAL.pack(
-                0x04034B50,
-                45 if p.local_zip64 else 20,
-                _flags(p.name),
-                0,
-                DOS_TIME,
-                DOS_DATE,
-                crc,
-                size,
-                size,
-                len(p.name),
-                len(extra),
-            )
-            + p.name
-            + extra
-        )
+        version = 45 if p.local_zip64 else 20
+        return _LOCAL.pack(0x04034B50, *_shared_fields(p, version, crc, size, extra)) + p.name + extra
 
     def central_directory(self, crcs: list[int]) -> bytes:
         out = bytearray()
@@ -180,16 +165,7 @@ class ZipLayout:
             out += _CENTRAL.pack(
                 0x02014B50,
                 (3 << 8) | version,
-                version,
-                _flags(p.name),
-                0,
-                DOS_TIME,
-                DOS_DATE,
-                crc,
-                size,
-                size,
-                len(p.name),
-                len(extra),
+                *_shared_fields(p, version, crc, size, extra),
                 0,
                 0,
                 0,
@@ -224,6 +200,13 @@ class ZipLayout:
             0,
         )
         return bytes(out)
+
+
+def _shared_fields(p: _Placed, version: int, crc: int, size: int, extra: bytes) -> tuple[int, ...]:
+    """The fields a local header and its central directory record both hold, in the same order: version
+    needed, flags, method (stored), time, date, CRC-32, compressed and uncompressed size, name and extra
+    field lengths."""
+    return (version, _flags(p.name), 0, DOS_TIME, DOS_DATE, crc, size, size, len(p.name), len(extra))
 
 
 def _flags(name: bytes) -> int:

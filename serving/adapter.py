@@ -272,15 +272,7 @@ class Adapter:
 
     async def open(self, route: str, body: dict[str, Any]) -> httpx.Response:
         """POST to the engine, the answer's body still to read; a refusal or failure is a RequestProblem."""
-        request = self.client.build_request("POST", route, json=body)
-        try:
-            response = await self.client.send(request, stream=True)
-        except httpx.TimeoutException:
-            raise RequestProblem(504, "the engine did not answer in time", "timeout") from None
-        except httpx.HTTPError as exc:
-            raise RequestProblem(
-                503, f"the engine is not reachable yet ({type(exc).__name__})", "unavailable"
-            ) from None
+        response = await self._send(self.client.build_request("POST", route, json=body))
         if response.status_code >= 400:
             try:
                 raw = await response.aread()
@@ -290,6 +282,17 @@ class Adapter:
                 await response.aclose()
             raise engine_problem(response.status_code, raw)
         return response
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        """Send to the engine, the answer's body still to read; no answer is a RequestProblem (504, 503)."""
+        try:
+            return await self.client.send(request, stream=True)
+        except httpx.TimeoutException:
+            raise RequestProblem(504, "the engine did not answer in time", "timeout") from None
+        except httpx.HTTPError as exc:
+            raise RequestProblem(
+                503, f"the engine is not reachable yet ({type(exc).__name__})", "unavailable"
+            ) from None
 
     async def generated_text(self, response: httpx.Response) -> dict[str, Any]:
         """The non-streaming answer in the contract's shape."""
@@ -353,15 +356,9 @@ class Adapter:
         query = request.url.query
         target = route if "?" in route or not query else f"{route}?{query}"
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS]
-        upstream = self.client.build_request(request.method, target, headers=headers, content=body)
-        try:
-            response = await self.client.send(upstream, stream=True)
-        except httpx.TimeoutException:
-            raise RequestProblem(504, "the engine did not answer in time", "timeout") from None
-        except httpx.HTTPError as exc:
-            raise RequestProblem(
-                503, f"the engine is not reachable yet ({type(exc).__name__})", "unavailable"
-            ) from None
+        response = await self._send(
+            self.client.build_request(request.method, target, headers=headers, content=body)
+        )
         kept = {k: v for k, v in response.headers.items() if k.lower() not in _HOP_HEADERS}
         if response.status_code >= 500:
             note(request, f"the engine answered {response.status_code}")

@@ -123,6 +123,22 @@ def test_an_interrupted_large_file_resumes_with_its_stored_parts(
     assert store.object_bytes(BUCKET, shard.name) == (model / shard.path).read_bytes()
 
 
+def test_a_large_file_whose_commit_answer_was_lost_is_recognised_as_done(
+    tmp_path: Path, fake_oci: FakeOci, store: ObjectStorage, clients: Callable[[], Any]
+) -> None:
+    model = make_model(tmp_path / "m", shards=1, shard_bytes=640 << 10)  # 10 parts of 64 KiB
+    fake_oci.faults.add(Fault(kind="lost_answer", ops=frozenset({"CommitMultipartUpload"}), times=1))
+
+    result = upload_objects(model, DEST, clients, tuning=Tuning(part_size=64 << 10, workers=1))
+
+    # done, answer lost; the SDK's retry finds the upload gone, the object (its size, its mtime) says why
+    assert [r.status for r in fake_oci.requests("CommitMultipartUpload")] == [0, 404]
+    shard = next(f for f in result.files if f.path.endswith(".safetensors"))
+    assert store.object_bytes(BUCKET, shard.name) == (model / shard.path).read_bytes()
+    assert shard.version == store.object_info(BUCKET, shard.name)["versionId"]
+    assert store.uploads(BUCKET) == []
+
+
 def test_a_bucket_without_versioning_is_refused_before_any_byte_is_sent(
     tmp_path: Path, fake_oci: FakeOci, store: ObjectStorage, clients: Callable[[], Any]
 ) -> None:

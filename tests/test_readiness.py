@@ -9,10 +9,12 @@ import time
 from typing import Any
 
 import dill
+import oci
 import pytest
 
 from components.providers.readiness import ReadinessProvider
 from oci_runtime.auth import Auth
+from oci_runtime.logsearch import SERVICE_FAILURES, cannot
 from oci_runtime.readiness import NotReady, ReadinessCheck, check_readiness
 from oci_runtime.retry import Backoff
 from tests.fakeoci.core import FakeOci, Fault, TestIdentity
@@ -357,3 +359,16 @@ def test_provider_check_refuses_a_bad_timeout(
         ("timeoutMinutes", "timeoutMinutes must be a positive number of minutes, got 0")
     ]
     assert fake_oci.requests() == []
+
+
+def test_a_failed_call_is_one_line_that_says_whether_the_service_refused_or_never_answered() -> None:
+    refused = oci.exceptions.ServiceError(404, "NotAuthorizedOrNotFound", {}, "job not found")
+    unreachable = ConnectionRefusedError(111, "Connection   refused")
+    assert isinstance(refused, SERVICE_FAILURES) and isinstance(unreachable, SERVICE_FAILURES)
+
+    assert cannot("read job run r1", "Data Science", refused) == (
+        "cannot read job run r1: 404 NotAuthorizedOrNotFound: job not found"
+    )
+    assert cannot("read job run r1", "Data Science", unreachable) == (
+        "cannot reach Data Science to read job run r1: ConnectionRefusedError: [Errno 111] Connection refused"
+    )

@@ -24,7 +24,7 @@ from llmstack import cli
 from oci_runtime import zipstream
 from oci_runtime.auth import Auth, make_client
 from oci_runtime.retry import Backoff
-from oci_runtime.upload import Destination, Progress, Tuning, upload_folder, write_zip_file
+from oci_runtime.upload import Destination, Progress, Tuning, resumable, upload_folder, write_zip_file
 from tests.fakeoci import FakeOci, Fault, TestIdentity
 from tests.fakeoci.objectstorage import ObjectStorage
 
@@ -284,6 +284,23 @@ def test_retries_under_20_percent_faults_give_identical_bytes(
     assert injected == {0, 429, 503}, seen
     assert result.fingerprint == expected.fingerprint
     assert store.object_bytes(BUCKET, result.object_name) == (tmp_path / "expected.zip").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("exc", "kept"),
+    [
+        (KeyboardInterrupt(), True),
+        (ConnectionError("reset"), True),
+        (oci.exceptions.RequestException("no answer"), True),
+        (oci.exceptions.ServiceError(503, "ServiceUnavailable", {}, "busy"), True),
+        (oci.exceptions.ServiceError(429, "TooManyRequests", {}, "slow down"), True),
+        (oci.exceptions.ServiceError(400, "InvalidUploadPart", {}, "etag differs"), False),
+        (oci.exceptions.ServiceError(404, "NotFound", {}, "no bucket"), False),
+        (ValueError("a file changed"), False),
+    ],
+)
+def test_an_upload_is_kept_for_resume_only_when_a_rerun_can_finish_it(exc: BaseException, kept: bool) -> None:
+    assert resumable(exc) is kept
 
 
 def test_a_failing_commit_aborts_the_multipart_upload(
