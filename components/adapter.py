@@ -7,35 +7,24 @@ deployment (components/model_group.py, components/model_serving.py), picked by i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 
 from components.fine_tune import FineTune, FineTuneArgs
-from components.providers.catalog import CatalogModel, CatalogModelArgs, ObjectStorageArtifact
-from components.training_artifact import JobArtifact
+from components.placement import Placement
+from components.providers.catalog import CatalogModel, CatalogModelArgs
 from domain.adapters import AdapterSettings
 from domain.context import TAG_FINETUNE_METHOD, TAG_MODEL, TAG_PARAMETERS, Context
-from domain.settings import AuthSettings
 
 
 @dataclass(frozen=True, kw_only=True)
 class AdapterArgs:
     context: Context
     adapter: AdapterSettings
-    region: str
-    compartment_id: str
-    project_id: pulumi.Input[str]
-    network_access_type: str
-    subnet_id: pulumi.Input[str | None]
-    log_group_id: pulumi.Input[str]
+    placement: Placement
     train_log_id: pulumi.Input[str]
-    auth: AuthSettings
-    token_secret_id: str | None = None
     training_shape_hourly_usd: float | None = None
-    artifact: JobArtifact | None = None
-    depends_on: Sequence[pulumi.Resource] = ()
 
 
 class Adapter(pulumi.ComponentResource):
@@ -44,7 +33,7 @@ class Adapter(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: AdapterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("oci-llm-stack:training:Adapter", name, None, opts)
-        ctx, adapter = args.context, args.adapter
+        ctx, adapter, place = args.context, args.adapter, args.placement
         child = pulumi.ResourceOptions(parent=self)
         self.fine_tune = FineTune(
             f"{name}-finetune",
@@ -53,18 +42,9 @@ class Adapter(pulumi.ComponentResource):
                 model_name=adapter.name,
                 fine_tune=adapter.fine_tune,
                 parameters_b=adapter.parameters_b,
-                region=args.region,
-                compartment_id=args.compartment_id,
-                project_id=args.project_id,
-                network_access_type=args.network_access_type,
-                subnet_id=args.subnet_id,
-                log_group_id=args.log_group_id,
+                placement=place,
                 log_id=args.train_log_id,
-                auth=args.auth,
-                token_secret_id=args.token_secret_id,
                 shape_hourly_usd=args.training_shape_hourly_usd,
-                artifact=args.artifact,
-                depends_on=args.depends_on,
             ),
             opts=child,
         )
@@ -72,8 +52,8 @@ class Adapter(pulumi.ComponentResource):
         catalog = CatalogModel(
             f"{name}-model",
             CatalogModelArgs(
-                compartment_id=args.compartment_id,
-                project_id=args.project_id,
+                compartment_id=place.compartment_id,
+                project_id=place.project_id,
                 display_name=ctx.display_name(adapter.name),
                 description=(
                     f"{adapter.name}: LoRA adapter of {adapter.base} ({adapter.fine_tune.base_model}), "
@@ -86,14 +66,9 @@ class Adapter(pulumi.ComponentResource):
                         TAG_PARAMETERS: f"{adapter.parameters_b:g}",
                     }
                 ),
-                region=args.region,
-                auth=args.auth,
-                artifact=ObjectStorageArtifact(
-                    namespace=tune.namespace,
-                    bucket=tune.bucket,
-                    object_name=tune.object_name,
-                    region=args.region,
-                ),
+                region=place.region,
+                auth=place.auth,
+                artifact=tune.artifact,
                 custom_metadata={
                     "source": f"fineTune:adapter of {adapter.base}",
                     "baseModel": adapter.base,

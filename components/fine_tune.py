@@ -16,7 +16,6 @@ with its resource principal (`--hf-token-secret-id`); the command line holds onl
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,8 +52,10 @@ from pulumi_oci.datascience import (
     JobJobNodeConfigurationDetailsJobNodeGroupConfigurationDetailsListJobInfrastructureConfigurationDetailsArgs as NodeInfrastructureArgs,  # noqa: E501
 )
 
+from components.placement import Placement
+from components.providers.catalog import ObjectStorageArtifact
 from components.providers.job_run import JobRun, JobRunArgs
-from components.training_artifact import ENTRYPOINT, JobArtifact
+from components.training_artifact import ENTRYPOINT
 from domain import sizing
 from domain.context import (
     TAG_FINETUNE_METHOD,
@@ -65,7 +66,7 @@ from domain.context import (
 )
 from domain.fine_tune_job import FINE_TUNE_ZIP, command, output_prefix
 from domain.ids import image_digest
-from domain.settings import AuthSettings, FineTuneSettings
+from domain.settings import FineTuneSettings
 from oci_runtime.storage import parse_oci_uri
 from oci_runtime.training_run import START_ALLOWANCE_MINUTES
 
@@ -82,18 +83,9 @@ class FineTuneArgs:
     model_name: str
     fine_tune: FineTuneSettings
     parameters_b: float  # of the base model (settings refuse a fine-tune whose size nobody can tell)
-    region: str
-    compartment_id: str
-    project_id: pulumi.Input[str]
-    network_access_type: str  # as the deployments get it: custom (the stack's subnet) or managed egress
-    subnet_id: pulumi.Input[str | None]
-    log_group_id: pulumi.Input[str]
+    placement: Placement  # the job runs where the deployments do: same project, network and log group
     log_id: pulumi.Input[str]
-    auth: AuthSettings
-    token_secret_id: str | None = None
     shape_hourly_usd: float | None = None  # the stack's own price for the training shape, when it sets one
-    artifact: JobArtifact | None = None  # the entrypoint's code, for a fine-tune without a training image
-    depends_on: Sequence[pulumi.Resource] = ()
 
 
 def job_environment(fine_tune: FineTuneSettings) -> dict[str, str]:
@@ -177,17 +169,16 @@ def job_details(
 class FineTune(pulumi.ComponentResource):
     job_id: pulumi.Output[str]
     job_run_id: pulumi.Output[str]
-    namespace: str
-    bucket: str
     object_name: pulumi.Output[str]
+    artifact: ObjectStorageArtifact  # the run's zip, as a catalog model's artifact
     output_uri: str
     fingerprint: pulumi.Output[str]
 
     def __init__(self, name: str, args: FineTuneArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("oci-llm-stack:training:FineTune", name, None, opts)
-        ctx, tune, model = args.context, args.fine_tune, args.model_name
+        ctx, tune, model, place = args.context, args.fine_tune, args.model_name, args.placement
         output = parse_oci_uri(output_prefix(tune, ctx.stack, model), arg="output")
-        job_command = command(tune, ctx.stack, model, args.token_secret_id)
+        job_command = command(tune, ctx.stack, model, place.token_secret_id)
         price = (
             {TAG_SHAPE_HOURLY_USD: f"{args.shape_hourly_usd:g}"} if args.shape_hourly_usd is not None else {}
         )
@@ -199,34 +190,35 @@ class FineTune(pulumi.ComponentResource):
                 **price,
             }
         )
-        managed = args.network_access_type == MANAGED_EGRESS
+        managed = place.network_access_type == MANAGED_EGRESS
         disk_gb = sizing.training_disk_gb(args.parameters_b)
-        if tune.image is None and args.artifact is None:
+        job_artifact = place.job_artifact
+        if tune.image is None and job_artifact is None:
             raise ValueError(f"model {model}: a fine-tune without an image needs the job artifact")
         artifact: dict[str, Any] = (
             {
-                "job_artifact": str(args.artifact.path),
-                "artifact_content_length": str(args.artifact.size),
-                "artifact_content_disposition": f"attachment; filename={args.artifact.file_name}",
+                "job_artifact": str(job_artifact.path),
+                "artifact_content_length": str(job_artifact.size),
+                "artifact_content_disposition": f"attachment; filename={job_artifact.file_name}",
             }
-            if tune.image is None and args.artifact is not None
+            if tune.image is None and job_artifact is not None
             else {}
         )
 
         job = oci.datascience.Job(
             f"{name}-job",
-            compartment_id=args.compartment_id,
-            project_id=args.project_id,
+            compartment_id=place.compartment_id,
+            project_id=place.project_id,
             display_name=ctx.display_name(model, "finetune"),
             description=f"Fine-tunes {tune.base_model} ({tune.method}) into model {model}",
             freeform_tags=tags,
             delete_related_job_runs=True,
-            **job_details(tune, job_command, managed=managed, subnet_id=args.subnet_id, disk_gb=disk_gb),
+            **job_details(tune, job_command, managed=managed, subnet_id=place.subnet_id, disk_gb=disk_gb),
             **artifact,
             job_log_configuration_details=JobLogArgs(
                 enable_logging=True,
                 enable_auto_log_creation=False,
-                log_group_id=args.log_group_id,
+                log_group_id=place.log_group_id,
                 log_id=args.log_id,
             ),
             opts=pulumi.ResourceOptions(parent=self),
@@ -235,29 +227,30 @@ class FineTune(pulumi.ComponentResource):
             f"{name}-run",
             JobRunArgs(
                 job_id=job.id,
-                compartment_id=args.compartment_id,
-                project_id=args.project_id,
+                compartment_id=place.compartment_id,
+                project_id=place.project_id,
                 display_name=ctx.display_name(model, "finetune", output.prefix.rsplit("-", 1)[-1]),
-                region=args.region,
-                auth=args.auth,
+                region=place.region,
+                auth=place.auth,
                 wait_minutes=tune.timeout_minutes + START_ALLOWANCE_MINUTES,
                 namespace=output.namespace,
                 bucket=output.bucket,
                 object_name=output.object_name(FINE_TUNE_ZIP),
-                log_group_id=args.log_group_id,
+                log_group_id=place.log_group_id,
                 log_id=args.log_id,
                 freeform_tags=tags,
                 # A new run folder means new weights; a replaced job (new command or image) a new job id.
                 triggers={"runFolder": output.prefix},
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(place.depends_on)),
         )
 
         self.job_id = job.id
         self.job_run_id = run.jobRunId
-        self.namespace = output.namespace
-        self.bucket = output.bucket
         self.object_name = run.objectName
+        self.artifact = ObjectStorageArtifact(
+            namespace=output.namespace, bucket=output.bucket, object_name=run.objectName, region=place.region
+        )
         self.output_uri = str(output)
         self.fingerprint = run.jobRunId.apply(lambda run_id: f"jobrun:{run_id}")
         self.register_outputs(

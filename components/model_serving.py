@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 import pulumi
@@ -58,6 +58,7 @@ from pulumi_oci.datascience import (
 from components.fine_tune import FineTune, FineTuneArgs
 from components.logging import ModelLogs
 from components.model_group import AdapterGroup, AdapterGroupArgs, group_deployment_config
+from components.placement import Placement
 from components.providers.artifact import FolderUploadArgs, ModelArtifact
 from components.providers.catalog import (
     CatalogModel,
@@ -68,7 +69,6 @@ from components.providers.catalog import (
 )
 from components.providers.objects import ModelObjects
 from components.providers.readiness import Readiness, ReadinessArgs
-from components.training_artifact import JobArtifact
 from domain import sizing
 from domain.adapters import AdapterServing
 from domain.container_env import (
@@ -96,7 +96,7 @@ from domain.ids import image_digest
 from domain.oci_rules import INACTIVE_ONLY
 from domain.service_container import PORT as SMC_PORT
 from domain.service_container import SERVED_MODEL_NAME, deployed_path, service_env, service_spec
-from domain.settings import AuthSettings, ComputeSettings, ModelSettings
+from domain.settings import ComputeSettings, ModelSettings
 from oci_runtime.objects import FILES_DIR
 
 # The service waits up to 240 minutes for a deployment; the provider must wait a little longer.
@@ -107,26 +107,17 @@ DEPLOYMENT_TIMEOUTS = pulumi.CustomTimeouts(create="245m", update="245m", delete
 class ModelServingArgs:
     context: Context
     model: ModelSettings
-    region: str
-    compartment_id: str
-    project_id: pulumi.Input[str]
-    network_access_type: str
-    subnet_id: pulumi.Input[str | None]
-    log_group_id: pulumi.Input[str]
+    placement: Placement
     logs: ModelLogs
     bucket_name: pulumi.Input[str]
     namespace: pulumi.Input[str]
-    auth: AuthSettings
     hf_token: pulumi.Output[str] | None = None
-    token_secret_id: str | None = None
     shape_hourly_usd: float | None = None  # the stack's own price for the shape, when it sets one
     training_shape_hourly_usd: float | None = None  # the same for a fine-tuning job's shape
     # Adapters served on this model's deployment: name -> the adapter's catalog model id, and vLLM's
     # (max LoRAs, max LoRA rank) for them.
     adapters: Mapping[str, pulumi.Output[str]] = field(default_factory=dict)
     lora_slots: tuple[int, int] = (0, 0)
-    job_artifact: JobArtifact | None = None  # the entrypoint's code, for a fine-tune without an image
-    depends_on: Sequence[pulumi.Resource] = ()
 
 
 def model_tags(ctx: Context, model: ModelSettings, shape_hourly_usd: float | None = None) -> dict[str, str]:
@@ -203,33 +194,33 @@ class ModelServing(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ModelServingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("oci-llm-stack:serving:ModelServing", name, None, opts)
-        ctx, model = args.context, args.model
+        ctx, model, place = args.context, args.model, args.placement
         child = pulumi.ResourceOptions(parent=self)
         tags = model_tags(ctx, model, args.shape_hourly_usd)
         # Online with a token in Pulumi config: the token travels as a file in the catalog model's artifact.
         token_in_artifact = (
-            model.source.method == "online" and not args.token_secret_id and args.hf_token is not None
+            model.source.method == "online" and not place.token_secret_id and args.hf_token is not None
         )
 
         artifact, fingerprint, files_prefix = self._artifact(name, args, child)
         catalog = CatalogModel(
             f"{name}-model",
             CatalogModelArgs(
-                compartment_id=args.compartment_id,
-                project_id=args.project_id,
+                compartment_id=place.compartment_id,
+                project_id=place.project_id,
                 display_name=ctx.display_name(model.name),
                 description=f"{model.name} ({model.source.describe()}), served by {model.serving.engine}",
                 freeform_tags=tags,
-                region=args.region,
-                auth=args.auth,
+                region=place.region,
+                auth=place.auth,
                 artifact=artifact,
                 custom_metadata=catalog_metadata(model, fingerprint),
                 hf_token=args.hf_token
-                if model.source.method == "online" and not args.token_secret_id
+                if model.source.method == "online" and not place.token_secret_id
                 else None,
             ),
             # The export acts with the Data Science service's rights on the source bucket: grants first.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(place.depends_on)),
         )
 
         service = model.serving.container == "service"
@@ -238,7 +229,7 @@ class ModelServing(pulumi.ComponentResource):
                 raise ValueError(f"model {model.name}: the service container needs a model by reference")
             env = service_env(service_spec(model, files_prefix))
         else:
-            spec = container_spec(model, args.token_secret_id, token_in_artifact=token_in_artifact)
+            spec = container_spec(model, place.token_secret_id, token_in_artifact=token_in_artifact)
             if files_prefix is not None:
                 spec = replace(spec, model_dir=deployed_path(files_prefix))
             env = container_env(spec)
@@ -277,8 +268,8 @@ class ModelServing(pulumi.ComponentResource):
                     base_name=model.name,
                     base_model_id=catalog.id,
                     adapters=args.adapters,
-                    compartment_id=args.compartment_id,
-                    project_id=args.project_id,
+                    compartment_id=place.compartment_id,
+                    project_id=place.project_id,
                     freeform_tags=tags,
                 ),
                 opts=child,
@@ -295,8 +286,8 @@ class ModelServing(pulumi.ComponentResource):
                 shape=model.compute.shape,
                 replicas=model.compute.replicas,
                 bandwidth_mbps=model.compute.bandwidth_mbps,
-                network_access_type=args.network_access_type,
-                subnet_id=args.subnet_id,
+                network_access_type=place.network_access_type,
+                subnet_id=place.subnet_id,
                 environment=environment(group_env),
             )
         else:
@@ -307,8 +298,8 @@ class ModelServing(pulumi.ComponentResource):
                     bandwidth_mbps=model.compute.bandwidth_mbps,
                     instance_configuration=InstanceArgs(
                         instance_shape_name=model.compute.shape,
-                        network_access_type=args.network_access_type,
-                        subnet_id=args.subnet_id,
+                        network_access_type=place.network_access_type,
+                        subnet_id=place.subnet_id,
                     ),
                     scaling_policy=scaling_policy(model.compute),
                 ),
@@ -316,8 +307,8 @@ class ModelServing(pulumi.ComponentResource):
             )
         deployment = oci.datascience.ModelDeployment(
             f"{name}-deployment",
-            compartment_id=args.compartment_id,
-            project_id=args.project_id,
+            compartment_id=place.compartment_id,
+            project_id=place.project_id,
             display_name=ctx.display_name(model.name),
             # Static: shape and replica count change in place while ACTIVE, a description with them would not.
             description=f"{model.name} served by {model.serving.engine}"
@@ -325,13 +316,13 @@ class ModelServing(pulumi.ComponentResource):
             freeform_tags=tags,
             model_deployment_configuration_details=config,
             category_log_details=LogDetailsArgs(
-                predict=PredictLogArgs(log_group_id=args.log_group_id, log_id=args.logs.predict_log_id),
-                access=AccessLogArgs(log_group_id=args.log_group_id, log_id=args.logs.access_log_id),
+                predict=PredictLogArgs(log_group_id=place.log_group_id, log_id=args.logs.predict_log_id),
+                access=AccessLogArgs(log_group_id=place.log_group_id, log_id=args.logs.access_log_id),
             ),
             opts=pulumi.ResourceOptions(
                 parent=self,
                 custom_timeouts=DEPLOYMENT_TIMEOUTS,
-                depends_on=list(args.depends_on),
+                depends_on=list(place.depends_on),
                 # OCI changes these only while INACTIVE: a new deployment replaces the old (oci_rules.py).
                 replace_on_changes=list(INACTIVE_ONLY),
             ),
@@ -342,12 +333,12 @@ class ModelServing(pulumi.ComponentResource):
             ReadinessArgs(
                 deployment_id=deployment.id,
                 deployment_url=deployment.model_deployment_url,
-                region=args.region,
-                auth=args.auth,
+                region=place.region,
+                auth=place.auth,
                 engine=model.serving.engine,
                 smoke_prompt=model.readiness.smoke_prompt,
                 timeout_minutes=model.readiness.timeout_minutes,
-                log_group_id=args.log_group_id,
+                log_group_id=place.log_group_id,
                 predict_log_id=args.logs.predict_log_id,
                 access_log_id=args.logs.access_log_id,
                 triggers={
@@ -362,7 +353,7 @@ class ModelServing(pulumi.ComponentResource):
                 served_model=SERVED_MODEL_NAME if service else None,
             ),
             # Its smoke prompt goes through the deployment, which reads its image and logs with the grants.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(place.depends_on)),
         )
 
         self.catalog_model_id = catalog.id
@@ -389,14 +380,15 @@ class ModelServing(pulumi.ComponentResource):
         """Where the catalog model's artifact comes from, its fingerprint when this stack uploads it, and
         the object prefix of its files when it is registered by reference."""
         source, by_reference = args.model.source, args.model.artifact_mode == "reference"
+        place = args.placement
         folder = (
             FolderUploadArgs(
                 local_path=source.local_path,
                 namespace=args.namespace,
                 bucket=args.bucket_name,
                 object_prefix=f"models/{args.model.name}/",
-                region=args.region,
-                auth=args.auth,
+                region=place.region,
+                auth=place.auth,
             )
             if source.local_path is not None
             else None
@@ -409,14 +401,14 @@ class ModelServing(pulumi.ComponentResource):
                 namespace=args.namespace,
                 bucket=args.bucket_name,
                 prefix=objects.prefix,
-                region=args.region,
+                region=place.region,
                 description=objects.description,
             )
             return reference, objects.fingerprint, f"models/{args.model.name}/{FILES_DIR}"
         if source.object_storage is not None and by_reference:
             uri = source.object_storage
             reference = ReferenceArtifact(
-                namespace=uri.namespace, bucket=uri.bucket, prefix=uri.path, region=args.region
+                namespace=uri.namespace, bucket=uri.bucket, prefix=uri.path, region=place.region
             )
             return reference, None, uri.path
         if folder is not None:
@@ -425,19 +417,16 @@ class ModelServing(pulumi.ComponentResource):
                 namespace=args.namespace,
                 bucket=args.bucket_name,
                 object_name=upload.objectName,
-                region=args.region,
+                region=place.region,
             )
             return stored, upload.fingerprint, None
         if source.fine_tune is not None:
             tune = self._fine_tune(name, args, child)
-            stored = ObjectStorageArtifact(
-                namespace=tune.namespace, bucket=tune.bucket, object_name=tune.object_name, region=args.region
-            )
-            return stored, tune.fingerprint, None
+            return tune.artifact, tune.fingerprint, None
         if source.object_storage is not None:
             uri = source.object_storage
             stored = ObjectStorageArtifact(
-                namespace=uri.namespace, bucket=uri.bucket, object_name=uri.path, region=args.region
+                namespace=uri.namespace, bucket=uri.bucket, object_name=uri.path, region=place.region
             )
             return stored, None, None
         return InlineArtifact(), None, None
@@ -455,18 +444,9 @@ class ModelServing(pulumi.ComponentResource):
                 model_name=model.name,
                 fine_tune=model.source.fine_tune,
                 parameters_b=model.parameters_b,
-                region=args.region,
-                compartment_id=args.compartment_id,
-                project_id=args.project_id,
-                network_access_type=args.network_access_type,
-                subnet_id=args.subnet_id,
-                log_group_id=args.log_group_id,
+                placement=args.placement,
                 log_id=args.logs.train_log_id,
-                auth=args.auth,
-                token_secret_id=args.token_secret_id,
                 shape_hourly_usd=args.training_shape_hourly_usd,
-                artifact=args.job_artifact,
-                depends_on=args.depends_on,
             ),
             opts=child,
         )

@@ -162,6 +162,11 @@ class Network(pulumi.ComponentResource):
             freeform_tags=tags,
             opts=child,
         )
+        https_only = oci.core.NetworkSecurityGroupSecurityRuleTcpOptionsArgs(
+            destination_port_range=oci.core.NetworkSecurityGroupSecurityRuleTcpOptionsDestinationPortRangeArgs(
+                min=HTTPS, max=HTTPS
+            )
+        )
         oci.core.NetworkSecurityGroupSecurityRule(
             f"{name}-nsg-https-in",
             network_security_group_id=nsg.id,
@@ -169,11 +174,7 @@ class Network(pulumi.ComponentResource):
             protocol="6",
             source=s.vcn_cidr,
             source_type="CIDR_BLOCK",
-            tcp_options=oci.core.NetworkSecurityGroupSecurityRuleTcpOptionsArgs(
-                destination_port_range=oci.core.NetworkSecurityGroupSecurityRuleTcpOptionsDestinationPortRangeArgs(
-                    min=HTTPS, max=HTTPS
-                )
-            ),
+            tcp_options=https_only,
             description="HTTPS from inside the VCN",
             opts=child,
         )
@@ -184,11 +185,7 @@ class Network(pulumi.ComponentResource):
             protocol="6",
             destination=egress_to,
             destination_type=egress_type,
-            tcp_options=oci.core.NetworkSecurityGroupSecurityRuleTcpOptionsArgs(
-                destination_port_range=oci.core.NetworkSecurityGroupSecurityRuleTcpOptionsDestinationPortRangeArgs(
-                    min=HTTPS, max=HTTPS
-                )
-            ),
+            tcp_options=https_only,
             description="HTTPS out (predict endpoints, Oracle services)",
             opts=child,
         )

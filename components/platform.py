@@ -13,6 +13,7 @@ from components.iam import DeploymentIdentity, DeploymentIdentityArgs
 from components.logging import DeploymentLogs, DeploymentLogsArgs
 from components.model_serving import ModelServing, ModelServingArgs
 from components.network import Network, NetworkArgs
+from components.placement import Placement
 from components.registry import ContainerRegistry, ContainerRegistryArgs
 from components.storage import ArtifactBucket, ArtifactBucketArgs
 from components.training_artifact import JobArtifact, build_job_artifact
@@ -137,25 +138,27 @@ class LlmPlatform(pulumi.ComponentResource):
         # The monthly-budget policy reads the budget from the deployments' tags (policies see only inputs).
         budget = s.budget.monthly_usd
         serving_ctx = ctx.with_tags(**{TAG_BUDGET: f"{budget:g}"}) if budget is not None else ctx
-        artifact = job_artifact(s)
+        placement = Placement(
+            region=s.region,
+            compartment_id=s.compartment_id,
+            project_id=project_id,
+            network_access_type=network.network_access_type,
+            subnet_id=network.subnet_id,
+            log_group_id=logs.log_group_id,
+            auth=s.auth,
+            token_secret_id=s.hf_token_secret_id,
+            job_artifact=job_artifact(s),
+            depends_on=[identity],
+        )
         self.adapters = {
             adapter.name: Adapter(
                 adapter.name,
                 AdapterArgs(
                     context=ctx,
                     adapter=adapter,
-                    region=s.region,
-                    compartment_id=s.compartment_id,
-                    project_id=project_id,
-                    network_access_type=network.network_access_type,
-                    subnet_id=network.subnet_id,
-                    log_group_id=logs.log_group_id,
+                    placement=placement,
                     train_log_id=logs.adapter_logs[adapter.name],
-                    auth=s.auth,
-                    token_secret_id=s.hf_token_secret_id,
                     training_shape_hourly_usd=s.shape_hourly_usd(adapter.fine_tune.shape),
-                    artifact=artifact,
-                    depends_on=[identity],
                 ),
                 opts=child,
             )
@@ -167,18 +170,11 @@ class LlmPlatform(pulumi.ComponentResource):
                 ModelServingArgs(
                     context=serving_ctx,
                     model=model,
-                    region=s.region,
-                    compartment_id=s.compartment_id,
-                    project_id=project_id,
-                    network_access_type=network.network_access_type,
-                    subnet_id=network.subnet_id,
-                    log_group_id=logs.log_group_id,
+                    placement=placement,
                     logs=logs.logs[model.name],
                     bucket_name=bucket.bucket_name,
                     namespace=namespace,
-                    auth=s.auth,
                     hf_token=args.hf_token,
-                    token_secret_id=s.hf_token_secret_id,
                     shape_hourly_usd=s.shape_hourly_usd(model.compute.shape),
                     training_shape_hourly_usd=(
                         s.shape_hourly_usd(model.source.fine_tune.shape) if model.source.fine_tune else None
@@ -187,8 +183,6 @@ class LlmPlatform(pulumi.ComponentResource):
                         a.name: self.adapters[a.name].catalog_model_id for a in s.adapters_of(model.name)
                     },
                     lora_slots=lora_slots_of(s, model.name),
-                    job_artifact=artifact,
-                    depends_on=[identity],
                 ),
                 opts=child,
             )

@@ -23,6 +23,7 @@ from domain.ids import AUTH_MODES
 
 if TYPE_CHECKING:
     from oci_runtime.auth import Auth
+    from oci_runtime.predict import PredictClient
 
 PULUMI_TIMEOUT_S = 120
 
@@ -105,6 +106,24 @@ def retry_notice(command: str) -> Callable[[int, BaseException, float], None]:
         )
 
     return say
+
+
+def predict_client(
+    args: argparse.Namespace, target: Target, command: str, *, model: str | None = None
+) -> PredictClient:
+    """A client for the target's URLs, signed as `auth_for` says, with the command's --timeout and --api;
+    retries are said on stderr. `model`: the name sent in OpenAI requests, when the command takes one."""
+    from oci_runtime.predict import PredictClient
+
+    return PredictClient(
+        target.predict_url,
+        auth=auth_for(args, target.predict_url),
+        timeout_s=args.timeout,
+        stream_endpoint=target.stream_url,
+        on_retry=retry_notice(command),
+        api=args.api,
+        model=model,
+    )
 
 
 def stack_outputs(stack: str) -> dict[str, Any]:

@@ -17,12 +17,13 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal, TypeVar, get_args
 
 from domain.errors import UserError
 
 Family = Literal["llama2", "llama3", "mistral", "generic"]
 FAMILIES: tuple[str, ...] = get_args(Family)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -140,6 +141,36 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(ascii_chars / 3) + (len(text) - ascii_chars)
 
 
+def trim_history(
+    history: Sequence[Turn],
+    fit: Callable[[list[Turn]], tuple[T, int]],
+    *,
+    context_tokens: int,
+    max_new_tokens: int,
+) -> tuple[T, int, int]:
+    """`fit(turns)` (what it builds and its length in tokens) for the newest turns of `history` that leave
+    room for the reply, and how many of the oldest it left out. With no turns left and still too long,
+    PromptTooLong says by how much."""
+    budget = context_tokens - max_new_tokens
+    if budget <= 0:
+        raise PromptTooLong(
+            f"max tokens {max_new_tokens} leaves no room for the prompt in a context of "
+            f"{context_tokens} tokens: lower max tokens"
+        )
+    turns = list(history)
+    while True:
+        built, tokens = fit(turns)
+        if tokens <= budget:
+            return built, tokens, len(history) - len(turns)
+        if not turns:
+            raise PromptTooLong(
+                f"the message and system prompt come to about {tokens} tokens, but a context of "
+                f"{context_tokens} tokens with max tokens {max_new_tokens} leaves room for {budget}: "
+                "shorten them or lower max tokens"
+            )
+        turns.pop(0)
+
+
 def build_prompt(
     template: ChatTemplate,
     *,
@@ -155,25 +186,15 @@ def build_prompt(
     The system prompt and the new message are always kept; if they alone do not fit, PromptTooLong says
     by how much.
     """
-    budget = context_tokens - max_new_tokens
-    if budget <= 0:
-        raise PromptTooLong(
-            f"max tokens {max_new_tokens} leaves no room for the prompt in a context of "
-            f"{context_tokens} tokens: lower max tokens"
-        )
-    turns = list(history)
-    while True:
+
+    def fit(turns: list[Turn]) -> tuple[str, int]:
         text = template.render(system, turns, message)
-        tokens = count_tokens(text)
-        if tokens <= budget:
-            return Prompt(text=text, tokens=tokens, dropped_turns=len(history) - len(turns))
-        if not turns:
-            raise PromptTooLong(
-                f"the message and system prompt come to about {tokens} tokens, but a context of "
-                f"{context_tokens} tokens with max tokens {max_new_tokens} leaves room for {budget}: "
-                "shorten them or lower max tokens"
-            )
-        turns.pop(0)
+        return text, count_tokens(text)
+
+    text, tokens, dropped = trim_history(
+        history, fit, context_tokens=context_tokens, max_new_tokens=max_new_tokens
+    )
+    return Prompt(text=text, tokens=tokens, dropped_turns=dropped)
 
 
 MESSAGE_OVERHEAD_TOKENS = 8  # role markers and separators a chat template adds around each message
@@ -199,15 +220,9 @@ def build_messages(
     """OpenAI chat messages for `message` after `history`, the oldest turns left out until they and the
     reply fit; the system message and the new message are always kept (PromptTooLong when they alone do
     not fit)."""
-    budget = context_tokens - max_new_tokens
-    if budget <= 0:
-        raise PromptTooLong(
-            f"max tokens {max_new_tokens} leaves no room for the prompt in a context of "
-            f"{context_tokens} tokens: lower max tokens"
-        )
     head = [{"role": "system", "content": system.strip()}] if system.strip() else []
-    turns = list(history)
-    while True:
+
+    def fit(turns: list[Turn]) -> tuple[list[dict[str, str]], int]:
         messages = [*head]
         for turn in turns:
             messages += [
@@ -215,16 +230,12 @@ def build_messages(
                 {"role": "assistant", "content": turn.assistant},
             ]
         messages.append({"role": "user", "content": message})
-        tokens = sum(count_tokens(m["content"]) + MESSAGE_OVERHEAD_TOKENS for m in messages)
-        if tokens <= budget:
-            return Messages(messages=messages, tokens=tokens, dropped_turns=len(history) - len(turns))
-        if not turns:
-            raise PromptTooLong(
-                f"the message and system prompt come to about {tokens} tokens, but a context of "
-                f"{context_tokens} tokens with max tokens {max_new_tokens} leaves room for {budget}: "
-                "shorten them or lower max tokens"
-            )
-        turns.pop(0)
+        return messages, sum(count_tokens(m["content"]) + MESSAGE_OVERHEAD_TOKENS for m in messages)
+
+    messages, tokens, dropped = trim_history(
+        history, fit, context_tokens=context_tokens, max_new_tokens=max_new_tokens
+    )
+    return Messages(messages=messages, tokens=tokens, dropped_turns=dropped)
 
 
 def cut_at_stop(text: str, stop: Sequence[str], *, final: bool) -> tuple[str, bool]:

@@ -179,6 +179,17 @@ def prices_overridden(prices: pricing.PriceTable, resources: Iterable[Mapping[st
     return prices.overridden or any(TAG_SHAPE_HOURLY_USD in tags_of(inputs) for inputs in resources)
 
 
+def _stack_priced(prices: pricing.PriceTable, shape: str, tags: Mapping[str, Any]) -> pricing.PriceTable:
+    """`prices` with the shape's hourly price the stack set on the resource's tag, when it set one."""
+    override = tags.get(TAG_SHAPE_HOURLY_USD)
+    if not isinstance(override, str):
+        return prices
+    try:
+        return pricing.with_overrides(prices, {"shapes": {shape: float(override)}})
+    except ValueError:
+        raise FactsError(f"freeform tag {TAG_SHAPE_HOURLY_USD}={override!r} is not a price") from None
+
+
 def deployment_cost(
     inputs: Mapping[str, Any], prices: pricing.PriceTable = pricing.DEFAULT_PRICES
 ) -> pricing.CostEstimate:
@@ -187,12 +198,7 @@ def deployment_cost(
     if not isinstance(shape, str):
         raise FactsError("the shape is missing or not known before apply")
     tags = tags_of(inputs)
-    override = tags.get(TAG_SHAPE_HOURLY_USD)
-    if isinstance(override, str):
-        try:
-            prices = pricing.with_overrides(prices, {"shapes": {shape: float(override)}})
-        except ValueError:
-            raise FactsError(f"freeform tag {TAG_SHAPE_HOURLY_USD}={override!r} is not a price") from None
+    prices = _stack_priced(prices, shape, tags)
     _, most = instance_counts(inputs)
     bandwidth = get(inputs, f"{_placement(inputs)}.bandwidthMbps", 10)
     storage_gb = 0.0
@@ -222,12 +228,7 @@ def job_cost(
         max_minutes = float(minutes)
     except (TypeError, ValueError):
         raise FactsError("the job has no maximum runtime, so a run's cost has no bound") from None
-    override = tags_of(inputs).get(TAG_SHAPE_HOURLY_USD)
-    if isinstance(override, str):
-        try:
-            prices = pricing.with_overrides(prices, {"shapes": {shape: float(override)}})
-        except ValueError:
-            raise FactsError(f"freeform tag {TAG_SHAPE_HOURLY_USD}={override!r} is not a price") from None
+    prices = _stack_priced(prices, shape, tags_of(inputs))
     return pricing.estimate_training_cost(shape=shape, max_minutes=max_minutes, nodes=nodes, prices=prices)
 
 

@@ -131,3 +131,31 @@ def test_a_multi_node_job_costs_every_node() -> None:
         "jobConfigurationDetails": {"maximumRuntimeInMinutes": "480"},
     }
     assert job_cost(single).max_usd == 64.0
+
+
+def test_a_stack_price_tag_prices_a_job_and_a_deployment_and_a_bad_one_is_named() -> None:
+    from domain.context import TAG_SHAPE_HOURLY_USD
+    from policy.figures import FactsError, deployment_cost, job_cost
+
+    job = {
+        "jobInfrastructureConfigurationDetails": {"shapeName": "VM.GPU.A10.1"},
+        "jobConfigurationDetails": {"maximumRuntimeInMinutes": "120"},
+        "freeformTags": {TAG_SHAPE_HOURLY_USD: "1.5"},
+    }
+    deployment = {
+        "modelDeploymentConfigurationDetails": {
+            "modelConfigurationDetails": {
+                "instanceConfiguration": {"instanceShapeName": "VM.GPU.A10.1"},
+                "scalingPolicy": {"policyType": "FIXED_SIZE", "instanceCount": 1},
+            }
+        },
+        "freeformTags": {TAG_SHAPE_HOURLY_USD: "1.5"},
+    }
+    assert job_cost(job).max_usd == 3.0
+    assert deployment_cost(deployment).compute_usd == 1.5 * HOURS_PER_MONTH
+    bad_price = {"freeformTags": {TAG_SHAPE_HOURLY_USD: "cheap"}}
+    message = f"freeform tag {TAG_SHAPE_HOURLY_USD}='cheap' is not a price"
+    with pytest.raises(FactsError, match=message):
+        job_cost({**job, **bad_price})
+    with pytest.raises(FactsError, match=message):
+        deployment_cost({**deployment, **bad_price})

@@ -8,11 +8,13 @@ from domain.errors import UserError
 from llmstack.prompting import (
     PromptTooLong,
     Turn,
+    build_messages,
     build_prompt,
     cut_at_stop,
     estimate_tokens,
     family_of,
     template_for,
+    trim_history,
 )
 
 HISTORY = [
@@ -158,6 +160,25 @@ def test_max_tokens_as_large_as_the_context_is_refused() -> None:
             context_tokens=4096,
             max_new_tokens=4096,
         )
+
+
+def test_trimming_drops_the_oldest_turns_and_counts_them() -> None:
+    history = [Turn(user=str(i), assistant="") for i in range(5)]
+    # One token per remaining turn plus one for the message: room for two turns.
+    kept, tokens, dropped = trim_history(
+        history, lambda turns: (turns, len(turns) + 1), context_tokens=13, max_new_tokens=10
+    )
+    assert kept == history[-2:]
+    assert (tokens, dropped) == (3, 3)
+
+
+def test_chat_messages_too_long_for_the_context_say_by_how_much() -> None:
+    with pytest.raises(PromptTooLong, match=r"leaves room for 50: shorten them or lower max tokens"):
+        build_messages(
+            system="", history=HISTORY, message="word " * 200, context_tokens=100, max_new_tokens=50
+        )
+    with pytest.raises(PromptTooLong, match="max tokens 4096 leaves no room"):
+        build_messages(system="", history=[], message="Hi", context_tokens=4096, max_new_tokens=4096)
 
 
 def test_the_token_estimate_errs_high_for_english_and_counts_other_scripts_per_character() -> None:

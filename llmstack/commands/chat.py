@@ -8,7 +8,7 @@ import secrets
 import sys
 
 from domain.errors import UserError
-from llmstack.endpoints import add_target_arguments, auth_for, resolve_target, retry_notice
+from llmstack.endpoints import add_target_arguments, predict_client, resolve_target
 from llmstack.prompting import FAMILIES
 
 HELP = "open a chat page (Gradio) on a deployed model"
@@ -87,19 +87,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from llmstack.prompting import family_of, template_for
-    from oci_runtime.predict import PredictClient
 
     target = resolve_target(args)
     family = family_of(target.model) if args.template == "auto" else args.template
     template = template_for(family)
-    client = PredictClient(
-        target.predict_url,
-        auth=auth_for(args, target.predict_url),
-        timeout_s=args.timeout,
-        stream_endpoint=target.stream_url,
-        on_retry=retry_notice("chat"),
-        api=args.api,
-    )
+    client = predict_client(args, target, "chat")
     _quiet_gradio()
     try:
         from llmstack import chat

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, cast
 
 from domain.errors import UserError
 
@@ -30,7 +29,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from domain.ids import AuthMode
     from domain.oci_rules import ocir_host
     from llmstack.commands.plan import find_project_dir
     from llmstack.plan import load
@@ -46,18 +44,10 @@ def run(args: argparse.Namespace) -> int:
 
     import oci
 
-    from oci_runtime.auth import Auth, make_client
+    from llmstack.stack_clients import stack_clients
     from oci_runtime.registry import namespace_of, repository_exists
 
-    auth = Auth(
-        mode=cast(AuthMode, settings.auth.mode),
-        profile=settings.auth.profile,
-        config_file=settings.auth.config_file,
-    )
-
-    def client(cls: type[Any]) -> Any:
-        return make_client(cls, auth, region=settings.region, endpoint=args.endpoint)
-
+    client = stack_clients(settings, args.endpoint)
     name = args.repository or settings.registry.repository
     if not repository_exists(client(oci.artifacts.ArtifactsClient), settings.compartment_id, name):
         raise UserError(

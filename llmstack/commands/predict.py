@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from domain.errors import UserError
-from llmstack.endpoints import add_target_arguments, auth_for, resolve_target, retry_notice
+from llmstack.endpoints import add_target_arguments, predict_client, resolve_target
 
 HELP = "send a prompt to a deployed model and print its completion"
 
@@ -54,7 +54,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from oci_runtime.predict import GenerationParams, InvalidParameter, PredictClient
+    from oci_runtime.predict import GenerationParams, InvalidParameter
 
     try:
         params = GenerationParams(
@@ -66,15 +66,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--timeout: timeout must be a positive number of seconds, got {args.timeout:g}")
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     target = resolve_target(args)
-    client = PredictClient(
-        target.predict_url,
-        auth=auth_for(args, target.predict_url),
-        timeout_s=args.timeout,
-        stream_endpoint=target.stream_url,
-        on_retry=retry_notice("predict"),
-        api=args.api,
-        model=args.model_name,
-    )
+    client = predict_client(args, target, "predict", model=args.model_name)
     if not args.stream:
         print(client.predict(prompt, params, system=args.system))
         return 0
