@@ -38,7 +38,7 @@ from components.providers.base import DynamicResource, ProviderBase, partial_dif
 from domain import model_description
 from domain.settings import AuthSettings
 from oci_runtime.auth import Auth, make_client
-from oci_runtime.logsearch import UNREACHABLE, reason
+from oci_runtime.logsearch import SERVICE_FAILURES, UNREACHABLE, cannot, reason
 from oci_runtime.objects import BucketNotVersioned, current_versions, require_versioning
 from oci_runtime.retry import Backoff, poll
 from oci_runtime.upload import head_object
@@ -302,14 +302,8 @@ class CatalogModelProvider(ProviderBase):
             pinned = current_versions(client, ns, bucket, prefix)
         except BucketNotVersioned as exc:
             raise ArtifactFailed(str(exc)) from None
-        except oci.exceptions.ServiceError as exc:
-            raise ArtifactFailed(
-                f"cannot read the model's objects {uri}: {exc.status} {exc.code}: {exc.message}"
-            ) from exc
-        except UNREACHABLE as exc:
-            raise ArtifactFailed(
-                f"cannot reach Object Storage to read the model's objects {uri}: {reason(exc)}"
-            ) from exc
+        except SERVICE_FAILURES as exc:
+            raise ArtifactFailed(cannot(f"read the model's objects {uri}", "Object Storage", exc)) from exc
         if not pinned:
             raise ArtifactFailed(
                 f"no objects under {uri}; upload the model folder there or fix source.objectStorage"
@@ -323,14 +317,8 @@ class CatalogModelProvider(ProviderBase):
         uri = f"oci://{bucket}@{ns}/{name}"
         try:
             head = head_object(client, ns, bucket, name)
-        except oci.exceptions.ServiceError as exc:
-            raise ArtifactFailed(
-                f"cannot read the model artifact {uri}: {exc.status} {exc.code}: {exc.message}"
-            ) from exc
-        except UNREACHABLE as exc:
-            raise ArtifactFailed(
-                f"cannot reach Object Storage to read the model artifact {uri}: {reason(exc)}"
-            ) from exc
+        except SERVICE_FAILURES as exc:
+            raise ArtifactFailed(cannot(f"read the model artifact {uri}", "Object Storage", exc)) from exc
         if head is None:
             raise ArtifactFailed(
                 f"the model artifact {uri} does not exist (HEAD 404); upload it or fix source.objectStorage"

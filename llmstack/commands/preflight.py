@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any, cast
 
 from domain.errors import SettingsError, UserError
 
@@ -30,11 +29,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from domain.ids import AuthMode
     from domain.settings import load_settings
     from llmstack.commands.plan import find_project_dir
+    from llmstack.stack_clients import stack_clients
     from llmstack.stack_files import read_stack_file
-    from oci_runtime.auth import Auth, make_client
     from oci_runtime.preflight import run_checks
 
     project_dir = (args.project_dir or find_project_dir(Path.cwd())).resolve()
@@ -46,16 +44,7 @@ def run(args: argparse.Namespace) -> int:
         settings = load_settings(parsed.config, stack=parsed.stack, project_dir=project_dir, source=str(path))
     except SettingsError as exc:
         raise UserError(str(exc), exit_code=1) from None
-    auth = Auth(
-        mode=cast(AuthMode, settings.auth.mode),
-        profile=settings.auth.profile,
-        config_file=settings.auth.config_file,
-    )
-
-    def client(cls: type[Any]) -> Any:
-        return make_client(cls, auth, region=settings.region, endpoint=args.endpoint)
-
-    checks = run_checks(settings, client)
+    checks = run_checks(settings, stack_clients(settings, args.endpoint))
     failed = any(c.status == "fail" for c in checks)
     if args.json:
         print(json.dumps({"stack": parsed.stack, "ok": not failed, "checks": [c.as_json() for c in checks]}))
