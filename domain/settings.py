@@ -20,7 +20,7 @@ from pydantic.alias_generators import to_camel, to_snake
 
 from domain import fine_tune_rules, sizing, stack_rules
 from domain import values as v
-from domain.adapters import AdapterSettings
+from domain.adapters import AdapterSettings, Container
 from domain.container_env import DEFAULT_PORT, Method
 from domain.context import PROJECT
 from domain.errors import Accepts, Problem, Refused, SettingsError
@@ -286,7 +286,7 @@ class ServingSettings(Section):
     _rules = rules_of(stack_rules.engine_problems)
 
     @property
-    def container(self) -> Literal["service", "custom"]:
+    def container(self) -> Container:
         return "custom" if self.image else "service"
 
     @property
@@ -471,7 +471,7 @@ class Settings(Section):
         resolved, found = fine_tune_rules.resolved_fine_tunes(self)
         refuse(found)
         self = self.model_copy(update={"models_by_name": resolved})
-        refuse(stack_rules.models_fit_the_stack(self, self.stack))  # the stack is set before this check
+        refuse(stack_rules.models_fit_the_stack(self))  # `stack` is set before this check
         return self
 
     @property

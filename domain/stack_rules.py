@@ -41,7 +41,7 @@ GATED_HF_ORGS = ("meta-llama",)
 _PLACEHOLDER_MODEL_ID = "ocid1.datasciencemodel.oc1.iad." + "a" * 60  # as long as a real model OCID
 
 
-def models_fit_the_stack(settings: Settings, stack: str) -> Found:
+def models_fit_the_stack(settings: Settings) -> Found:
     """Each model against the rest of the stack: egress and tokens for what it pulls, its fine-tune's job, the
     container environment's size, its images' registry; then each base's adapters. `settings` has its
     fine-tunes resolved (`fine_tune_rules.resolved_fine_tunes`)."""
@@ -67,7 +67,7 @@ def models_fit_the_stack(settings: Settings, stack: str) -> Found:
                     )
                 )
         if model.source.fine_tune is not None:
-            found += fine_tune_problems(settings, name, model.source.fine_tune, model.parameters_b, stack)
+            found += fine_tune_problems(settings, name, model.source.fine_tune, model.parameters_b)
         if len(found) == before and not model.is_adapter:
             spec = container_spec(
                 model, settings.hf_token_secret_id, token_in_artifact=settings.hf_token is not None
@@ -86,7 +86,7 @@ def models_fit_the_stack(settings: Settings, stack: str) -> Found:
 
 
 def fine_tune_problems(
-    settings: Settings, name: str, tune: FineTuneSettings, parameters_b: float | None, stack: str
+    settings: Settings, name: str, tune: FineTuneSettings, parameters_b: float | None
 ) -> Found:
     """What the job needs from the rest of the stack: egress, a token it can read, a shape that fits."""
     at: tuple[str, ...] = ("models", name, "source", "fineTune")
@@ -105,7 +105,7 @@ def fine_tune_problems(
                     f"{gated}; accepted: {vault}",
                 )
             )
-    length = len(" ".join(command(tune, stack, name, settings.hf_token_secret_id)).encode())
+    length = len(" ".join(command(tune, settings.stack, name, settings.hf_token_secret_id)).encode())
     if length >= MAX_COMMAND_BYTES:
         shorter = "accepted: shorter baseModel, dataset and output addresses"
         found.append(
