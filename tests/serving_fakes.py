@@ -4,6 +4,7 @@ every connection thread joined, and a test fails on any error of the fake other 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import sys
@@ -13,6 +14,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
+from serving.adapter import Adapter, AdapterConfig
 from tests.httpfakes import FakeHttpServer, send_json
 
 SOCKET_TIMEOUT_S = 5.0
@@ -456,3 +458,23 @@ class AsgiServer:
             thread.join(SOCKET_TIMEOUT_S)
             assert not thread.is_alive(), "the fake vLLM server did not stop"
         self._socket.close()
+
+
+@contextlib.contextmanager
+def running_adapter(engine: str, engine_url: str, served_model: str = "served") -> Iterator[str]:
+    """The serving images' adapter in front of an engine on a free loopback port, its access log kept out of
+    the test's output; yields its URL, and checks on the way out that no connection outlived it."""
+    adapter = Adapter(
+        AdapterConfig(
+            engine=engine,
+            engine_url=engine_url,
+            served_model=served_model,
+            request_timeout_s=SOCKET_TIMEOUT_S,
+        ),
+        log=lambda line: None,
+    )
+    server = adapter.bind("127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        assert server.stop(SOCKET_TIMEOUT_S) == 0

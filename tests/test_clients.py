@@ -22,11 +22,10 @@ from typing import Any
 
 import pytest
 
-from serving.adapter import Adapter, AdapterConfig
 from serving.vllm_routes import OciRoutes
 from tests.fakeoci.core import FakeOci, TestIdentity
 from tests.fakeoci.modeldeployments import Deployment, ModelDeployments
-from tests.serving_fakes import SOCKET_TIMEOUT_S, AsgiServer, FakeEngine, FakeVllmApp
+from tests.serving_fakes import AsgiServer, FakeEngine, FakeVllmApp, running_adapter
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 REPLY = "Hello world"  # the fake engine's pieces: "Hel", "lo", " world"
@@ -63,22 +62,9 @@ def serving_path(fake_oci: FakeOci, request: pytest.FixtureRequest) -> Iterator[
             deployment.upstream = direct.url  # the front door reaches vLLM's own server
             yield Path_("vllm", deployment, vllm.engine, f"{deployment.url}/predict/v1")
         return
-    with FakeEngine("tgi").start() as engine:
-        adapter = Adapter(
-            AdapterConfig(
-                engine="tgi",
-                engine_url=engine.url,
-                served_model="served",
-                request_timeout_s=SOCKET_TIMEOUT_S,
-            ),
-            log=lambda line: None,
-        )
-        server = adapter.bind("127.0.0.1", 0).start()
-        try:
-            deployment.upstream = f"http://127.0.0.1:{server.server_address[1]}"
-            yield Path_("tgi", deployment, engine, f"{deployment.url}/predict/v1")
-        finally:
-            assert server.stop(SOCKET_TIMEOUT_S) == 0
+    with FakeEngine("tgi").start() as engine, running_adapter("tgi", engine.url) as adapter:
+        deployment.upstream = adapter
+        yield Path_("tgi", deployment, engine, f"{deployment.url}/predict/v1")
 
 
 @pytest.fixture

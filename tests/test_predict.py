@@ -16,10 +16,10 @@ from llmstack.cli import main
 from oci_runtime.auth import Auth
 from oci_runtime.predict import GenerationParams, InvalidParameter, PredictClient, PredictError, endpoints_for
 from oci_runtime.retry import Backoff
-from serving.adapter import Adapter, AdapterConfig
 from tests.fakeoci.core import FakeOci, Fault, TestIdentity
 from tests.fakeoci.inference import Inference
 from tests.fakeoci.modeldeployments import Deployment, Engine, ModelDeployments
+from tests.serving_fakes import running_adapter
 
 FAST = Backoff(attempts=4, base_s=0.01, cap_s=0.02, total_s=5)
 NO_AUTH = Auth(mode="none")
@@ -86,15 +86,8 @@ def test_values_tgi_refuses_are_sent_in_the_form_it_accepts(
 @pytest.fixture
 def adapter_for_tgi(fake_oci: FakeOci) -> Iterator[str]:
     """The serving images' adapter (engine: tgi) in front of the fake's TGI routes; yields its URL."""
-    lines: list[str] = []  # its access log, kept out of the test's output
-    adapter = Adapter(
-        AdapterConfig(engine="tgi", engine_url=fake_oci.endpoint, served_model="m", request_timeout_s=5),
-        log=lines.append,
-    )
-    server = adapter.bind("127.0.0.1", 0)
-    server.start(poll_interval=0.05)
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    assert server.stop(timeout=5) == 0
+    with running_adapter("tgi", fake_oci.endpoint, served_model="m") as url:
+        yield url
 
 
 def test_client_and_serving_adapter_agree_on_the_contract(

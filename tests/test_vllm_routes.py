@@ -9,12 +9,12 @@ import json
 import threading
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
-from serving.adapter import Adapter, AdapterConfig
 from serving.vllm_routes import SERVED_MODEL_ENV, OciRoutes
-from tests.serving_fakes import SOCKET_TIMEOUT_S, AsgiServer, FakeEngine, FakeVllmApp
+from tests.serving_fakes import SOCKET_TIMEOUT_S, AsgiServer, FakeEngine, FakeVllmApp, running_adapter
 
 
 class Vllm:
@@ -247,24 +247,14 @@ def test_without_a_name_given_the_model_is_the_one_vllm_lists(monkeypatch: pytes
 
 
 def adapter_stream(body: dict[str, Any], path: str, headers: dict[str, str], mode: str = "ok") -> bytes:
-    with FakeEngine("vllm").start() as engine:
+    with FakeEngine("vllm").start() as engine, running_adapter("vllm", engine.url) as url:
         engine.mode = mode
-        adapter = Adapter(
-            AdapterConfig(
-                engine="vllm",
-                engine_url=engine.url,
-                served_model="served",
-                request_timeout_s=SOCKET_TIMEOUT_S,
-            ),
-            log=lambda line: None,
-        )
-        server = adapter.bind("127.0.0.1", 0).start()
+        connection = http.client.HTTPConnection("127.0.0.1", urlsplit(url).port, timeout=5)
         try:
-            connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=5)
             connection.request("POST", path, body=json.dumps(body).encode(), headers=headers)
             return connection.getresponse().read()
         finally:
-            server.stop()
+            connection.close()
 
 
 @pytest.mark.parametrize(
