@@ -9,7 +9,7 @@ import json
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,35 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def chat_completion(pieces: Sequence[str], model: str) -> dict[str, Any]:
+    """A whole OpenAI chat completion of `pieces`, as vLLM's and TGI's own servers answer one."""
+    message = {"role": "assistant", "content": "".join(pieces)}
+    return {
+        "id": "chat-1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6},
+    }
+
+
+def chat_chunk_events(pieces: Sequence[str], model: str) -> Iterator[str]:
+    """The same answer streamed: a `data:` event per piece, then an empty delta that stops, then [DONE]."""
+    deltas = [{"content": piece} for piece in pieces] + [{}]
+    for index, delta in enumerate(deltas):
+        finish = "stop" if index == len(deltas) - 1 else None
+        chunk = {
+            "id": "chat-1",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+        yield f"data: {json.dumps(chunk)}\n\n"
+    yield "data: [DONE]\n\n"
 
 
 class FakeEngine:
@@ -185,41 +214,18 @@ class _EngineHandler(BaseHTTPRequestHandler):
     def _chat(self, body: dict[str, Any]) -> None:
         """OpenAI chat completions, as vLLM's and TGI's own servers answer them."""
         self.fake.chat_headers.append(dict(self.headers))
-        text = "".join(self.fake.pieces)
         if body.get("stream") is not True:
-            message = {"role": "assistant", "content": text}
-            choice = {"index": 0, "message": message, "finish_reason": "stop"}
-            self._json(
-                200,
-                {
-                    "id": "chat-1",
-                    "object": "chat.completion",
-                    "created": 0,
-                    "model": "served",
-                    "choices": [choice],
-                    "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6},
-                },
-            )
+            self._json(200, chat_completion(self.fake.pieces, "served"))
             return
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        deltas = [{"content": piece} for piece in self.fake.pieces] + [{}]
-        for index, delta in enumerate(deltas):
-            finish = "stop" if index == len(deltas) - 1 else None
-            chunk = {
-                "id": "chat-1",
-                "object": "chat.completion.chunk",
-                "created": 0,
-                "model": "served",
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            }
-            data = f"data: {json.dumps(chunk)}\n\n".encode()
+        for event in chat_chunk_events(self.fake.pieces, "served"):
+            data = event.encode()
             self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
             self.wfile.flush()
-        done = b"data: [DONE]\n\n"
-        self.wfile.write(f"{len(done):x}\r\n".encode() + done + b"\r\n0\r\n\r\n")
+        self.wfile.write(b"0\r\n\r\n")
 
     def _json(self, status: int, body: dict[str, Any]) -> None:
         send_json(self, status, body)
@@ -374,36 +380,11 @@ class FakeVllmApp:
         body = await self._body(request)
         if not isinstance(body, dict):
             return body
-        text = "".join(self.engine.pieces)
         if body.get("stream") is not True:
-            message = {"role": "assistant", "content": text}
-            choice = {"index": 0, "message": message, "finish_reason": "stop"}
-            return JSONResponse(
-                {
-                    "id": "chat-1",
-                    "object": "chat.completion",
-                    "created": 0,
-                    "model": self.served,
-                    "choices": [choice],
-                    "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6},
-                }
-            )
-
-        async def chunks() -> Any:
-            deltas = [{"content": piece} for piece in self.engine.pieces] + [{}]
-            for index, delta in enumerate(deltas):
-                finish = "stop" if index == len(deltas) - 1 else None
-                chunk = {
-                    "id": "chat-1",
-                    "object": "chat.completion.chunk",
-                    "created": 0,
-                    "model": self.served,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-                }
-                yield f"data: {json.dumps(chunk)}\n\n"
-            yield "data: [DONE]\n\n"
-
-        return StreamingResponse(chunks(), media_type="text/event-stream")
+            return JSONResponse(chat_completion(self.engine.pieces, self.served))
+        return StreamingResponse(
+            chat_chunk_events(self.engine.pieces, self.served), media_type="text/event-stream"
+        )
 
 
 class AsgiServer:
