@@ -143,20 +143,24 @@ def _chromium(tmp_path: Path) -> WebDriver:
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
+def _chat_app(fake: FakePredictServer) -> Any:
+    """The chat page for llama2-7b-chat against the fake, which speaks the legacy payload (the prompts the
+    tests expect are the llama2 template's)."""
+    client = PredictClient(fake.url, auth=Auth(mode="none"), timeout_s=WAIT_S, backoff=Backoff(attempts=1))
+    settings = chat.ChatSettings(
+        model="llama2-7b-chat",
+        endpoint=client.stream_url,
+        template=template_for("llama2"),
+        context_tokens=4096,
+        api="legacy",
+    )
+    return chat.build_app(settings, client)
+
+
 def test_a_page_with_a_password_refuses_a_wrong_one_and_admits_the_right_one(tmp_path: Path) -> None:
     """What `llmstack chat --share` serves: Gradio's login page before the chat (user llmstack)."""
     with FakePredictServer(REPLY) as fake:
-        client = PredictClient(
-            fake.url, auth=Auth(mode="none"), timeout_s=WAIT_S, backoff=Backoff(attempts=1)
-        )
-        settings = chat.ChatSettings(
-            model="llama2-7b-chat",
-            endpoint=client.stream_url,
-            template=template_for("llama2"),
-            context_tokens=4096,
-            api="legacy",
-        )
-        app = chat.build_app(settings, client)
+        app = _chat_app(fake)
         url, _ = chat.serve(
             app, host="127.0.0.1", port=_free_port(), share=False, auth=("llmstack", "right-password")
         )
@@ -199,17 +203,7 @@ def test_a_page_with_a_password_refuses_a_wrong_one_and_admits_the_right_one(tmp
 @pytest.fixture
 def page(tmp_path: Path) -> Iterator[Page]:
     with FakePredictServer(REPLY) as fake:
-        client = PredictClient(
-            fake.url, auth=Auth(mode="none"), timeout_s=WAIT_S, backoff=Backoff(attempts=1)
-        )
-        settings = chat.ChatSettings(
-            model="llama2-7b-chat",
-            endpoint=client.stream_url,
-            template=template_for("llama2"),
-            context_tokens=4096,
-            api="legacy",  # the fake speaks the legacy payload; the prompt below is the llama2 template's
-        )
-        app = chat.build_app(settings, client)
+        app = _chat_app(fake)
         url, _ = chat.serve(app, host="127.0.0.1", port=_free_port(), share=False)
         driver = _chromium(tmp_path)
         try:
