@@ -31,6 +31,7 @@ from tests.fakeoci import FakeOci, Fault, TestIdentity
 from tests.fakeoci.datascience import DataScience
 from tests.fakeoci.objectstorage import ObjectStorage
 from tests.test_upload import make_model
+from tests.test_upload import small_parts_allowed as small_parts_allowed
 
 NS = "testns"
 BUCKET = "llm-artifacts-dev"
@@ -39,17 +40,6 @@ PROJECT = "ocid1.datascienceproject.oc1.iad.aaaaaaaafake"
 FAST = Backoff(attempts=8, base_s=0.005, cap_s=0.02)
 QUICK_WAIT = Backoff(attempts=None, base_s=0.001, cap_s=0.002, total_s=10)
 HF_TOKEN = "hf_FAKEtokenFAKEtokenFAKEtokenFAKE12"
-
-
-@pytest.fixture(autouse=True)
-def small_parts_allowed(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """These tests drive the multipart logic with KiB-sized parts; Object Storage's 10 MiB floor (kept by
-    the upload and the fake alike) is tested in tests/test_oci_rules.py."""
-    from oci_runtime import upload
-
-    monkeypatch.setattr(upload, "MIN_PART_SIZE", 16 << 10)
-    if "fake_oci" in request.fixturenames:
-        request.getfixturevalue("fake_oci").min_part_size = 16 << 10
 
 
 @pytest.fixture

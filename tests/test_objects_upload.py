@@ -8,35 +8,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import oci
 import pytest
 
 from domain import model_description
 from domain.errors import UserError
-from oci_runtime.auth import Auth, make_client
 from oci_runtime.objects import BucketNotVersioned, current_versions, upload_objects
 from oci_runtime.upload import Destination, Tuning
-from tests.fakeoci import FakeOci, Fault, TestIdentity
+from tests.fakeoci import FakeOci, Fault
 from tests.fakeoci.objectstorage import ObjectStorage
-from tests.test_upload import BUCKET, FAST, NS, SMALL, folder_files, make_model, ops
+from tests.test_upload import BUCKET, DEST, NS, SMALL, folder_files, make_model, ops
+from tests.test_upload import clients as clients
 from tests.test_upload import small_parts_allowed as small_parts_allowed
-
-DEST = Destination(namespace=NS, bucket=BUCKET, prefix="models/llama/")
-
-
-@pytest.fixture
-def store(fake_oci: FakeOci) -> ObjectStorage:
-    svc = fake_oci.service(ObjectStorage)
-    svc.create_bucket(BUCKET, versioning=True)
-    return svc
-
-
-@pytest.fixture
-def clients(fake_oci: FakeOci, oci_identity: TestIdentity) -> Callable[[], Any]:
-    auth = Auth(config_file=str(oci_identity.config_file))
-    return lambda: make_client(
-        oci.object_storage.ObjectStorageClient, auth, endpoint=fake_oci.endpoint, backoff=FAST
-    )
+from tests.test_upload import store as store
 
 
 def test_first_upload_stores_each_file_pinned_by_its_version(
