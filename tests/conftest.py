@@ -56,6 +56,15 @@ def model_of(config: dict[str, Any], name: str = "llama2-7b-chat") -> dict[str, 
     return models[name]  # type: ignore[no-any-return]
 
 
+def local_model(config: dict[str, Any], parent: Path) -> Path:
+    """Serve the stack's model from a local folder (`llama-2-7b-chat-hf`, an empty config.json); its path."""
+    folder = parent / "llama-2-7b-chat-hf"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}", encoding="utf-8")
+    model_of(config)["source"] = {"localPath": str(folder)}
+    return folder
+
+
 @pytest.fixture
 def config() -> dict[str, Any]:
     return copy.deepcopy(base_config())

@@ -28,6 +28,7 @@ from tests.conftest import (
     FAKE_HF_TOKEN,
     TENANCY,
     has_resource,
+    local_model,
     model_of,
     one,
     resource_count,
@@ -438,10 +439,7 @@ def test_offline_tgi_env_uses_generate_and_the_deployed_model(
 def test_local_folder_is_uploaded_before_the_catalog_model(
     config: dict[str, Any], plan_of: PlanOf, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "llama-2-7b-chat-hf"
-    folder.mkdir()
-    (folder / "config.json").write_text("{}", encoding="utf-8")
-    model_of(config)["source"] = {"localPath": str(folder)}
+    folder = local_model(config, tmp_path)
     model_of(config)["artifact"] = {"mode": "copy"}  # the zip path; by reference: tests/test_default_path.py
     plan = plan_of(config)
     artifact = has_resource(

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from llmstack.cli import main
-from tests.conftest import COMPARTMENT, PROJECT_DIR, TENANCY, model_of
+from tests.conftest import COMPARTMENT, PROJECT_DIR, TENANCY, local_model, model_of
+from tests.test_fine_tune import fine_tune
 
 PlanJson = dict[str, Any]
 POLICY = "oci:Identity/policy:Policy"
@@ -28,7 +29,6 @@ DEPLOYMENT = "oci:DataScience/modelDeployment:ModelDeployment"
 OTHER = "ocid1.compartment.oc1..aaaaaaaaotherotherotherotherotherotherotherotherotherother"
 KEY = "ocid1.key.oc1.iad.aaaaaaaaghkze4gy7mpwoz5zvsqm5xobdikwmcsyyp2dkue7cevasbpknl2a"
 SUBNET = "ocid1.subnet.oc1.iad.aaaaaaaaxbemvtswhbuvbjxktsnjcaeuovhmhmvjydttwk7ssrcezudwtwaq"
-TRAIN_IMAGE = "iad.ocir.io/idxyzabc1234/llm/train:0.1.0@sha256:" + "cd" * 32
 NETWORK = f"Allow service datascience to use virtual-network-family in compartment id {COMPARTMENT}"
 
 
@@ -106,17 +106,6 @@ def test_1_fine_tune_jobs_on_the_subnet_are_covered(config: dict[str, Any], plan
 # -- 2: the catalog may copy from every source bucket --------------------------------------------------------
 
 
-def fine_tune() -> dict[str, Any]:
-    return {
-        "baseModel": "NousResearch/Llama-2-7b-hf",
-        "dataset": "oci://training-data@idxyzabc1234/support-qa/v3",
-        "output": "oci://llm-finetunes@idxyzabc1234/support",
-        "shape": "VM.GPU.A10.1",
-        "image": TRAIN_IMAGE,
-        "batchSize": 2,
-    }
-
-
 def test_2_object_storage_source_bucket_is_granted(config: dict[str, Any], plan_json: Any) -> None:
     model_of(config)["source"] = {"objectStorage": "oci://llm-models@idxyzabc1234/llama-2-7b.zip"}
     model_of(config)["parameters"] = "7B"
@@ -130,10 +119,7 @@ def test_2_object_storage_source_bucket_is_granted(config: dict[str, Any], plan_
 def test_2_local_folder_exports_from_the_artifact_bucket(
     config: dict[str, Any], plan_json: Any, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "llama-2-7b-chat-hf"
-    folder.mkdir()
-    (folder / "config.json").write_text("{}", encoding="utf-8")
-    model_of(config)["source"] = {"localPath": str(folder)}
+    local_model(config, tmp_path)
     have = statements(plan_json(config), COMPARTMENT)
     assert set(export_statements(COMPARTMENT, "llm-artifacts-test")) <= set(have)
 
@@ -388,10 +374,7 @@ def test_17_the_plan_fingerprint_has_the_providers_shape(
 ) -> None:
     import re
 
-    folder = tmp_path / "llama-2-7b-chat-hf"
-    folder.mkdir()
-    (folder / "config.json").write_text("{}", encoding="utf-8")
-    model_of(config)["source"] = {"localPath": str(folder)}
+    local_model(config, tmp_path)
     catalog = of_type(plan_json(config), CATALOG)[0]
     assert re.fullmatch(r"[0-9a-f]{64}", catalog["inputs"]["customMetadata"]["fingerprint"])
 

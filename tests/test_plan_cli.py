@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from llmstack.cli import main
-from tests.conftest import FAKE_HF_TOKEN, PROJECT_DIR, model_of
+from tests.conftest import FAKE_HF_TOKEN, PROJECT_DIR, local_model, model_of
 
 
 def plan_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -180,11 +180,8 @@ def test_a_model_folder_that_cannot_be_read_is_the_users_error_not_a_bug(
     write_stack: Callable[..., Path],
     tmp_path: Path,
 ) -> None:
-    folder = tmp_path / "llama-2-7b-chat-hf"
-    folder.mkdir()
-    (folder / "config.json").write_text("{}", encoding="utf-8")
+    folder = local_model(config, tmp_path)
     (folder / "tokenizer.model").symlink_to(tmp_path / "gone")
-    model_of(config)["source"] = {"localPath": str(folder)}
     code, out, err = plan_cli(capsys, "--stack-file", str(write_stack(config)))
     assert (code, out) == (2, "")
     assert err.startswith(f"llmstack plan: cannot read {folder / 'tokenizer.model'}: ")
@@ -249,12 +246,9 @@ def test_a_tgi_model_without_safetensors_is_refused_before_anything_is_made(
     tmp_path: Path,
 ) -> None:
     """TGI converts .bin weights next to them; OCI mounts the artifact read-only (issue: first contact)."""
-    folder = tmp_path / "llama-2-7b-chat-hf"
-    folder.mkdir()
-    (folder / "config.json").write_text("{}", encoding="utf-8")
+    folder = local_model(config, tmp_path)
     (folder / "pytorch_model.bin").write_bytes(b"\0" * 16)
     model = model_of(config)
-    model["source"] = {"localPath": str(folder)}
     model["serving"]["engine"] = "tgi"
     code, out, err = plan_cli(capsys, "--stack-file", str(write_stack(config)))
     assert (code, out) == (2, "")
