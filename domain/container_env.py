@@ -23,6 +23,8 @@ TOKEN_FILE = f"{DEPLOYED_MODEL_DIR}/token"
 DEFAULT_PORT = 8080
 # The weight formats each engine serves (the launcher turns them into its flags: QUANTIZATION_FLAG_VALUE).
 ENGINE_QUANTIZATIONS = {"vllm": ("none", "fp8", "awq", "gptq"), "tgi": ("none", "fp8", "int8", "awq", "gptq")}
+# SDK `OcirModelDeploymentEnvironmentConfigurationDetails.server_port`: "The port can be anything between
+# `1024` and `65535`. The following ports cannot be used `24224`, `8446`, `8447`."
 RESERVED_PORTS = frozenset({24224, 8446, 8447})
 ENV_LIMIT_BYTES = 2048
 ONLINE_STORAGE_GB = 950
